@@ -1,0 +1,641 @@
+//! Starting, health-checking and stopping etcd + kube-apiserver + kube-controller-manager.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+
+use crate::assets;
+use crate::certs::{self, Certs};
+use crate::error::{Error, Result};
+use crate::process::{Launcher, ManagedProcess, log_tail};
+
+/// User name of the cluster-admin identity (group `system:masters`).
+pub const ADMIN_USER: &str = "admin";
+/// Ordinary users without any RBAC permissions, for authorization tests.
+pub const TEST_USERS: [&str; 2] = ["alice", "bob"];
+/// Group the [`TEST_USERS`] belong to (besides `system:authenticated`).
+pub const TEST_USERS_GROUP: &str = "testmesh:users";
+
+const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// Issuer of service-account tokens; the in-cluster default.
+const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// Controllers we run: enough for namespace deletion, garbage collection,
+/// default service accounts (+ legacy token secrets), `kube-root-ca.crt` config
+/// maps and the aggregated `admin`/`edit`/`view` cluster roles. Workload
+/// controllers are left out: without kubelets they would only create noise.
+const CONTROLLERS: &str = "namespace-controller,garbage-collector-controller,\
+serviceaccount-controller,serviceaccount-token-controller,\
+root-ca-certificate-publisher-controller,clusterrole-aggregation-controller";
+
+const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const CONTROLLER_MANAGER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Run directories older than this are removed when a new run starts.
+const STALE_RUN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+const LOG_TAIL_LINES: usize = 40;
+
+/// A running etcd + kube-apiserver + kube-controller-manager on 127.0.0.1.
+///
+/// Every run gets its own directory `<workspace>/target/testenv/<run-id>/`
+/// containing `certs/`, `etcd/` (data, removed on drop), `logs/` (kept) and an
+/// admin `kubeconfig`.
+///
+/// Dropping the value kills the processes. Children are additionally tied to a
+/// launcher thread via `PR_SET_PDEATHSIG`, so they also die when the owning
+/// process exits without running destructors (the [`ControlPlane::shared`] case).
+#[derive(Debug)]
+pub struct ControlPlane {
+    run_dir: PathBuf,
+    log_dir: PathBuf,
+    etcd_data_dir: PathBuf,
+    kubeconfig_path: PathBuf,
+    server_url: String,
+    server_uri: http::Uri,
+    certs: Certs,
+    /// user name -> bearer token (admin and test users)
+    tokens: BTreeMap<String, String>,
+    kubectl_path: PathBuf,
+    startup_duration: Duration,
+    processes: Mutex<Vec<ManagedProcess>>,
+    launcher: Launcher,
+}
+
+impl ControlPlane {
+    /// Starts a fresh control plane and blocks until it is ready: `/readyz` of the
+    /// API server is `ok`, the controller manager's `/healthz` is `ok`, and the
+    /// `default` service account exists in the `default` namespace.
+    ///
+    /// This is blocking std code on purpose so it can run inside a
+    /// `OnceLock::get_or_init` from a `#[tokio::test]`; the async health checks run
+    /// on a private runtime in a helper thread. From async code outside tests,
+    /// wrap it in `tokio::task::spawn_blocking`.
+    pub fn start() -> Result<Self> {
+        let started = Instant::now();
+        cleanup_stale_runs();
+
+        let etcd = assets::find_binary("etcd", true)?;
+        let apiserver = assets::find_binary("kube-apiserver", false)?;
+        let controller_manager = assets::find_binary("kube-controller-manager", false)?;
+        let kubectl_path = assets::find_binary("kubectl", false)?;
+
+        let run_dir = create_run_dir()?;
+        let log_dir = run_dir.join("logs");
+        let etcd_data_dir = run_dir.join("etcd");
+        let cert_dir = run_dir.join("certs");
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| Error::io(format!("create {}", log_dir.display()), e))?;
+        let certs = certs::generate(&cert_dir)?;
+
+        let mut tokens = BTreeMap::new();
+        for user in std::iter::once(ADMIN_USER).chain(TEST_USERS) {
+            tokens.insert(user.to_owned(), random_hex(16)?);
+        }
+        let controller_manager_token = random_hex(16)?;
+        let token_file = cert_dir.join("tokens.csv");
+        write_file(
+            &token_file,
+            &token_file_csv(&tokens, &controller_manager_token),
+        )?;
+
+        let [
+            etcd_client_port,
+            etcd_peer_port,
+            apiserver_port,
+            controller_manager_port,
+        ] = free_ports()?;
+        let server_url = format!("https://127.0.0.1:{apiserver_port}");
+        let server_uri = server_url
+            .parse::<http::Uri>()
+            .map_err(|e| Error::Config(format!("API server URL {server_url}: {e}")))?;
+        let kubeconfig_path = run_dir.join("kubeconfig");
+        write_file(
+            &kubeconfig_path,
+            &kubeconfig(&server_url, &certs.ca_cert, ADMIN_USER, &tokens[ADMIN_USER])?,
+        )?;
+        let controller_manager_kubeconfig = cert_dir.join("controller-manager.kubeconfig");
+        write_file(
+            &controller_manager_kubeconfig,
+            &kubeconfig(
+                &server_url,
+                &certs.ca_cert,
+                CONTROLLER_MANAGER_USER,
+                &controller_manager_token,
+            )?,
+        )?;
+
+        let mut control_plane = ControlPlane {
+            run_dir,
+            log_dir,
+            etcd_data_dir,
+            kubeconfig_path,
+            server_url,
+            server_uri,
+            certs,
+            tokens,
+            kubectl_path,
+            startup_duration: Duration::ZERO,
+            processes: Mutex::new(Vec::new()),
+            launcher: Launcher::new()?,
+        };
+        // From here on, an early return drops `control_plane`, which kills whatever
+        // was started so far.
+
+        let etcd_client_url = format!("http://127.0.0.1:{etcd_client_port}");
+        let etcd_peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        let etcd_args = vec![
+            "--name=testenv".to_owned(),
+            format!("--data-dir={}", control_plane.etcd_data_dir.display()),
+            format!("--listen-client-urls={etcd_client_url}"),
+            format!("--advertise-client-urls={etcd_client_url}"),
+            format!("--listen-peer-urls={etcd_peer_url}"),
+            format!("--initial-advertise-peer-urls={etcd_peer_url}"),
+            format!("--initial-cluster=testenv={etcd_peer_url}"),
+            "--unsafe-no-fsync".to_owned(),
+            "--logger=zap".to_owned(),
+            "--log-outputs=stderr".to_owned(),
+        ];
+        control_plane.spawn("etcd", &etcd, &etcd_args, |command| {
+            // etcd also reads ETCD_* variables and refuses to start when they
+            // conflict with flags; do not let the developer's environment leak in.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("ETCD_") {
+                    command.env_remove(key);
+                }
+            }
+        })?;
+
+        let c = &control_plane.certs;
+        let apiserver_args = vec![
+            format!("--etcd-servers={etcd_client_url}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={apiserver_port}"),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--tls-cert-file={}", c.serving_cert.display()),
+            format!("--tls-private-key-file={}", c.serving_key.display()),
+            format!("--client-ca-file={}", c.ca_cert.display()),
+            format!("--token-auth-file={}", token_file.display()),
+            "--authorization-mode=RBAC".to_owned(),
+            format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
+            format!("--service-account-key-file={}", c.sa_pub.display()),
+            format!("--service-account-signing-key-file={}", c.sa_key.display()),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--endpoint-reconciler-type=none".to_owned(),
+            format!(
+                "--requestheader-client-ca-file={}",
+                c.front_proxy_ca_cert.display()
+            ),
+            "--requestheader-allowed-names=front-proxy-client".to_owned(),
+            "--requestheader-username-headers=X-Remote-User".to_owned(),
+            "--requestheader-group-headers=X-Remote-Group".to_owned(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_owned(),
+            format!(
+                "--proxy-client-cert-file={}",
+                c.front_proxy_client_cert.display()
+            ),
+            format!(
+                "--proxy-client-key-file={}",
+                c.front_proxy_client_key.display()
+            ),
+            "--allow-privileged=true".to_owned(),
+        ];
+        control_plane.spawn("kube-apiserver", &apiserver, &apiserver_args, |_| {})?;
+        block_on(control_plane.wait_apiserver_ready())??;
+
+        let c = &control_plane.certs;
+        let kcm_kubeconfig = controller_manager_kubeconfig.display();
+        let controller_manager_args = vec![
+            format!("--kubeconfig={kcm_kubeconfig}"),
+            format!("--authentication-kubeconfig={kcm_kubeconfig}"),
+            format!("--authorization-kubeconfig={kcm_kubeconfig}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={controller_manager_port}"),
+            format!("--tls-cert-file={}", c.serving_cert.display()),
+            format!("--tls-private-key-file={}", c.serving_key.display()),
+            "--leader-elect=false".to_owned(),
+            format!("--controllers={CONTROLLERS}"),
+            format!("--service-account-private-key-file={}", c.sa_key.display()),
+            format!("--root-ca-file={}", c.ca_cert.display()),
+            "--use-service-account-credentials=false".to_owned(),
+        ];
+        control_plane.spawn(
+            "kube-controller-manager",
+            &controller_manager,
+            &controller_manager_args,
+            |_| {},
+        )?;
+        block_on(control_plane.wait_controller_manager_ready(controller_manager_port))??;
+
+        control_plane.startup_duration = started.elapsed();
+        tracing::info!(
+            run_dir = %control_plane.run_dir.display(),
+            elapsed = ?control_plane.startup_duration,
+            "test control plane ready"
+        );
+        Ok(control_plane)
+    }
+
+    /// The control plane shared by all tests of one test binary, started on first use.
+    ///
+    /// It is never dropped; its processes die with the test process (see the
+    /// type-level docs). Panics with the component logs if startup fails (every
+    /// caller gets the same message; startup is attempted only once).
+    ///
+    /// Build a fresh client per test ([`ControlPlane::admin_client`]): a
+    /// `kube::Client` is bound to the Tokio runtime it was created on, and every
+    /// `#[tokio::test]` has its own runtime.
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        match SHARED.get_or_init(|| ControlPlane::start().map_err(|e| e.to_string())) {
+            Ok(control_plane) => control_plane,
+            Err(message) => panic!("failed to start the shared test control plane: {message}"),
+        }
+    }
+
+    /// Directory holding the control-plane binaries (`$TESTMESH_TEST_ASSETS` or
+    /// `<workspace>/target/test-assets/bin`).
+    pub fn assets_dir() -> PathBuf {
+        assets::bin_dir()
+    }
+
+    /// `<workspace>/target/test-assets/crds`: third-party CRD YAML files (Argo CD,
+    /// Flux) for [`crate::install_crds_from_yaml`].
+    pub fn crd_assets_dir() -> PathBuf {
+        assets::crd_dir()
+    }
+
+    /// HTTPS URL of the API server, e.g. `https://127.0.0.1:41234`.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// Admin kubeconfig, usable with `kubectl --kubeconfig` or `KUBECONFIG=`.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// PEM file of the cluster CA.
+    pub fn ca_cert_path(&self) -> &Path {
+        &self.certs.ca_cert
+    }
+
+    /// Directory of this run (certs, etcd data, logs, kubeconfig).
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Directory with `etcd.log`, `kube-apiserver.log`, `kube-controller-manager.log`.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Wall-clock time [`ControlPlane::start`] took until everything was ready.
+    pub fn startup_duration(&self) -> Duration {
+        self.startup_duration
+    }
+
+    /// Bearer token of `user` ([`ADMIN_USER`] or one of [`TEST_USERS`]).
+    pub fn user_token(&self, user: &str) -> Option<&str> {
+        self.tokens.get(user).map(String::as_str)
+    }
+
+    /// Client configuration authenticating with an arbitrary bearer token
+    /// (e.g. a service-account token obtained through the TokenRequest API).
+    pub fn config_for_token(&self, token: &str) -> kube::Config {
+        let mut config = kube::Config::new(self.server_uri.clone());
+        config.root_cert = Some(vec![self.certs.ca_der.clone()]);
+        config.auth_info.token = Some(secrecy::SecretString::from(token));
+        config
+    }
+
+    /// Client configuration for the cluster admin (`system:masters`).
+    pub fn admin_config(&self) -> kube::Config {
+        self.config_for_token(&self.tokens[ADMIN_USER])
+    }
+
+    /// Client configuration for one of the static users (`admin`, `alice`, `bob`).
+    pub fn user_config(&self, user: &str) -> Result<kube::Config> {
+        self.user_token(user)
+            .map(|token| self.config_for_token(token))
+            .ok_or_else(|| Error::UnknownUser(user.to_owned()))
+    }
+
+    /// A new admin client, bound to the current Tokio runtime.
+    pub async fn admin_client(&self) -> Result<kube::Client> {
+        Ok(kube::Client::try_from(self.admin_config())?)
+    }
+
+    /// A new client for `user` (see [`ControlPlane::user_config`]), bound to the
+    /// current Tokio runtime.
+    pub async fn user_client(&self, user: &str) -> Result<kube::Client> {
+        Ok(kube::Client::try_from(self.user_config(user)?)?)
+    }
+
+    /// `kubectl --kubeconfig <admin kubeconfig>`; add arguments and run it.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(&self.kubectl_path);
+        command.arg("--kubeconfig").arg(&self.kubeconfig_path);
+        command
+    }
+
+    /// Kills all processes and removes the etcd data directory (logs are kept).
+    /// Also done on drop.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Reverse start order: controller manager, API server, etcd.
+        while let Some(mut process) = processes.pop() {
+            process.kill();
+        }
+        if self.etcd_data_dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.etcd_data_dir)
+        {
+            tracing::warn!(dir = %self.etcd_data_dir.display(), error = %e, "cannot remove etcd data");
+        }
+    }
+
+    fn spawn(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<()> {
+        let log_path = self.log_dir.join(format!("{name}.log"));
+        let run_dir = self.run_dir.clone();
+        let process = self
+            .launcher
+            .spawn(name, program, args, &log_path, |command| {
+                command.current_dir(run_dir);
+                configure(command);
+            })?;
+        self.lock_processes().push(process);
+        Ok(())
+    }
+
+    fn lock_processes(&self) -> std::sync::MutexGuard<'_, Vec<ManagedProcess>> {
+        self.processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A startup error carrying the tail of every log file.
+    fn startup_error(&self, message: String) -> Error {
+        let logs = self
+            .lock_processes()
+            .iter()
+            .map(|p| {
+                format!(
+                    "----- {} ({}) -----\n{}",
+                    p.name,
+                    p.log_path.display(),
+                    log_tail(&p.log_path, LOG_TAIL_LINES)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Error::Startup { message, logs }
+    }
+
+    /// Polls `probe` until it returns `Ok(true)`, failing fast if a process died.
+    async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut probe: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bool, String>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("none");
+        loop {
+            let exited = self
+                .lock_processes()
+                .iter_mut()
+                .find_map(ManagedProcess::exit_status);
+            if let Some(exited) = exited {
+                return Err(self.startup_error(format!("{exited} while waiting for {what}")));
+            }
+            match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => last_error = e,
+                Err(_) => last_error = format!("probe timed out after {PROBE_TIMEOUT:?}"),
+            }
+            if Instant::now() >= deadline {
+                return Err(self.startup_error(format!(
+                    "timed out after {timeout:?} waiting for {what} (last probe error: {last_error})"
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn wait_apiserver_ready(&self) -> Result<()> {
+        let client = self.admin_client().await?;
+        self.wait_for("kube-apiserver /readyz", APISERVER_READY_TIMEOUT, || {
+            get_ok(&client, "/readyz")
+        })
+        .await
+    }
+
+    async fn wait_controller_manager_ready(&self, port: u16) -> Result<()> {
+        let uri = format!("https://127.0.0.1:{port}")
+            .parse::<http::Uri>()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let mut config = kube::Config::new(uri);
+        // It serves the same certificate as the API server.
+        config.root_cert = Some(vec![self.certs.ca_der.clone()]);
+        let controller_manager = kube::Client::try_from(config)?;
+        self.wait_for(
+            "kube-controller-manager /healthz",
+            CONTROLLER_MANAGER_READY_TIMEOUT,
+            || get_ok(&controller_manager, "/healthz"),
+        )
+        .await?;
+
+        // The serviceaccount controller creating `default/default` proves the
+        // controllers are actually running (and that the `default` namespace exists).
+        let service_accounts: Api<ServiceAccount> =
+            Api::namespaced(self.admin_client().await?, "default");
+        self.wait_for(
+            "service account default/default",
+            CONTROLLER_MANAGER_READY_TIMEOUT,
+            || async {
+                service_accounts
+                    .get_opt("default")
+                    .await
+                    .map(|sa| sa.is_some())
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// `GET path` returning exactly `ok`.
+async fn get_ok(client: &kube::Client, path: &str) -> Result<bool, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match client.request_text(request).await {
+        Ok(body) => Ok(body.trim() == "ok"),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs `future` to completion on a private current-thread runtime in a scoped
+/// helper thread, so it works whether or not the caller is inside a runtime.
+fn block_on<F>(future: F) -> Result<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(future))
+                .map_err(|e| Error::io("build Tokio runtime", e))
+        });
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// `n` random bytes from `/dev/urandom`, hex encoded.
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0_u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("read /dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Four distinct free TCP ports on 127.0.0.1. All listeners are held until the
+/// last port is picked so the kernel cannot hand out the same port twice.
+fn free_ports() -> Result<[u16; 4]> {
+    let mut listeners = Vec::with_capacity(4);
+    let mut ports = [0_u16; 4];
+    for port in &mut ports {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("bind 127.0.0.1:0", e))?;
+        *port = listener
+            .local_addr()
+            .map_err(|e| Error::io("read local address", e))?
+            .port();
+        listeners.push(listener);
+    }
+    Ok(ports)
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+/// `token,user,uid,"groups"` lines for `--token-auth-file`.
+fn token_file_csv(tokens: &BTreeMap<String, String>, controller_manager_token: &str) -> String {
+    let mut csv = format!(
+        "{controller_manager_token},{CONTROLLER_MANAGER_USER},uid-kube-controller-manager,\"system:masters\"\n"
+    );
+    for (user, token) in tokens {
+        let groups = if user == ADMIN_USER {
+            "system:masters"
+        } else {
+            TEST_USERS_GROUP
+        };
+        csv.push_str(&format!("{token},{user},uid-{user},\"{groups}\"\n"));
+    }
+    csv
+}
+
+/// A kubeconfig (JSON is valid YAML) referencing the CA file and embedding `token`.
+fn kubeconfig(server: &str, ca_cert: &Path, user: &str, token: &str) -> Result<String> {
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": "testenv",
+            "cluster": { "server": server, "certificate-authority": ca_cert },
+        }],
+        "users": [{ "name": user, "user": { "token": token } }],
+        "contexts": [{
+            "name": "testenv",
+            "context": { "cluster": "testenv", "user": user, "namespace": "default" },
+        }],
+        "current-context": "testenv",
+    });
+    serde_json::to_string_pretty(&config)
+        .map_err(|e| Error::Config(format!("serialize kubeconfig: {e}")))
+}
+
+/// Creates `<workspace>/target/testenv/<unix-seconds>-<pid>-<n>`.
+fn create_run_dir() -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let root = assets::runs_root();
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Error::io(format!("create {}", root.display()), e))?;
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dir = root.join(format!(
+        "{seconds}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+/// Best effort: removes run directories older than a day, and the etcd data of
+/// runs whose process is gone (the shared control plane is never dropped, so
+/// its etcd data would otherwise accumulate; etcd preallocates 64 MB of WAL).
+fn cleanup_stale_runs() {
+    let Ok(entries) = std::fs::read_dir(assets::runs_root()) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok());
+        let owner_alive = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.split('-').nth(1))
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if owner_alive {
+            continue;
+        }
+        if age.is_some_and(|age| age > STALE_RUN_AGE) {
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            let _ = std::fs::remove_dir_all(path.join("etcd"));
+        }
+    }
+}
