@@ -1,0 +1,584 @@
+//! The environment state machine: from (spec, status, what was observed, now) to the next
+//! status, the effects to apply, and when to look again.
+//!
+//! This is where every lifecycle decision is made. It reads no clock and calls no API:
+//! the reconciler observes the world into an [`Observed`], calls [`decide`], applies the
+//! [`Effect`]s, writes the status if it changed, and requeues at [`Decision::wake_at`].
+//! Timers are derived from timestamps stored in the status, so a restarted operator
+//! re-derives every deadline.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions::{self, ConditionStatus, Verdict, reason};
+use super::phase::Phase;
+use super::ttl::{self, Ttl};
+use crate::resources::{ProviderStatus, TestEnvironment, TestEnvironmentStatus};
+
+/// Deadlines that bound provisioning, so it fails with a reason instead of hanging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Longest time from the start of provisioning to ready.
+    pub provisioning_timeout: SignedDuration,
+    /// How long the provider's app may stay Degraded before the environment fails.
+    pub degraded_grace: SignedDuration,
+    /// How long the provider's app may be missing before the environment fails.
+    pub missing_grace: SignedDuration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            provisioning_timeout: SignedDuration::from_mins(30),
+            degraded_grace: SignedDuration::from_mins(5),
+            missing_grace: SignedDuration::from_mins(2),
+        }
+    }
+}
+
+/// The environment's namespace as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceState {
+    Absent,
+    /// Created by this environment (its UID is on the namespace).
+    Owned {
+        terminating: bool,
+        /// What keeps a terminating namespace alive (from its conditions), if known.
+        blockers: Option<String>,
+    },
+    /// Exists, but this environment did not create it: never adopted, never deleted.
+    NotOwned,
+    /// The operator's namespace policy refuses this name (system namespace, not in the
+    /// allow-list); the message says which rule.
+    Refused(String),
+}
+
+/// Whether the provider's app is ready to serve runs, in provider-neutral terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Progressing,
+    Degraded,
+    /// A failure the provider reports as final for this attempt (failed sync, error
+    /// condition, stalled reconciliation).
+    Failed,
+}
+
+/// Whether the operator may delete the provider's app on teardown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppDeletion {
+    /// It deploys into this environment's namespace and nothing else re-creates it.
+    Deletable,
+    /// Deletion was requested and the provider is pruning.
+    InProgress,
+    /// Must not be deleted; the message says why (e.g. an ApplicationSet owns it).
+    Retained(String),
+}
+
+/// The provider's app as observed and interpreted by its adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppReport {
+    pub readiness: Readiness,
+    /// Health in the provider's own words (Argo CD: Healthy, Degraded, …).
+    pub health: String,
+    pub sync: Option<String>,
+    pub revision: Option<String>,
+    /// Why it is (not) ready, for users.
+    pub message: String,
+    pub deletion: AppDeletion,
+}
+
+/// The provider's app, if it exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppState {
+    Missing,
+    Present(AppReport),
+}
+
+/// Why teardown was asked for from outside the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeardownRequest {
+    /// An explicit destroy that keeps the record.
+    Destroy,
+    /// The TestEnvironment object is being deleted (finalizer).
+    Delete,
+}
+
+/// Everything the reconciler observed about one environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub namespace: NamespaceState,
+    pub app: AppState,
+    /// Names of the claims holding the environment.
+    pub holders: Vec<String>,
+    pub teardown: Option<TeardownRequest>,
+}
+
+/// A change the reconciler must make in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    CreateNamespace,
+    DeleteApp,
+    DeleteNamespace,
+}
+
+/// The outcome of one decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The complete next status; write it only if it differs from the current one.
+    pub status: TestEnvironmentStatus,
+    /// Changes to apply, in order, before writing the status.
+    pub effects: Vec<Effect>,
+    /// When to decide again if nothing is observed to change before.
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Decision {
+    pub fn phase(&self) -> Phase {
+        self.status.phase.unwrap_or(Phase::Cold)
+    }
+}
+
+/// Decides the next status of `environment` from what was observed at `now`.
+pub fn decide(
+    environment: &TestEnvironment,
+    observed: &Observed,
+    timing: &Timing,
+    now: Timestamp,
+) -> Decision {
+    let current = environment.status.clone().unwrap_or_default();
+    let previous = current.phase.unwrap_or(Phase::Cold);
+    let generation = environment.metadata.generation.unwrap_or_default();
+    let mut next = current.clone();
+    next.observed_generation = Some(generation);
+    next.claimed_by = observed.holders.clone();
+    next.provider = Some(provider_status(
+        current.provider.as_ref(),
+        &observed.app,
+        now,
+    ));
+    let mut decision = Decision {
+        status: next,
+        effects: Vec::new(),
+        wake_at: None,
+    };
+    let step = Step {
+        generation,
+        now,
+        timing,
+        observed,
+    };
+
+    if previous == Phase::Destroyed {
+        step.stay_destroyed(&mut decision);
+        return decision;
+    }
+
+    let ttl = Ttl::from_minutes(environment.spec.template.ttl_minutes);
+    let created_at = environment
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let expires_at = idle_expiry(&current, created_at, ttl);
+    let held = !observed.holders.is_empty();
+
+    let teardown_reason = match (previous, observed.teardown) {
+        (_, Some(TeardownRequest::Delete)) => Some(reason::DELETED),
+        (_, Some(TeardownRequest::Destroy)) => Some(reason::DESTROY_REQUESTED),
+        (Phase::Destroying, None) => Some(
+            conditions::find(&current.conditions, conditions::READY)
+                .map(|c| teardown_reason_of(&c.reason))
+                .unwrap_or(reason::EXPIRED),
+        ),
+        // A run that just ended starts its idle clock now (cooling), not at the last use.
+        (Phase::Running, None) => None,
+        (_, None) if !held && ttl::is_expired(expires_at, now) => Some(reason::EXPIRED),
+        _ => None,
+    };
+    if let Some(cause) = teardown_reason {
+        step.tear_down(&mut decision, cause);
+        return decision;
+    }
+
+    if previous == Phase::Running && !held {
+        // The run released it: the idle clock starts now.
+        decision.status.last_used_at = Some(Time(now));
+    }
+    step.run(&mut decision, previous, held);
+    decision.status.expires_at = if held {
+        None
+    } else {
+        let expires_at = idle_expiry(&decision.status, created_at, ttl);
+        decision.wake_at = Some(earliest(decision.wake_at, expires_at));
+        Some(Time(expires_at))
+    };
+    decision
+}
+
+/// When an idle environment expires: TTL after its last use, or after its creation if it
+/// was never used (so an environment nobody claims cannot live forever).
+fn idle_expiry(status: &TestEnvironmentStatus, created_at: Timestamp, ttl: Ttl) -> Timestamp {
+    let idle_since = status.last_used_at.as_ref().map_or(created_at, |t| t.0);
+    ttl::expires_at(idle_since, ttl)
+}
+
+/// The inputs every step of one decision shares.
+struct Step<'a> {
+    generation: i64,
+    now: Timestamp,
+    timing: &'a Timing,
+    observed: &'a Observed,
+}
+
+impl Step<'_> {
+    fn set(&self, decision: &mut Decision, verdict: Verdict) {
+        conditions::set(
+            &mut decision.status.conditions,
+            verdict,
+            self.generation,
+            self.now,
+        );
+    }
+
+    fn enter(&self, decision: &mut Decision, phase: Phase, ready: Verdict) {
+        decision.status.phase = Some(phase);
+        self.set(decision, ready);
+    }
+
+    fn stay_destroyed(&self, decision: &mut Decision) {
+        decision.status.phase = Some(Phase::Destroyed);
+        decision.status.claimed_by.clear();
+        let ready = conditions::find(&decision.status.conditions, conditions::READY);
+        if ready.is_none_or(|c| c.status != ConditionStatus::False.as_str()) {
+            self.set(
+                decision,
+                Verdict::new(
+                    conditions::READY,
+                    ConditionStatus::False,
+                    reason::TEARDOWN_COMPLETE,
+                    "destroyed",
+                ),
+            );
+        }
+        for condition in &mut decision.status.conditions {
+            condition.observed_generation = Some(self.generation);
+        }
+    }
+
+    /// Deletes the provider's app (so it prunes what it deployed), then the namespace;
+    /// reports `destroyed` only when the namespace is gone.
+    fn tear_down(&self, decision: &mut Decision, cause: &'static str) {
+        let status = &mut decision.status;
+        status.teardown_started_at.get_or_insert(Time(self.now));
+        let mut notes = Vec::new();
+        let waiting_for_app = match &self.observed.app {
+            AppState::Present(app) => match &app.deletion {
+                AppDeletion::Deletable => {
+                    decision.effects.push(Effect::DeleteApp);
+                    true
+                }
+                AppDeletion::InProgress => true,
+                AppDeletion::Retained(why) => {
+                    notes.push(format!("provider app kept: {why}"));
+                    false
+                }
+            },
+            AppState::Missing => false,
+        };
+        let not_ready =
+            |message: &str| Verdict::new(conditions::READY, ConditionStatus::False, cause, message);
+        if waiting_for_app {
+            self.enter(decision, Phase::Destroying, not_ready("tearing down"));
+            self.set(
+                decision,
+                Verdict::new(
+                    conditions::DESTROYED,
+                    ConditionStatus::False,
+                    reason::WAITING_FOR_APP_DELETION,
+                    "waiting for the provider to delete its app and prune what it deployed",
+                ),
+            );
+            return;
+        }
+        match &self.observed.namespace {
+            NamespaceState::Owned {
+                terminating,
+                blockers,
+            } => {
+                if !terminating {
+                    decision.effects.push(Effect::DeleteNamespace);
+                }
+                let message = match blockers {
+                    Some(blockers) => format!("namespace is terminating: {blockers}"),
+                    None => "namespace is terminating".to_owned(),
+                };
+                notes.insert(0, message);
+                self.enter(decision, Phase::Destroying, not_ready("tearing down"));
+                self.set(
+                    decision,
+                    Verdict::new(
+                        conditions::DESTROYED,
+                        ConditionStatus::False,
+                        reason::NAMESPACE_TERMINATING,
+                        notes.join("; "),
+                    ),
+                );
+            }
+            NamespaceState::Absent | NamespaceState::NotOwned | NamespaceState::Refused(_) => {
+                if !matches!(self.observed.namespace, NamespaceState::Absent) {
+                    notes.push("namespace kept: not created by this environment".to_owned());
+                }
+                decision.status.destroyed_at = Some(Time(self.now));
+                decision.status.claimed_by.clear();
+                self.enter(decision, Phase::Destroyed, not_ready("destroyed"));
+                let message = if notes.is_empty() {
+                    "namespace deleted".to_owned()
+                } else {
+                    notes.join("; ")
+                };
+                self.set(
+                    decision,
+                    Verdict::new(
+                        conditions::DESTROYED,
+                        ConditionStatus::True,
+                        reason::TEARDOWN_COMPLETE,
+                        message,
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Every phase short of teardown.
+    fn run(&self, decision: &mut Decision, previous: Phase, held: bool) {
+        let failed = |reason: &'static str, message: String| {
+            Verdict::new(conditions::READY, ConditionStatus::False, reason, message)
+        };
+        match &self.observed.namespace {
+            NamespaceState::Refused(why) => {
+                self.enter(
+                    decision,
+                    Phase::Failed,
+                    failed(reason::NAMESPACE_REFUSED, why.clone()),
+                );
+                return;
+            }
+            NamespaceState::NotOwned => {
+                self.enter(
+                    decision,
+                    Phase::Failed,
+                    failed(
+                        reason::NAMESPACE_NOT_OWNED,
+                        "the namespace already exists and was not created by this environment; it is never adopted".to_owned(),
+                    ),
+                );
+                return;
+            }
+            NamespaceState::Owned {
+                terminating: true, ..
+            } => {
+                self.enter(
+                    decision,
+                    Phase::Failed,
+                    failed(
+                        reason::NAMESPACE_TERMINATING,
+                        "the namespace is being deleted outside of a teardown; it is re-created once gone".to_owned(),
+                    ),
+                );
+                return;
+            }
+            NamespaceState::Absent => {
+                decision.effects.push(Effect::CreateNamespace);
+                decision.status.provisioning_started_at = Some(Time(self.now));
+                self.set(decision, self.provider_verdict());
+                self.enter(
+                    decision,
+                    Phase::Provisioning,
+                    Verdict::new(
+                        conditions::READY,
+                        ConditionStatus::False,
+                        reason::PROVISIONING,
+                        "creating the namespace",
+                    ),
+                );
+                decision.wake_at = Some(self.provisioning_deadline(decision));
+                return;
+            }
+            NamespaceState::Owned {
+                terminating: false, ..
+            } => {}
+        }
+
+        self.set(decision, self.provider_verdict());
+        let was_ready = matches!(previous, Phase::Warm | Phase::Running | Phase::Cooling);
+        let readiness = match &self.observed.app {
+            AppState::Present(app) => app.readiness.clone(),
+            AppState::Missing => Readiness::Progressing,
+        };
+        if readiness == Readiness::Ready {
+            let phase = match (held, previous) {
+                (true, _) => Phase::Running,
+                (false, Phase::Running | Phase::Cooling) => Phase::Cooling,
+                (false, _) => Phase::Warm,
+            };
+            let status = &mut decision.status;
+            status.ready_at.get_or_insert(Time(self.now));
+            if !was_ready {
+                status.last_used_at = Some(Time(self.now));
+            }
+            let (reason, message) = if held {
+                (
+                    reason::IN_USE,
+                    format!("in use by {}", self.observed.holders.join(", ")),
+                )
+            } else {
+                (reason::AVAILABLE, "ready for a run".to_owned())
+            };
+            self.enter(
+                decision,
+                phase,
+                Verdict::new(conditions::READY, ConditionStatus::True, reason, message),
+            );
+            return;
+        }
+
+        if was_ready {
+            // Ready before, not now: a new provisioning attempt starts its own timeout.
+            decision.status.provisioning_started_at = Some(Time(self.now));
+        }
+        let deadline = self.provisioning_deadline(decision);
+        let health_since = decision
+            .status
+            .provider
+            .as_ref()
+            .and_then(|p| p.health_since.as_ref())
+            .map_or(self.now, |t| t.0);
+        let app_message = match &self.observed.app {
+            AppState::Present(app) => app.message.clone(),
+            AppState::Missing => "the provider's app does not exist".to_owned(),
+        };
+        let grace_end = match (&self.observed.app, &readiness) {
+            (AppState::Missing, _) => Some((
+                health_since
+                    .saturating_add(self.timing.missing_grace)
+                    .unwrap_or(Timestamp::MAX),
+                reason::APP_NOT_FOUND,
+            )),
+            (_, Readiness::Degraded) => Some((
+                health_since
+                    .saturating_add(self.timing.degraded_grace)
+                    .unwrap_or(Timestamp::MAX),
+                reason::DEGRADED_TOO_LONG,
+            )),
+            _ => None,
+        };
+        let verdict_failure = if readiness == Readiness::Failed {
+            Some(reason::APP_FAILED)
+        } else if let Some((_, reason)) = grace_end.filter(|(end, _)| self.now >= *end) {
+            Some(reason)
+        } else if self.now >= deadline {
+            Some(reason::PROVISIONING_TIMEOUT)
+        } else {
+            None
+        };
+        if let Some(reason) = verdict_failure {
+            self.enter(decision, Phase::Failed, failed(reason, app_message));
+            return;
+        }
+        let phase = if held && was_ready {
+            Phase::Running
+        } else {
+            Phase::Provisioning
+        };
+        self.enter(
+            decision,
+            phase,
+            Verdict::new(
+                conditions::READY,
+                ConditionStatus::False,
+                reason::PROVISIONING,
+                app_message,
+            ),
+        );
+        let wake = grace_end.map_or(deadline, |(end, _)| end.min(deadline));
+        decision.wake_at = Some(wake);
+    }
+
+    fn provisioning_deadline(&self, decision: &Decision) -> Timestamp {
+        let started = decision
+            .status
+            .provisioning_started_at
+            .as_ref()
+            .map_or(self.now, |t| t.0);
+        started
+            .saturating_add(self.timing.provisioning_timeout)
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    fn provider_verdict(&self) -> Verdict {
+        let (status, reason, message) = match &self.observed.app {
+            AppState::Missing => (
+                ConditionStatus::False,
+                reason::APP_MISSING,
+                "the provider's app does not exist".to_owned(),
+            ),
+            AppState::Present(app) => {
+                let (status, reason) = match app.readiness {
+                    Readiness::Ready => (ConditionStatus::True, reason::APP_READY),
+                    Readiness::Progressing => (ConditionStatus::False, reason::APP_PROGRESSING),
+                    Readiness::Degraded => (ConditionStatus::False, reason::APP_DEGRADED),
+                    Readiness::Failed => (ConditionStatus::False, reason::APP_FAILED),
+                };
+                (status, reason, app.message.clone())
+            }
+        };
+        Verdict::new(conditions::PROVIDER_READY, status, reason, message)
+    }
+}
+
+/// The teardown cause recorded in a `Ready` reason, so an interrupted teardown keeps it.
+fn teardown_reason_of(ready_reason: &str) -> &'static str {
+    match ready_reason {
+        reason::DELETED => reason::DELETED,
+        reason::DESTROY_REQUESTED => reason::DESTROY_REQUESTED,
+        _ => reason::EXPIRED,
+    }
+}
+
+fn earliest(current: Option<Timestamp>, candidate: Timestamp) -> Timestamp {
+    current.map_or(candidate, |at| at.min(candidate))
+}
+
+/// The provider summary users see, with `healthSince` moved only when health changes.
+fn provider_status(
+    current: Option<&ProviderStatus>,
+    app: &AppState,
+    now: Timestamp,
+) -> ProviderStatus {
+    let (health, sync, revision, message) = match app {
+        AppState::Missing => ("Missing".to_owned(), None, None, None),
+        AppState::Present(report) => (
+            report.health.clone(),
+            report.sync.clone(),
+            report.revision.clone(),
+            Some(report.message.clone()).filter(|m| !m.is_empty()),
+        ),
+    };
+    let health_since = match current {
+        Some(previous) if previous.health.as_deref() == Some(health.as_str()) => {
+            previous.health_since.clone()
+        }
+        _ => Some(Time(now)),
+    };
+    ProviderStatus {
+        health: Some(health),
+        health_since,
+        sync,
+        revision,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,855 @@
+//! Table-driven tests of the environment state machine, and a property test that nothing
+//! leaves `destroyed`.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+use proptest::prelude::*;
+
+use super::*;
+use crate::lifecycle::conditions::{DESTROYED, PROVIDER_READY, READY};
+use crate::resources::{EnvironmentTemplate, Provider, TestEnvironmentSpec};
+
+const CREATED: i64 = 1_000_000;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(seconds).unwrap()
+}
+
+fn minutes(m: i64) -> i64 {
+    m * 60
+}
+
+/// A TestEnvironment as the reconciler would see it, built up like a sentence.
+#[derive(Clone, Debug)]
+struct Env(TestEnvironment);
+
+fn environment() -> Env {
+    let mut object = TestEnvironment::new(
+        "pr-123",
+        TestEnvironmentSpec {
+            context: "pr-123".into(),
+            template: EnvironmentTemplate {
+                display_name: None,
+                provider: Provider::Argocd,
+                provider_app_name: "testmesh-pr-123".into(),
+                provider_app_namespace: None,
+                namespace: "review-pr-123".into(),
+                ttl_minutes: 60,
+                services: Vec::new(),
+                routing: None,
+            },
+        },
+    );
+    object.metadata = ObjectMeta {
+        name: Some("pr-123".into()),
+        namespace: Some("team-a".into()),
+        generation: Some(1),
+        creation_timestamp: Some(Time(at(CREATED))),
+        ..ObjectMeta::default()
+    };
+    Env(object)
+}
+
+impl Env {
+    fn status(&mut self) -> &mut TestEnvironmentStatus {
+        self.0.status.get_or_insert_with(Default::default)
+    }
+    fn in_phase(mut self, phase: Phase) -> Self {
+        self.status().phase = Some(phase);
+        self
+    }
+    fn last_used(mut self, seconds: i64) -> Self {
+        self.status().last_used_at = Some(Time(at(seconds)));
+        self
+    }
+    fn provisioning_since(mut self, seconds: i64) -> Self {
+        self.status().provisioning_started_at = Some(Time(at(seconds)));
+        self
+    }
+    fn health_since(mut self, health: &str, seconds: i64) -> Self {
+        self.status().provider = Some(ProviderStatus {
+            health: Some(health.into()),
+            health_since: Some(Time(at(seconds))),
+            ..ProviderStatus::default()
+        });
+        self
+    }
+    fn ttl_minutes(mut self, ttl: u32) -> Self {
+        self.0.spec.template.ttl_minutes = ttl;
+        self
+    }
+    fn generation(mut self, generation: i64) -> Self {
+        self.0.metadata.generation = Some(generation);
+        self
+    }
+    /// Applies a decision's status, as the reconciler would after writing it.
+    fn after(mut self, decision: &Decision) -> Self {
+        self.0.status = Some(decision.status.clone());
+        self
+    }
+    fn decide(&self, world: &World, now: i64) -> Decision {
+        decide(&self.0, &world.0, &Timing::default(), at(now))
+    }
+}
+
+/// What the reconciler observed, built up like a sentence.
+#[derive(Clone, Debug)]
+struct World(Observed);
+
+fn world() -> World {
+    World(Observed {
+        namespace: NamespaceState::Owned {
+            terminating: false,
+            blockers: None,
+        },
+        app: AppState::Present(app(Readiness::Ready, "Healthy")),
+        holders: Vec::new(),
+        teardown: None,
+    })
+}
+
+fn app(readiness: Readiness, health: &str) -> AppReport {
+    AppReport {
+        readiness,
+        health: health.into(),
+        sync: Some("Synced".into()),
+        revision: Some("abc123".into()),
+        message: format!("app is {health}"),
+        deletion: AppDeletion::Deletable,
+    }
+}
+
+impl World {
+    fn no_namespace(mut self) -> Self {
+        self.0.namespace = NamespaceState::Absent;
+        self
+    }
+    fn foreign_namespace(mut self) -> Self {
+        self.0.namespace = NamespaceState::NotOwned;
+        self
+    }
+    fn refused_namespace(mut self) -> Self {
+        self.0.namespace = NamespaceState::Refused("kube-system is a system namespace".into());
+        self
+    }
+    fn terminating_namespace(mut self, blockers: Option<&str>) -> Self {
+        self.0.namespace = NamespaceState::Owned {
+            terminating: true,
+            blockers: blockers.map(str::to_owned),
+        };
+        self
+    }
+    fn app(mut self, readiness: Readiness, health: &str) -> Self {
+        self.0.app = AppState::Present(app(readiness, health));
+        self
+    }
+    fn app_deletion(mut self, deletion: AppDeletion) -> Self {
+        if let AppState::Present(report) = &mut self.0.app {
+            report.deletion = deletion;
+        }
+        self
+    }
+    fn no_app(mut self) -> Self {
+        self.0.app = AppState::Missing;
+        self
+    }
+    fn held_by(mut self, claim: &str) -> Self {
+        self.0.holders.push(claim.into());
+        self
+    }
+    fn teardown(mut self, request: TeardownRequest) -> Self {
+        self.0.teardown = Some(request);
+        self
+    }
+}
+
+fn condition<'a>(
+    decision: &'a Decision,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    conditions::find(&decision.status.conditions, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", decision.status.conditions))
+}
+
+fn ready(decision: &Decision) -> (&str, &str) {
+    let c = condition(decision, READY);
+    (c.status.as_str(), c.reason.as_str())
+}
+
+/// One row of the transition table.
+struct Row {
+    name: &'static str,
+    env: Env,
+    world: World,
+    now: i64,
+    phase: Phase,
+    ready: (&'static str, &'static str),
+    effects: &'static [Effect],
+}
+
+#[test]
+fn transition_table() {
+    let now = CREATED + 10;
+    let rows = [
+        Row {
+            name: "cold, no namespace: create it and start provisioning",
+            env: environment(),
+            world: world().no_namespace().no_app(),
+            now,
+            phase: Phase::Provisioning,
+            ready: ("False", reason::PROVISIONING),
+            effects: &[Effect::CreateNamespace],
+        },
+        Row {
+            name: "cold, namespace taken by someone else: refused, not adopted",
+            env: environment(),
+            world: world().foreign_namespace(),
+            now,
+            phase: Phase::Failed,
+            ready: ("False", reason::NAMESPACE_NOT_OWNED),
+            effects: &[],
+        },
+        Row {
+            name: "cold, namespace refused by policy",
+            env: environment(),
+            world: world().refused_namespace(),
+            now,
+            phase: Phase::Failed,
+            ready: ("False", reason::NAMESPACE_REFUSED),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, app progressing: keep waiting",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED),
+            world: world().app(Readiness::Progressing, "Progressing"),
+            now,
+            phase: Phase::Provisioning,
+            ready: ("False", reason::PROVISIONING),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, app ready: warm",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED),
+            world: world(),
+            now,
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, app ready and a claim waiting: running",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED),
+            world: world().held_by("run-1"),
+            now,
+            phase: Phase::Running,
+            ready: ("True", reason::IN_USE),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, app failed: failed at once",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED),
+            world: world().app(Readiness::Failed, "Healthy"),
+            now,
+            phase: Phase::Failed,
+            ready: ("False", reason::APP_FAILED),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, degraded within grace: keep waiting",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED)
+                .health_since("Degraded", now - minutes(5) + 1),
+            world: world().app(Readiness::Degraded, "Degraded"),
+            now,
+            phase: Phase::Provisioning,
+            ready: ("False", reason::PROVISIONING),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, degraded for the whole grace: failed",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED)
+                .health_since("Degraded", now - minutes(5)),
+            world: world().app(Readiness::Degraded, "Degraded"),
+            now,
+            phase: Phase::Failed,
+            ready: ("False", reason::DEGRADED_TOO_LONG),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, app missing within grace: keep waiting",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED)
+                .health_since("Missing", now - minutes(2) + 1),
+            world: world().no_app(),
+            now,
+            phase: Phase::Provisioning,
+            ready: ("False", reason::PROVISIONING),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning, app missing for the whole grace: failed",
+            env: environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED)
+                .health_since("Missing", now - minutes(2)),
+            world: world().no_app(),
+            now,
+            phase: Phase::Failed,
+            ready: ("False", reason::APP_NOT_FOUND),
+            effects: &[],
+        },
+        Row {
+            name: "provisioning past the timeout: failed",
+            env: environment()
+                .ttl_minutes(600)
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED),
+            world: world().app(Readiness::Progressing, "Progressing"),
+            now: CREATED + minutes(30),
+            phase: Phase::Failed,
+            ready: ("False", reason::PROVISIONING_TIMEOUT),
+            effects: &[],
+        },
+        Row {
+            name: "failed, app recovers: warm",
+            env: environment()
+                .in_phase(Phase::Failed)
+                .provisioning_since(CREATED),
+            world: world(),
+            now,
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+        },
+        Row {
+            name: "warm, claimed: running",
+            env: environment().in_phase(Phase::Warm).last_used(CREATED),
+            world: world().held_by("run-1"),
+            now,
+            phase: Phase::Running,
+            ready: ("True", reason::IN_USE),
+            effects: &[],
+        },
+        Row {
+            name: "running, released: cooling",
+            env: environment().in_phase(Phase::Running).last_used(CREATED),
+            world: world(),
+            now,
+            phase: Phase::Cooling,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+        },
+        Row {
+            name: "cooling, claimed again: running (reuse)",
+            env: environment().in_phase(Phase::Cooling).last_used(CREATED),
+            world: world().held_by("run-2"),
+            now,
+            phase: Phase::Running,
+            ready: ("True", reason::IN_USE),
+            effects: &[],
+        },
+        Row {
+            name: "warm, app starts a new sync: provisioning again",
+            env: environment().in_phase(Phase::Warm).last_used(CREATED),
+            world: world().app(Readiness::Progressing, "Progressing"),
+            now,
+            phase: Phase::Provisioning,
+            ready: ("False", reason::PROVISIONING),
+            effects: &[],
+        },
+        Row {
+            name: "running, app resyncing: still held, not ready",
+            env: environment().in_phase(Phase::Running).last_used(CREATED),
+            world: world()
+                .app(Readiness::Progressing, "Progressing")
+                .held_by("run-1"),
+            now,
+            phase: Phase::Running,
+            ready: ("False", reason::PROVISIONING),
+            effects: &[],
+        },
+        Row {
+            name: "warm, expired: delete the app first",
+            env: environment().in_phase(Phase::Warm).last_used(CREATED),
+            world: world(),
+            now: CREATED + minutes(60),
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[Effect::DeleteApp],
+        },
+        Row {
+            name: "cooling, expired: delete the app first",
+            env: environment().in_phase(Phase::Cooling).last_used(CREATED),
+            world: world(),
+            now: CREATED + minutes(60),
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[Effect::DeleteApp],
+        },
+        Row {
+            name: "running past the TTL: never expires under a run",
+            env: environment().in_phase(Phase::Running).last_used(CREATED),
+            world: world().held_by("run-1"),
+            now: CREATED + minutes(600),
+            phase: Phase::Running,
+            ready: ("True", reason::IN_USE),
+            effects: &[],
+        },
+        Row {
+            name: "failed and never used, idle past the TTL since creation: destroyed",
+            env: environment().in_phase(Phase::Failed),
+            world: world().app(Readiness::Failed, "Degraded"),
+            now: CREATED + minutes(60),
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[Effect::DeleteApp],
+        },
+        Row {
+            name: "explicit destroy while running: tears down",
+            env: environment().in_phase(Phase::Running).last_used(CREATED),
+            world: world().held_by("run-1").teardown(TeardownRequest::Destroy),
+            now,
+            phase: Phase::Destroying,
+            ready: ("False", reason::DESTROY_REQUESTED),
+            effects: &[Effect::DeleteApp],
+        },
+        Row {
+            name: "object deleted: tears down",
+            env: environment().in_phase(Phase::Warm).last_used(CREATED),
+            world: world().teardown(TeardownRequest::Delete),
+            now,
+            phase: Phase::Destroying,
+            ready: ("False", reason::DELETED),
+            effects: &[Effect::DeleteApp],
+        },
+        Row {
+            name: "destroying, app being pruned: wait, namespace untouched",
+            env: environment().in_phase(Phase::Destroying),
+            world: world().app_deletion(AppDeletion::InProgress),
+            now,
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[],
+        },
+        Row {
+            name: "destroying, app gone: delete the namespace",
+            env: environment().in_phase(Phase::Destroying),
+            world: world().no_app(),
+            now,
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[Effect::DeleteNamespace],
+        },
+        Row {
+            name: "destroying, app retained (ApplicationSet): namespace still deleted",
+            env: environment().in_phase(Phase::Destroying),
+            world: world().app_deletion(AppDeletion::Retained("owned by ApplicationSet x".into())),
+            now,
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[Effect::DeleteNamespace],
+        },
+        Row {
+            name: "destroying, namespace terminating: wait without deleting again",
+            env: environment().in_phase(Phase::Destroying),
+            world: world()
+                .no_app()
+                .terminating_namespace(Some("configmaps has 1 resource")),
+            now,
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[],
+        },
+        Row {
+            name: "destroying, namespace gone: destroyed",
+            env: environment().in_phase(Phase::Destroying),
+            world: world().no_app().no_namespace(),
+            now,
+            phase: Phase::Destroyed,
+            ready: ("False", reason::EXPIRED),
+            effects: &[],
+        },
+        Row {
+            name: "destroying a foreign namespace's environment: never deletes it",
+            env: environment().in_phase(Phase::Destroying),
+            world: world().no_app().foreign_namespace(),
+            now,
+            phase: Phase::Destroyed,
+            ready: ("False", reason::EXPIRED),
+            effects: &[],
+        },
+        Row {
+            name: "cold environment deleted before provisioning: destroyed at once",
+            env: environment(),
+            world: world()
+                .no_app()
+                .no_namespace()
+                .teardown(TeardownRequest::Delete),
+            now,
+            phase: Phase::Destroyed,
+            ready: ("False", reason::DELETED),
+            effects: &[],
+        },
+        Row {
+            name: "destroyed stays destroyed, whatever is observed",
+            env: environment().in_phase(Phase::Destroyed),
+            world: world().held_by("run-1"),
+            now,
+            phase: Phase::Destroyed,
+            ready: ("False", reason::EXPIRED),
+            effects: &[],
+        },
+    ];
+    for row in rows {
+        let mut env = row.env;
+        if row.phase == Phase::Destroyed
+            && env.0.status.as_ref().and_then(|s| s.phase) == Some(Phase::Destroyed)
+        {
+            // A destroyed record carries the conditions its teardown wrote.
+            let torn_down = environment().in_phase(Phase::Destroying);
+            let decision = torn_down.decide(&world().no_app().no_namespace(), row.now);
+            env = env.after(&decision);
+        }
+        let decision = env.decide(&row.world, row.now);
+        assert_eq!(decision.phase(), row.phase, "{}: phase", row.name);
+        assert_eq!(ready(&decision), row.ready, "{}: Ready", row.name);
+        assert_eq!(decision.effects, row.effects, "{}: effects", row.name);
+        for condition in &decision.status.conditions {
+            assert_eq!(
+                condition.observed_generation,
+                Some(1),
+                "{}: observedGeneration",
+                row.name
+            );
+        }
+    }
+}
+
+#[test]
+fn becoming_warm_stamps_last_use_ready_and_expiry() {
+    let now = CREATED + 90;
+    let decision = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .decide(&world(), now);
+    let status = &decision.status;
+    assert_eq!(status.ready_at, Some(Time(at(now))));
+    assert_eq!(status.last_used_at, Some(Time(at(now))));
+    assert_eq!(status.expires_at, Some(Time(at(now + minutes(60)))));
+    assert_eq!(
+        decision.wake_at,
+        Some(at(now + minutes(60))),
+        "timer at the exact expiry"
+    );
+}
+
+#[test]
+fn release_starts_the_ttl_from_the_release() {
+    let released = CREATED + minutes(200);
+    let decision = environment()
+        .in_phase(Phase::Running)
+        .last_used(CREATED)
+        .decide(&world(), released);
+    assert_eq!(decision.phase(), Phase::Cooling);
+    assert_eq!(decision.status.last_used_at, Some(Time(at(released))));
+    assert_eq!(
+        decision.status.expires_at,
+        Some(Time(at(released + minutes(60))))
+    );
+}
+
+#[test]
+fn running_environment_has_no_expiry_and_no_timer() {
+    let decision = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .decide(&world().held_by("run-1"), CREATED + 5);
+    assert_eq!(decision.status.expires_at, None);
+    assert_eq!(decision.wake_at, None);
+    assert_eq!(decision.status.claimed_by, vec!["run-1".to_owned()]);
+}
+
+#[test]
+fn ttl_edges_around_the_expiry_instant() {
+    let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
+    let expiry = CREATED + minutes(60);
+    let before = warm.decide(&world(), expiry - 1);
+    assert_eq!(before.phase(), Phase::Warm, "one second before");
+    assert_eq!(before.wake_at, Some(at(expiry)));
+    assert_eq!(
+        warm.decide(&world(), expiry).phase(),
+        Phase::Destroying,
+        "exactly at expiry"
+    );
+    assert_eq!(
+        warm.decide(&world(), expiry + 1).phase(),
+        Phase::Destroying,
+        "one second after"
+    );
+}
+
+#[test]
+fn last_use_in_the_future_delays_expiry_by_the_skew_only() {
+    let skew = 30;
+    let now = CREATED + 100;
+    let decision = environment()
+        .in_phase(Phase::Cooling)
+        .last_used(now + skew)
+        .decide(&world(), now);
+    assert_eq!(decision.phase(), Phase::Cooling);
+    assert_eq!(
+        decision.status.expires_at,
+        Some(Time(at(now + skew + minutes(60))))
+    );
+    assert_eq!(decision.wake_at, Some(at(now + skew + minutes(60))));
+}
+
+#[test]
+fn ttl_change_moves_the_expiry_and_generation_is_observed() {
+    let decision = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .ttl_minutes(480)
+        .generation(2)
+        .decide(&world(), CREATED + 5);
+    assert_eq!(
+        decision.status.expires_at,
+        Some(Time(at(CREATED + minutes(480))))
+    );
+    assert_eq!(decision.status.observed_generation, Some(2));
+    assert_eq!(condition(&decision, READY).observed_generation, Some(2));
+}
+
+#[test]
+fn provisioning_wakes_at_the_earliest_deadline() {
+    let now = CREATED + 10;
+    let degraded_since = now - 60;
+    let decision = environment()
+        .ttl_minutes(600)
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .health_since("Degraded", degraded_since)
+        .decide(&world().app(Readiness::Degraded, "Degraded"), now);
+    assert_eq!(decision.wake_at, Some(at(degraded_since + minutes(5))));
+    let progressing = environment()
+        .ttl_minutes(600)
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .decide(&world().app(Readiness::Progressing, "Progressing"), now);
+    assert_eq!(progressing.wake_at, Some(at(CREATED + minutes(30))));
+    let short_ttl = environment()
+        .ttl_minutes(1)
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .decide(&world().app(Readiness::Progressing, "Progressing"), now);
+    assert_eq!(
+        short_ttl.wake_at,
+        Some(at(CREATED + minutes(1))),
+        "idle expiry comes first"
+    );
+}
+
+#[test]
+fn health_since_moves_only_when_health_changes() {
+    let env = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .health_since("Progressing", CREATED);
+    let same = env.decide(
+        &world().app(Readiness::Progressing, "Progressing"),
+        CREATED + 50,
+    );
+    let since = |d: &Decision| {
+        d.status
+            .provider
+            .as_ref()
+            .and_then(|p| p.health_since.clone())
+    };
+    assert_eq!(since(&same), Some(Time(at(CREATED))));
+    let changed = env.decide(&world().app(Readiness::Degraded, "Degraded"), CREATED + 50);
+    assert_eq!(since(&changed), Some(Time(at(CREATED + 50))));
+}
+
+#[test]
+fn provider_condition_reports_the_app() {
+    let decision = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .decide(&world().app(Readiness::Degraded, "Degraded"), CREATED + 5);
+    let provider = condition(&decision, PROVIDER_READY);
+    assert_eq!(
+        (provider.status.as_str(), provider.reason.as_str()),
+        ("False", reason::APP_DEGRADED)
+    );
+    assert_eq!(provider.message, "app is Degraded");
+}
+
+#[test]
+fn teardown_reports_what_blocks_the_namespace() {
+    let decision = environment().in_phase(Phase::Destroying).decide(
+        &world()
+            .no_app()
+            .terminating_namespace(Some("Some content remains: configmaps has 1 resource")),
+        CREATED + 5,
+    );
+    let destroyed = condition(&decision, DESTROYED);
+    assert_eq!(destroyed.status, "False");
+    assert_eq!(destroyed.reason, reason::NAMESPACE_TERMINATING);
+    assert!(
+        destroyed.message.contains("configmaps has 1 resource"),
+        "{}",
+        destroyed.message
+    );
+}
+
+#[test]
+fn teardown_keeps_its_cause_and_start_across_decisions() {
+    let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
+    let started = warm.decide(&world().teardown(TeardownRequest::Destroy), CREATED + 5);
+    let next = warm.after(&started).decide(&world().no_app(), CREATED + 9);
+    assert_eq!(ready(&next), ("False", reason::DESTROY_REQUESTED));
+    assert_eq!(next.status.teardown_started_at, Some(Time(at(CREATED + 5))));
+    assert_eq!(next.effects, [Effect::DeleteNamespace]);
+}
+
+#[test]
+fn destroyed_records_when_and_keeps_it() {
+    let destroying = environment().in_phase(Phase::Destroying);
+    let done = destroying.decide(&world().no_app().no_namespace(), CREATED + 7);
+    assert_eq!(done.status.destroyed_at, Some(Time(at(CREATED + 7))));
+    assert_eq!(condition(&done, DESTROYED).status, "True");
+    let later = destroying
+        .after(&done)
+        .decide(&world().no_app().no_namespace(), CREATED + 99);
+    assert_eq!(later.status.destroyed_at, Some(Time(at(CREATED + 7))));
+    assert_eq!(later.wake_at, None);
+    assert!(later.effects.is_empty());
+}
+
+#[test]
+fn a_decision_is_stable_when_nothing_changes() {
+    let env = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED);
+    let first = env.decide(&world(), CREATED + 10);
+    let again = env.after(&first).decide(&world(), CREATED + 20);
+    assert_eq!(first.status, again.status, "no status write needed");
+}
+
+fn any_observed() -> impl Strategy<Value = World> {
+    let namespace = prop_oneof![
+        Just(NamespaceState::Absent),
+        Just(NamespaceState::NotOwned),
+        Just(NamespaceState::Refused("denied".into())),
+        any::<bool>().prop_map(|terminating| NamespaceState::Owned {
+            terminating,
+            blockers: None
+        }),
+    ];
+    let readiness = prop_oneof![
+        Just(Readiness::Ready),
+        Just(Readiness::Progressing),
+        Just(Readiness::Degraded),
+        Just(Readiness::Failed),
+    ];
+    let deletion = prop_oneof![
+        Just(AppDeletion::Deletable),
+        Just(AppDeletion::InProgress),
+        Just(AppDeletion::Retained("kept".into())),
+    ];
+    let app = prop_oneof![
+        Just(AppState::Missing),
+        (readiness, deletion).prop_map(|(readiness, deletion)| AppState::Present(AppReport {
+            deletion,
+            ..app(readiness, "Whatever")
+        })),
+    ];
+    let teardown = prop_oneof![
+        Just(None),
+        Just(Some(TeardownRequest::Destroy)),
+        Just(Some(TeardownRequest::Delete)),
+    ];
+    (namespace, app, 0usize..3, teardown).prop_map(|(namespace, app, holders, teardown)| {
+        World(Observed {
+            namespace,
+            app,
+            holders: (0..holders).map(|i| format!("run-{i}")).collect(),
+            teardown,
+        })
+    })
+}
+
+proptest! {
+    /// No sequence of observations moves an environment out of `destroyed`, and once
+    /// teardown has begun it never goes back.
+    #[test]
+    fn nothing_leaves_destroyed(
+        steps in proptest::collection::vec((any_observed(), 0i64..7_200), 1..40)
+    ) {
+        let mut env = environment().ttl_minutes(1);
+        let mut now = CREATED;
+        let mut tearing_down = false;
+        let mut destroyed = false;
+        for (world, elapsed) in steps {
+            now += elapsed;
+            let decision = env.decide(&world, now);
+            let phase = decision.phase();
+            if destroyed {
+                prop_assert_eq!(phase, Phase::Destroyed);
+                prop_assert!(decision.effects.is_empty());
+            }
+            if tearing_down {
+                prop_assert!(phase.is_tearing_down(), "left teardown for {}", phase);
+            }
+            tearing_down |= phase.is_tearing_down();
+            destroyed |= phase == Phase::Destroyed;
+            env = env.after(&decision);
+        }
+    }
+
+    /// The operator never deletes what it does not own, and Ready=True only when the
+    /// namespace is ours and the app is ready.
+    #[test]
+    fn safety_of_every_single_decision(
+        world in any_observed(),
+        phase in proptest::sample::select(Phase::ALL.to_vec()),
+        elapsed in 0i64..100_000,
+    ) {
+        let env = environment().in_phase(phase).last_used(CREATED);
+        let decision = env.decide(&world, CREATED + elapsed);
+        let owned_active = matches!(world.0.namespace, NamespaceState::Owned { terminating: false, .. });
+        if decision.effects.contains(&Effect::DeleteNamespace) {
+            prop_assert!(owned_active, "deleted a namespace it does not own");
+        }
+        if decision.effects.contains(&Effect::DeleteApp) {
+            let deletable = matches!(&world.0.app, AppState::Present(a) if a.deletion == AppDeletion::Deletable);
+            prop_assert!(deletable, "deleted an app it must keep");
+        }
+        if decision.effects.contains(&Effect::CreateNamespace) {
+            prop_assert_eq!(&world.0.namespace, &NamespaceState::Absent);
+        }
+        if ready(&decision).0 == "True" {
+            let app_ready = matches!(&world.0.app, AppState::Present(a) if a.readiness == Readiness::Ready);
+            prop_assert!(owned_active && app_ready);
+        }
+        if !world.0.holders.is_empty() && world.0.teardown.is_none() && phase != Phase::Destroying {
+            prop_assert!(!decision.phase().is_tearing_down() || phase == Phase::Destroyed, "expired under a run");
+        }
+        if let Some(wake_at) = decision.wake_at {
+            prop_assert!(wake_at > at(CREATED + elapsed), "a timer that is already due would spin");
+        }
+    }
+}

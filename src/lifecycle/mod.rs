@@ -1,0 +1,16 @@
+//! The pure lifecycle core: every decision the operator makes, as functions of
+//! (spec, status, what was observed, now), with no I/O and no clock reads.
+//!
+//! - [`environment`]: the environment state machine, its effects and its timers;
+//! - [`ttl`]: idle-lifetime arithmetic;
+//! - [`reuse`]: which environment a run of a context is bound to;
+//! - [`conditions`]: condition types, reasons and `metav1.Condition` bookkeeping;
+//! - [`phase`]: the phases users see.
+
+pub mod conditions;
+pub mod environment;
+pub mod phase;
+pub mod reuse;
+pub mod ttl;
+
+pub use phase::{ClaimPhase, Phase};
