@@ -22,6 +22,9 @@ use crate::process::{Launcher, ManagedProcess, log_tail};
 pub const ADMIN_USER: &str = "admin";
 /// Ordinary users without any RBAC permissions, for authorization tests.
 pub const TEST_USERS: [&str; 2] = ["alice", "bob"];
+/// Identity for an operator under test (group `system:masters`): separate from
+/// [`ADMIN_USER`] so the audit log tells the operator's requests from the test's own.
+pub const OPERATOR_USER: &str = "testmesh-operator";
 /// Group the [`TEST_USERS`] belong to (besides `system:authenticated`).
 pub const TEST_USERS_GROUP: &str = "testmesh:users";
 
@@ -59,6 +62,8 @@ pub struct ControlPlane {
     log_dir: PathBuf,
     etcd_data_dir: PathBuf,
     kubeconfig_path: PathBuf,
+    operator_kubeconfig_path: PathBuf,
+    audit_log_path: PathBuf,
     server_url: String,
     server_uri: http::Uri,
     certs: Certs,
@@ -97,7 +102,7 @@ impl ControlPlane {
         let certs = certs::generate(&cert_dir)?;
 
         let mut tokens = BTreeMap::new();
-        for user in std::iter::once(ADMIN_USER).chain(TEST_USERS) {
+        for user in [ADMIN_USER, OPERATOR_USER].into_iter().chain(TEST_USERS) {
             tokens.insert(user.to_owned(), random_hex(16)?);
         }
         let controller_manager_token = random_hex(16)?;
@@ -122,6 +127,19 @@ impl ControlPlane {
             &kubeconfig_path,
             &kubeconfig(&server_url, &certs.ca_cert, ADMIN_USER, &tokens[ADMIN_USER])?,
         )?;
+        let operator_kubeconfig_path = run_dir.join("operator.kubeconfig");
+        write_file(
+            &operator_kubeconfig_path,
+            &kubeconfig(
+                &server_url,
+                &certs.ca_cert,
+                OPERATOR_USER,
+                &tokens[OPERATOR_USER],
+            )?,
+        )?;
+        let audit_policy = cert_dir.join("audit-policy.yaml");
+        write_file(&audit_policy, AUDIT_POLICY)?;
+        let audit_log_path = log_dir.join("audit.log");
         let controller_manager_kubeconfig = cert_dir.join("controller-manager.kubeconfig");
         write_file(
             &controller_manager_kubeconfig,
@@ -138,6 +156,8 @@ impl ControlPlane {
             log_dir,
             etcd_data_dir,
             kubeconfig_path,
+            operator_kubeconfig_path,
+            audit_log_path: audit_log_path.clone(),
             server_url,
             server_uri,
             certs,
@@ -207,6 +227,10 @@ impl ControlPlane {
                 c.front_proxy_client_key.display()
             ),
             "--allow-privileged=true".to_owned(),
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", audit_log_path.display()),
+            "--audit-log-format=json".to_owned(),
+            "--audit-log-mode=blocking".to_owned(),
         ];
         control_plane.spawn("kube-apiserver", &apiserver, &apiserver_args, |_| {})?;
         block_on(control_plane.wait_apiserver_ready())??;
@@ -291,6 +315,33 @@ impl ControlPlane {
     /// Directory of this run (certs, etcd data, logs, kubeconfig).
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// Kubeconfig of [`OPERATOR_USER`], for running an operator under test.
+    pub fn operator_kubeconfig_path(&self) -> &Path {
+        &self.operator_kubeconfig_path
+    }
+
+    /// Every write the API server completed so far (create, update, patch, delete),
+    /// from its audit log, oldest first.
+    pub fn audited_writes(&self) -> Result<Vec<AuditedWrite>> {
+        let log = std::fs::read_to_string(&self.audit_log_path)
+            .map_err(|e| Error::io(format!("read {}", self.audit_log_path.display()), e))?;
+        Ok(log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+            .filter(|event| event.stage == "ResponseComplete")
+            .map(|event| AuditedWrite {
+                user: event.user.username,
+                verb: event.verb,
+                resource: event.object_ref.resource,
+                subresource: event.object_ref.subresource,
+                namespace: event.object_ref.namespace,
+                name: event.object_ref.name,
+                code: event.response_status.map_or(0, |s| s.code),
+                received_at: event.request_received_timestamp,
+            })
+            .collect())
     }
 
     /// Directory with `etcd.log`, `kube-apiserver.log`, `kube-controller-manager.log`.
@@ -554,13 +605,24 @@ fn write_file(path: &Path, contents: &str) -> Result<()> {
     std::fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
+/// Audit every write (metadata only) so tests can count what an operator changed; reads
+/// and watches are not recorded.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+"#;
+
 /// `token,user,uid,"groups"` lines for `--token-auth-file`.
 fn token_file_csv(tokens: &BTreeMap<String, String>, controller_manager_token: &str) -> String {
     let mut csv = format!(
         "{controller_manager_token},{CONTROLLER_MANAGER_USER},uid-kube-controller-manager,\"system:masters\"\n"
     );
     for (user, token) in tokens {
-        let groups = if user == ADMIN_USER {
+        let groups = if user == ADMIN_USER || user == OPERATOR_USER {
             "system:masters"
         } else {
             TEST_USERS_GROUP
@@ -638,4 +700,58 @@ fn cleanup_stale_runs() {
             let _ = std::fs::remove_dir_all(path.join("etcd"));
         }
     }
+}
+
+/// One write the API server completed, as recorded in its audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditedWrite {
+    /// Who made the request.
+    pub user: String,
+    /// `create`, `update`, `patch`, `delete`, …
+    pub verb: String,
+    /// Plural resource name, e.g. `namespaces`.
+    pub resource: String,
+    /// e.g. `status`.
+    pub subresource: Option<String>,
+    /// Namespace of the object, for namespaced resources.
+    pub namespace: Option<String>,
+    /// Name of the object (absent for a create with generateName).
+    pub name: Option<String>,
+    /// HTTP status code of the response.
+    pub code: u16,
+    /// When the API server received the request (RFC 3339, microseconds).
+    pub received_at: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditEvent {
+    stage: String,
+    verb: String,
+    user: AuditUser,
+    #[serde(default)]
+    object_ref: AuditObjectRef,
+    response_status: Option<AuditResponseStatus>,
+    #[serde(default)]
+    request_received_timestamp: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AuditUser {
+    username: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AuditObjectRef {
+    #[serde(default)]
+    resource: String,
+    subresource: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct AuditResponseStatus {
+    #[serde(default)]
+    code: u16,
 }

@@ -35,7 +35,9 @@ mod namespace;
 mod process;
 
 pub use assets::ASSETS_ENV;
-pub use control_plane::{ADMIN_USER, ControlPlane, TEST_USERS, TEST_USERS_GROUP};
+pub use control_plane::{
+    ADMIN_USER, AuditedWrite, ControlPlane, OPERATOR_USER, TEST_USERS, TEST_USERS_GROUP,
+};
 pub use error::{Error, Result};
 pub use manifests::{
     CRD_ESTABLISHED_TIMEOUT, FIELD_MANAGER, apply_yaml, install_crds_from_yaml,
