@@ -1,0 +1,462 @@
+//! The Argo CD adapter: reads an Argo CD `Application` (argoproj.io/v1alpha1) and says, in
+//! the provider-neutral terms of [`AppReport`], whether the environment it deploys is ready
+//! and whether the operator may delete it.
+//!
+//! Argo CD already aggregates the health of everything it deployed (its health checks,
+//! hooks, sync waves, retries), so we interpret Argo CD's own status instead of watching
+//! the workloads: this translation is all the lifecycle core needs to stay provider-neutral.
+//! It is pure (no I/O, no clock) so that every rule below is a table test.
+//!
+//! What Argo CD's status does not say outright, and how it is decided here:
+//! - **Freshness.** Applications have no status subresource and no `observedGeneration`.
+//!   Argo CD itself treats its status as stale while `spec.source` (or `spec.sources`, or
+//!   the sync source of `spec.sourceHydrator`), `spec.destination` or
+//!   `spec.ignoreDifferences` differ from what `status.sync.comparedTo` records, and so do
+//!   we. The comparison is semantic: both sides drop Go's zero values (null, `""`, `false`,
+//!   `0`, empty arrays and objects) recursively, because Argo CD writes `comparedTo` back
+//!   with `omitempty` while the spec keeps whatever its author wrote.
+//! - **Retries.** While a failed sync waits out its retry backoff, the operation phase is
+//!   `Running` with `finishedAt` already set. Only `Failed`, `Error` and `Succeeded` are
+//!   final, and a failed operation stops counting once a new one is pending (the top-level
+//!   `operation` field), since Argo CD replaces the old result when it starts the new one.
+//! - **Conditions.** Only condition types ending in `Error` matter; warnings such as
+//!   `OrphanedResourceWarning` are ignored. `InvalidSpecError`, `ComparisonError` and
+//!   `SyncError` fail the attempt; any other error holds readiness back.
+//! - **Applications that deploy nothing** report Healthy and Synced. We trust that
+//!   verdict: such an environment is Ready (valid, if odd).
+//! - **Deletion.** Deleting an Application makes Argo CD prune what it deployed. One owned
+//!   by an ApplicationSet would just be re-created, and one that deploys outside the
+//!   environment's namespace would prune things that are not the environment's, so the
+//!   operator never deletes either.
+
+use kube::api::DynamicObject;
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Map, Value, json};
+
+use crate::lifecycle::environment::{AppDeletion, AppReport, Readiness};
+
+pub const GROUP: &str = "argoproj.io";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "Application";
+pub const PLURAL: &str = "applications";
+
+/// Condition types that fail the current attempt: the spec is invalid, the desired state
+/// cannot be rendered or compared, or the sync failed.
+const FAILING_CONDITIONS: [&str; 3] = ["InvalidSpecError", "ComparisonError", "SyncError"];
+
+/// How many resources a health message names before counting the rest.
+const NAMED_RESOURCES: usize = 3;
+
+/// The API resource of Argo CD Applications, for a dynamic `Api`.
+pub fn api_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
+}
+
+/// Interprets `app` for an environment whose namespace is `environment_namespace`.
+pub fn interpret(app: &DynamicObject, environment_namespace: &str) -> AppReport {
+    let application = Application::read(app);
+    let (readiness, why) = application.readiness(environment_namespace);
+    AppReport {
+        readiness,
+        health: application.health.unwrap_or("Unknown").to_owned(),
+        sync: application.sync.map(str::to_owned),
+        revision: application.revision(),
+        message: format!("Argo CD Application {}: {why}", application.name),
+        deletion: application.deletion(environment_namespace),
+    }
+}
+
+/// The parts of an Application the rules read.
+struct Application<'a> {
+    /// `namespace/name`, for messages.
+    name: String,
+    being_deleted: bool,
+    /// The name of the ApplicationSet that owns it, if one does.
+    application_set: Option<&'a str>,
+    destination_namespace: Option<&'a str>,
+    health: Option<&'a str>,
+    sync: Option<&'a str>,
+    /// A sync was requested (top-level `operation`) and has not completed yet.
+    operation_pending: bool,
+    last_operation: LastOperation<'a>,
+    /// Conditions whose type ends in `Error`, in Argo CD's order.
+    errors: Vec<Condition<'a>>,
+    /// Everything but the metadata: `spec`, `status`, `operation`.
+    data: &'a Value,
+}
+
+/// `status.operationState`, as far as readiness cares.
+enum LastOperation<'a> {
+    NoneOrSucceeded,
+    Failed {
+        phase: &'a str,
+        message: Option<&'a str>,
+    },
+    /// A failed attempt waiting out its retry backoff.
+    Retrying {
+        message: Option<&'a str>,
+    },
+    /// Running, terminating, or in a phase we do not know to be final.
+    Unfinished {
+        phase: Option<&'a str>,
+        message: Option<&'a str>,
+    },
+}
+
+struct Condition<'a> {
+    kind: &'a str,
+    message: Option<&'a str>,
+}
+
+impl<'a> Application<'a> {
+    fn read(app: &'a DynamicObject) -> Self {
+        let data = &app.data;
+        let name = app.metadata.name.as_deref().unwrap_or_default();
+        Application {
+            name: match app.metadata.namespace.as_deref() {
+                Some(namespace) => format!("{namespace}/{name}"),
+                None => name.to_owned(),
+            },
+            being_deleted: app.metadata.deletion_timestamp.is_some(),
+            application_set: app
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|owner| owner.kind == "ApplicationSet")
+                .map(|owner| owner.name.as_str()),
+            destination_namespace: text(data, "/spec/destination/namespace"),
+            health: text(data, "/status/health/status"),
+            sync: text(data, "/status/sync/status"),
+            operation_pending: data
+                .get("operation")
+                .is_some_and(|operation| !operation.is_null()),
+            last_operation: LastOperation::read(data.pointer("/status/operationState")),
+            errors: items(data, "/status/conditions")
+                .filter_map(|condition| {
+                    Some(Condition {
+                        kind: text(condition, "/type")?,
+                        message: text(condition, "/message"),
+                    })
+                })
+                .filter(|condition| condition.kind.ends_with("Error"))
+                .collect(),
+            data,
+        }
+    }
+
+    /// The readiness rules, first match wins, with what was seen.
+    fn readiness(&self, environment_namespace: &str) -> (Readiness, String) {
+        if self.being_deleted {
+            return (Readiness::Progressing, "being deleted".to_owned());
+        }
+        if let Some(mismatch) = self.foreign_destination(environment_namespace) {
+            return (Readiness::Failed, mismatch);
+        }
+        if let LastOperation::Failed { phase, message } = self.last_operation
+            && !self.operation_pending
+        {
+            return (
+                Readiness::Failed,
+                with_detail(format!("operation {phase}"), message),
+            );
+        }
+        let (failing, holding): (Vec<&Condition<'_>>, Vec<&Condition<'_>>) = self
+            .errors
+            .iter()
+            .partition(|condition| FAILING_CONDITIONS.contains(&condition.kind));
+        if !failing.is_empty() {
+            return (Readiness::Failed, describe_conditions(&failing));
+        }
+        if self.health == Some("Degraded") {
+            return (Readiness::Degraded, self.describe_health("Degraded"));
+        }
+        if !holding.is_empty() {
+            return (Readiness::Progressing, describe_conditions(&holding));
+        }
+        if let Some(operation) = self.unfinished_operation() {
+            return (Readiness::Progressing, operation);
+        }
+        if let Some(field) = self.stale_field() {
+            return (
+                Readiness::Progressing,
+                format!(
+                    "status not yet compared with the current spec ({field} differs from status.sync.comparedTo)"
+                ),
+            );
+        }
+        let health = match self.health {
+            Some("Healthy") => None,
+            Some(health) => Some(self.describe_health(health)),
+            None => Some("no health reported yet".to_owned()),
+        };
+        let sync = match self.sync {
+            Some("Synced") => None,
+            Some(sync) => Some(format!("sync {sync}")),
+            None => Some("no sync status reported yet".to_owned()),
+        };
+        let unmet: Vec<String> = health.into_iter().chain(sync).collect();
+        if !unmet.is_empty() {
+            return (Readiness::Progressing, unmet.join(", "));
+        }
+        let ready = match self.revision() {
+            Some(revision) => format!("Healthy and Synced at {revision}"),
+            None => "Healthy and Synced".to_owned(),
+        };
+        (Readiness::Ready, ready)
+    }
+
+    fn deletion(&self, environment_namespace: &str) -> AppDeletion {
+        if self.being_deleted {
+            return AppDeletion::InProgress;
+        }
+        if let Some(application_set) = self.application_set {
+            return AppDeletion::Retained(format!(
+                "owned by ApplicationSet {application_set}, which would re-create it"
+            ));
+        }
+        match self.foreign_destination(environment_namespace) {
+            Some(mismatch) => AppDeletion::Retained(mismatch),
+            None => AppDeletion::Deletable,
+        }
+    }
+
+    /// Why the app deploys outside the environment's namespace, if it does.
+    fn foreign_destination(&self, environment_namespace: &str) -> Option<String> {
+        match self.destination_namespace {
+            Some(namespace) if namespace == environment_namespace => None,
+            Some(namespace) => Some(format!(
+                "deploys into namespace {namespace}, not the environment's namespace {environment_namespace}"
+            )),
+            None => Some(format!(
+                "sets no destination namespace, so it does not deploy into the environment's namespace {environment_namespace}"
+            )),
+        }
+    }
+
+    /// What the current or requested operation is doing, if it is not done.
+    fn unfinished_operation(&self) -> Option<String> {
+        match self.last_operation {
+            LastOperation::Retrying { message } => Some(format!(
+                "operation Running (retrying after: {})",
+                message.unwrap_or("a failed attempt")
+            )),
+            LastOperation::Unfinished { phase, message } => {
+                let phase = phase.map_or_else(
+                    || "operation in an unknown phase".to_owned(),
+                    |phase| format!("operation {phase}"),
+                );
+                Some(with_detail(phase, message))
+            }
+            LastOperation::Failed { phase, message } if self.operation_pending => {
+                Some(with_detail(
+                    format!("sync operation pending (the previous one ended {phase})"),
+                    message,
+                ))
+            }
+            LastOperation::NoneOrSucceeded if self.operation_pending => {
+                Some("sync operation pending".to_owned())
+            }
+            LastOperation::Failed { .. } | LastOperation::NoneOrSucceeded => None,
+        }
+    }
+
+    /// The first spec field whose current value Argo CD has not compared yet, if any.
+    fn stale_field(&self) -> Option<&'static str> {
+        let spec = self.data.get("spec");
+        let compared_to = self.data.pointer("/status/sync/comparedTo");
+        let hydrated_source = field(spec, "sourceHydrator")
+            .filter(|hydrator| !hydrator.is_null())
+            .map(hydrator_sync_source);
+        let multiple_sources = field(spec, "sources")
+            .and_then(Value::as_array)
+            .is_some_and(|s| !s.is_empty());
+        let sources = if let Some(hydrated) = &hydrated_source {
+            (
+                "spec.sourceHydrator",
+                Some(hydrated),
+                field(compared_to, "source"),
+            )
+        } else if multiple_sources {
+            (
+                "spec.sources",
+                field(spec, "sources"),
+                field(compared_to, "sources"),
+            )
+        } else {
+            (
+                "spec.source",
+                field(spec, "source"),
+                field(compared_to, "source"),
+            )
+        };
+        [
+            sources,
+            (
+                "spec.destination",
+                field(spec, "destination"),
+                field(compared_to, "destination"),
+            ),
+            (
+                "spec.ignoreDifferences",
+                field(spec, "ignoreDifferences"),
+                field(compared_to, "ignoreDifferences"),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, desired, compared)| !semantically_equal(*desired, *compared))
+        .map(|(name, _, _)| name)
+    }
+
+    /// `health <status>`, with Argo CD's health message or else the resources in that health.
+    /// Both are often absent: Argo CD 3 deprecated the message and keeps per-resource health
+    /// out of the Application unless `controller.resource.health.persist` is true.
+    fn describe_health(&self, health: &str) -> String {
+        let detail = text(self.data, "/status/health/message")
+            .map(str::to_owned)
+            .or_else(|| self.resources_in_health(health));
+        with_detail(format!("health {health}"), detail.as_deref())
+    }
+
+    fn resources_in_health(&self, health: &str) -> Option<String> {
+        let matching: Vec<&Value> = items(self.data, "/status/resources")
+            .filter(|resource| text(resource, "/health/status") == Some(health))
+            .collect();
+        if matching.is_empty() {
+            return None;
+        }
+        let mut named: Vec<String> = matching
+            .iter()
+            .take(NAMED_RESOURCES)
+            .map(|resource| describe_resource(resource))
+            .collect();
+        if matching.len() > NAMED_RESOURCES {
+            named.push(format!("and {} more", matching.len() - NAMED_RESOURCES));
+        }
+        Some(named.join("; "))
+    }
+
+    /// The revision Argo CD compared against (all of them, for multi-source apps).
+    fn revision(&self) -> Option<String> {
+        text(self.data, "/status/sync/revision")
+            .map(str::to_owned)
+            .or_else(|| {
+                let revisions: Vec<&str> = items(self.data, "/status/sync/revisions")
+                    .filter_map(Value::as_str)
+                    .filter(|revision| !revision.is_empty())
+                    .collect();
+                (!revisions.is_empty()).then(|| revisions.join(", "))
+            })
+    }
+}
+
+impl<'a> LastOperation<'a> {
+    fn read(state: Option<&'a Value>) -> Self {
+        let Some(state) = state.filter(|state| !state.is_null()) else {
+            return LastOperation::NoneOrSucceeded;
+        };
+        let finished = state.get("finishedAt").is_some_and(|at| !at.is_null());
+        let message = text(state, "/message");
+        match text(state, "/phase") {
+            Some("Succeeded") if finished => LastOperation::NoneOrSucceeded,
+            Some(phase @ ("Failed" | "Error")) => LastOperation::Failed { phase, message },
+            Some("Running") if finished => LastOperation::Retrying { message },
+            phase => LastOperation::Unfinished { phase, message },
+        }
+    }
+}
+
+/// `SyncError: <message>; ComparisonError: <message>`.
+fn describe_conditions(conditions: &[&Condition<'_>]) -> String {
+    conditions
+        .iter()
+        .map(|condition| with_detail(condition.kind.to_owned(), condition.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `Deployment review-pr-123/web: <health message>`.
+fn describe_resource(resource: &Value) -> String {
+    let kind = text(resource, "/kind").unwrap_or("resource");
+    let name = text(resource, "/name").unwrap_or_default();
+    let resource_name = match text(resource, "/namespace") {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    };
+    with_detail(resource_name, text(resource, "/health/message"))
+}
+
+/// The source Argo CD syncs from when a source hydrator is configured (its
+/// `SourceHydrator.GetSyncSource`), which is what `comparedTo.source` then records.
+fn hydrator_sync_source(hydrator: &Value) -> Value {
+    let repo_url =
+        text(hydrator, "/syncSource/repoURL").or_else(|| text(hydrator, "/drySource/repoURL"));
+    json!({
+        "repoURL": repo_url,
+        "path": text(hydrator, "/syncSource/path"),
+        "targetRevision": text(hydrator, "/syncSource/targetBranch"),
+    })
+}
+
+/// Whether two spec fragments are equal once Go's zero values are dropped from both.
+fn semantically_equal(desired: Option<&Value>, compared: Option<&Value>) -> bool {
+    desired.and_then(without_zero_values) == compared.and_then(without_zero_values)
+}
+
+/// `value` without the zero values Go's `omitempty` leaves out (null, `""`, `false`, `0`,
+/// empty arrays and objects), recursively; `None` when nothing is left. Array items are
+/// kept in place (as null) so positions still line up.
+fn without_zero_values(value: &Value) -> Option<Value> {
+    match value {
+        Value::Null | Value::Bool(false) => None,
+        Value::Number(number) if number.as_f64() == Some(0.0) => None,
+        Value::String(string) if string.is_empty() => None,
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .map(|item| without_zero_values(item).unwrap_or(Value::Null))
+                .collect(),
+        )),
+        Value::Object(fields) => {
+            let kept: Map<String, Value> = fields
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), without_zero_values(value)?)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        Value::Bool(true) | Value::Number(_) | Value::String(_) => Some(value.clone()),
+    }
+}
+
+/// The non-empty string at `pointer`.
+fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+}
+
+/// The items of the array at `pointer`, none if there is no array.
+fn items<'v>(value: &'v Value, pointer: &str) -> impl Iterator<Item = &'v Value> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn field<'v>(object: Option<&'v Value>, name: &str) -> Option<&'v Value> {
+    object.and_then(|object| object.get(name))
+}
+
+/// `head: detail`, or `head` alone when there is no detail.
+fn with_detail(head: String, detail: Option<&str>) -> String {
+    match detail {
+        Some(detail) => format!("{head}: {detail}"),
+        None => head,
+    }
+}
+
+#[cfg(test)]
+mod tests;
