@@ -473,17 +473,30 @@ impl Step<'_> {
             )),
             _ => None,
         };
+        let timing = self.timing;
         let verdict_failure = if readiness == Readiness::Failed {
-            Some(reason::APP_FAILED)
+            Some((reason::APP_FAILED, app_message.clone()))
         } else if let Some((_, reason)) = grace_end.filter(|(end, _)| self.now >= *end) {
-            Some(reason)
+            let grace = if reason == reason::APP_NOT_FOUND {
+                timing.missing_grace
+            } else {
+                timing.degraded_grace
+            };
+            Some((
+                reason,
+                format!("still so after the {grace:#} grace period: {app_message}"),
+            ))
         } else if self.now >= deadline {
-            Some(reason::PROVISIONING_TIMEOUT)
+            let timeout = timing.provisioning_timeout;
+            Some((
+                reason::PROVISIONING_TIMEOUT,
+                format!("not ready within the {timeout:#} provisioning timeout: {app_message}"),
+            ))
         } else {
             None
         };
-        if let Some(reason) = verdict_failure {
-            self.enter(decision, Phase::Failed, failed(reason, app_message));
+        if let Some((reason, message)) = verdict_failure {
+            self.enter(decision, Phase::Failed, failed(reason, message));
             return;
         }
         let phase = if held && was_ready {

@@ -5,11 +5,13 @@
 //! - [`ttl`]: idle-lifetime arithmetic;
 //! - [`reuse`]: which environment a run of a context is bound to;
 //! - [`conditions`]: condition types, reasons and `metav1.Condition` bookkeeping;
-//! - [`phase`]: the phases users see.
+//! - [`phase`]: the phases users see;
+//! - [`policy`]: which namespaces environments may use.
 
 pub mod conditions;
 pub mod environment;
 pub mod phase;
+pub mod policy;
 pub mod reuse;
 pub mod ttl;
 

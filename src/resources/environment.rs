@@ -42,6 +42,11 @@ pub const MAX_TTL_MINUTES: u32 = 43_200;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule {
+    field_path: Some(".destroy".into()),
+    ..kube::core::Rule::new("!has(oldSelf.destroy) || !oldSelf.destroy || (has(self.destroy) && self.destroy)")
+        .message("cannot be undone: a destroyed environment is not brought back; create a new one")
+})]
 pub struct TestEnvironmentSpec {
     /// The reuse key, e.g. `pr-123` or `nightly`: a run asking for this context in this
     /// workspace gets this environment while it is warm. A valid label value; immutable.
@@ -52,6 +57,11 @@ pub struct TestEnvironmentSpec {
     /// What the environment is made of and how it is deployed.
     #[serde(flatten)]
     pub template: EnvironmentTemplate,
+
+    /// Set to true to tear the environment down now while keeping this record (it ends in
+    /// phase `destroyed`). Asynchronous, and cannot be undone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroy: bool,
 }
 
 /// Everything that describes an environment apart from its context: what a claim supplies

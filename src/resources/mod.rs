@@ -26,3 +26,15 @@ pub const GROUP: &str = "testmesh.io";
 pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
     vec![TestEnvironment::crd(), TestEnvironmentClaim::crd()]
 }
+
+/// Label on every namespace TestMesh creates (the namespace watch selects on it).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "testmesh";
+/// Annotation (and label) with the UID of the environment that created a namespace: the
+/// proof of ownership checked before anything is deleted.
+pub const ENVIRONMENT_UID_ANNOTATION: &str = "testmesh.io/environment-uid";
+/// Annotation `workspace/name` of the environment that created a namespace.
+pub const ENVIRONMENT_ANNOTATION: &str = "testmesh.io/environment";
+/// Finalizer that holds a deleted TestEnvironment until its teardown is complete.
+pub const TEARDOWN_FINALIZER: &str = "testmesh.io/teardown";

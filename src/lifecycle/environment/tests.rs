@@ -39,6 +39,7 @@ fn environment() -> Env {
                 services: Vec::new(),
                 routing: None,
             },
+            destroy: false,
         },
     );
     object.metadata = ObjectMeta {
