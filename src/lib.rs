@@ -2,10 +2,20 @@
 //! GitOps controller and destroyed exactly when their idle TTL runs out.
 //!
 //! - [`resources`]: the custom resources users write and read;
-//! - [`lifecycle`]: the pure decision core (state machine, TTL, reuse, conditions).
+//! - [`lifecycle`]: the pure decision core (state machine, TTL, reuse, conditions);
+//! - [`providers`]: the GitOps controllers' objects, read behind one trait;
+//! - [`controller`]: the operator process that observes, decides with the core and applies;
+//! - [`http`], [`metrics`], [`telemetry`], [`config`]: its operational surface.
 #![deny(warnings, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod controller;
 pub mod crdgen;
+pub mod error;
+pub mod http;
 pub mod lifecycle;
+pub mod metrics;
+pub mod providers;
 pub mod resources;
+pub mod telemetry;

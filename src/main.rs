@@ -17,6 +17,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the operator: reconcile every TestEnvironment through its lifecycle. Connects
+    /// to the cluster by the usual kubeconfig rules (in-cluster, KUBECONFIG, ~/.kube/config).
+    Run(Box<testmesh::config::RunConfig>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a
     /// directory (how `crds/` is generated: `make crds`).
     Crds {
@@ -28,8 +31,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Crds { output_dir } => testmesh::crdgen::write(output_dir.as_deref()),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Run(config) => run(*config),
+        Command::Crds { output_dir } => {
+            testmesh::crdgen::write(output_dir.as_deref()).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,4 +44,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(config: testmesh::config::RunConfig) -> Result<(), Box<dyn std::error::Error>> {
+    testmesh::telemetry::init(config.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(testmesh::controller::run(config))?;
+    Ok(())
 }

@@ -1,0 +1,128 @@
+//! The operator's settings: command-line flags, each with an environment-variable
+//! fallback so a Helm chart can set them either way.
+
+use std::net::SocketAddr;
+
+use clap::{Args, ValueEnum};
+use jiff::SignedDuration;
+
+use crate::lifecycle::environment::Timing;
+use crate::lifecycle::policy::NamespacePolicy;
+
+/// Settings of `testmesh run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunConfig {
+    /// Only manage TestEnvironments in this namespace (default: every namespace).
+    #[arg(long, env = "TESTMESH_WATCH_NAMESPACE", value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Namespace of Argo CD Applications when an environment does not set
+    /// `providerAppNamespace`. It is also protected: no environment may use it.
+    #[arg(long, env = "TESTMESH_ARGOCD_NAMESPACE", default_value = "argocd")]
+    pub argocd_namespace: String,
+
+    /// The operator's own namespace; protected like the system namespaces.
+    #[arg(
+        long,
+        env = "TESTMESH_OPERATOR_NAMESPACE",
+        default_value = "testmesh-system"
+    )]
+    pub operator_namespace: String,
+
+    /// Comma-separated glob patterns (`*` = any characters) of namespace names
+    /// environments may use, e.g. `review-*,nightly-*`. Empty: any name that is not a
+    /// system, operator or GitOps namespace.
+    #[arg(
+        long,
+        env = "TESTMESH_ALLOWED_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "PATTERNS"
+    )]
+    pub allowed_namespaces: Vec<String>,
+
+    /// Cluster DNS domain used in routing URLs.
+    #[arg(long, env = "TESTMESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Longest provisioning may take before the environment fails (e.g. `30m`, `90s`).
+    #[arg(long, env = "TESTMESH_PROVISIONING_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub provisioning_timeout: SignedDuration,
+
+    /// How long the provider's app may stay Degraded before the environment fails.
+    #[arg(long, env = "TESTMESH_DEGRADED_GRACE", default_value = "5m", value_parser = parse_duration)]
+    pub degraded_grace: SignedDuration,
+
+    /// How long the provider's app may be missing before the environment fails.
+    #[arg(long, env = "TESTMESH_MISSING_GRACE", default_value = "2m", value_parser = parse_duration)]
+    pub missing_grace: SignedDuration,
+
+    /// Delete `destroyed` TestEnvironment records this long after their teardown
+    /// (e.g. `168h`). Default: keep them until someone deletes them.
+    #[arg(long, env = "TESTMESH_DESTROYED_RETENTION", value_parser = parse_duration)]
+    pub destroyed_retention: Option<SignedDuration>,
+
+    /// Address of the HTTP server for /metrics, /livez and /readyz.
+    #[arg(long, env = "TESTMESH_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub http_address: SocketAddr,
+
+    /// Log format. The level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "TESTMESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl RunConfig {
+    /// The provisioning deadlines for the lifecycle core.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            provisioning_timeout: self.provisioning_timeout,
+            degraded_grace: self.degraded_grace,
+            missing_grace: self.missing_grace,
+        }
+    }
+
+    /// The namespace policy: system namespaces, this operator's and the GitOps
+    /// controllers' are refused; the allow-list applies when set.
+    pub fn namespace_policy(&self) -> NamespacePolicy {
+        NamespacePolicy::new(
+            [
+                self.operator_namespace.as_str(),
+                self.argocd_namespace.as_str(),
+            ],
+            self.allowed_namespaces.iter().map(String::as_str),
+        )
+    }
+}
+
+/// Parses `30m`, `90s`, `1h30m` (jiff's friendly format); must not be negative.
+fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let duration: SignedDuration = text
+        .parse()
+        .map_err(|e| format!("not a duration like 30m, 90s or 1h30m: {e}"))?;
+    if duration.is_negative() {
+        return Err("must not be negative".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_friendly_form_and_reject_nonsense() {
+        assert_eq!(parse_duration("30m"), Ok(SignedDuration::from_mins(30)));
+        assert_eq!(parse_duration("90s"), Ok(SignedDuration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(SignedDuration::from_mins(90)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5m").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! Applying decisions: the only place the environment reconciler writes to the cluster.
+//!
+//! Every delete carries a UID precondition, so the object deleted is exactly the one
+//! observed and proven ours — never a namesake created in between.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::Context;
+use super::observe::World;
+use crate::error::{Error, Result};
+use crate::lifecycle::environment::Effect;
+use crate::lifecycle::{Phase, conditions};
+use crate::resources::{
+    ENVIRONMENT_ANNOTATION, ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
+    TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus,
+};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "testmesh";
+
+/// What applying an effect found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// The world moved under us (a namespace appeared, an object changed); decide again
+    /// from a fresh observation instead of writing a status based on the old one.
+    Raced,
+}
+
+/// Applies one effect.
+pub async fn apply(
+    effect: Effect,
+    environment: &TestEnvironment,
+    uid: &str,
+    world: &World,
+    ctx: &Context,
+) -> Result<Applied> {
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let result = match effect {
+        Effect::CreateNamespace => namespaces
+            .create(&PostParams::default(), &owned_namespace(environment, uid))
+            .await
+            .map(|_| ()),
+        Effect::DeleteNamespace => match &world.namespace {
+            Some(namespace) => namespaces
+                .delete(&namespace.name_any(), &delete_exactly(namespace.meta()))
+                .await
+                .map(|_| ()),
+            None => return Ok(Applied::Raced),
+        },
+        Effect::DeleteApp => match &world.app {
+            Some((api, app)) => api
+                .delete(&app.name_any(), &delete_exactly(&app.metadata))
+                .await
+                .map(|_| ()),
+            None => return Ok(Applied::Raced),
+        },
+    };
+    match result {
+        Ok(()) => Ok(Applied::Done),
+        Err(kube::Error::Api(status))
+            if status.is_already_exists() || status.is_not_found() || status.is_conflict() =>
+        {
+            Ok(Applied::Raced)
+        }
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+/// The namespace an environment creates, marked with its UID as proof of ownership.
+fn owned_namespace(environment: &TestEnvironment, uid: &str) -> Namespace {
+    let workspace = environment.namespace().unwrap_or_default();
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(environment.spec.template.namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                (ENVIRONMENT_UID_ANNOTATION.to_owned(), uid.to_owned()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                (ENVIRONMENT_UID_ANNOTATION.to_owned(), uid.to_owned()),
+                (
+                    ENVIRONMENT_ANNOTATION.to_owned(),
+                    format!("{workspace}/{}", environment.name_any()),
+                ),
+            ])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+/// Delete this object and no other: UID precondition, background propagation.
+fn delete_exactly(meta: &ObjectMeta) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: meta.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    }
+}
+
+/// Writes the status with server-side apply under one field manager.
+pub async fn write_status(
+    api: &Api<TestEnvironment>,
+    name: &str,
+    status: &TestEnvironmentStatus,
+) -> Result<()> {
+    let body = json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironment",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds the teardown finalizer; `resourceVersion` makes it a no-op on a stale object.
+pub async fn add_finalizer(
+    api: &Api<TestEnvironment>,
+    environment: &TestEnvironment,
+) -> Result<()> {
+    let mut finalizers = environment.finalizers().to_vec();
+    finalizers.push(TEARDOWN_FINALIZER.to_owned());
+    patch_finalizers(api, environment, finalizers).await
+}
+
+/// Removes the teardown finalizer once teardown is complete.
+pub async fn remove_finalizer(
+    api: &Api<TestEnvironment>,
+    environment: &TestEnvironment,
+) -> Result<()> {
+    let finalizers = environment
+        .finalizers()
+        .iter()
+        .filter(|f| *f != TEARDOWN_FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(api, environment, finalizers).await
+}
+
+async fn patch_finalizers(
+    api: &Api<TestEnvironment>,
+    environment: &TestEnvironment,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": environment.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    match api
+        .patch(
+            &environment.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Changed or gone meanwhile: the next event brings the current object.
+        Err(kube::Error::Api(status)) if status.is_conflict() || status.is_not_found() => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+/// Publishes a Kubernetes Event for a phase change; Warning when entering `failed`.
+pub async fn publish_transition(
+    ctx: &Context,
+    environment: &TestEnvironment,
+    from: Phase,
+    status: &TestEnvironmentStatus,
+) {
+    let to = status.phase.unwrap_or(Phase::Cold);
+    let ready = conditions::find(&status.conditions, conditions::READY);
+    let reason = ready.map_or("PhaseChanged", |c| c.reason.as_str());
+    let message = ready.map_or("", |c| c.message.as_str());
+    let event = Event {
+        type_: if to == Phase::Failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(truncate(&format!("{from} → {to}: {message}"), 1000)),
+        action: "PhaseChange".to_owned(),
+        secondary: None,
+    };
+    let reference = environment.object_ref(&());
+    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

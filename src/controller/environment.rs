@@ -1,0 +1,166 @@
+//! The TestEnvironment reconciler: observe → decide → apply → write status. Every
+//! decision is made by [`crate::lifecycle::environment::decide`]; this module only
+//! fetches what it needs and carries out the result.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use super::apply::{self, Applied};
+use super::observe;
+use crate::error::{Error, Result};
+use crate::lifecycle::environment::decide;
+use crate::lifecycle::{Phase, conditions, ttl};
+use crate::resources::{TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus};
+
+/// How soon to look again after the world moved under a decision.
+const RACE_RETRY: Duration = Duration::from_millis(200);
+
+/// Drives one environment one step through its lifecycle.
+#[tracing::instrument(skip_all, fields(environment = %environment.name_any(), workspace = environment.namespace().unwrap_or_default()))]
+pub async fn reconcile(environment: Arc<TestEnvironment>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&environment, &ctx).await;
+    ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Logs and counts a failed reconciliation, then retries after a pause.
+pub fn error_policy(
+    _environment: Arc<TestEnvironment>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(%error, "reconciliation failed");
+    ctx.metrics.failed(error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result<Action> {
+    let workspace = environment
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = environment
+        .uid()
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let name = environment.name_any();
+    let api: Api<TestEnvironment> = Api::namespaced(ctx.client.clone(), &workspace);
+    let deleting = environment.meta().deletion_timestamp.is_some();
+    let current = environment.status.clone().unwrap_or_default();
+    let previous = current.phase.unwrap_or(Phase::Cold);
+
+    if !deleting
+        && !environment
+            .finalizers()
+            .iter()
+            .any(|f| f == TEARDOWN_FINALIZER)
+    {
+        // Nothing is created before the finalizer is in place, so a delete can never
+        // skip the teardown. The patch brings the object back with a new event.
+        apply::add_finalizer(&api, environment).await?;
+        return Ok(Action::await_change());
+    }
+    if deleting && previous == Phase::Destroyed {
+        apply::remove_finalizer(&api, environment).await?;
+        return Ok(Action::await_change());
+    }
+
+    let world = observe::observe(environment, &uid, ctx).await?;
+    let now = Timestamp::now();
+    let decision = decide(environment, &world.observed, &ctx.timing, now);
+    for effect in &decision.effects {
+        tracing::info!(?effect, phase = %decision.phase(), "applying");
+        if apply::apply(*effect, environment, &uid, &world, ctx).await? == Applied::Raced {
+            tracing::info!(?effect, "the world changed meanwhile; deciding again");
+            return Ok(Action::requeue(RACE_RETRY));
+        }
+    }
+
+    if decision.status != current {
+        apply::write_status(&api, &name, &decision.status).await?;
+        let phase = decision.phase();
+        if phase != previous {
+            tracing::info!(from = %previous, to = %phase, "phase changed");
+            record_transition(ctx, &current, &decision.status, now);
+            apply::publish_transition(ctx, environment, previous, &decision.status).await;
+        }
+    }
+
+    if deleting && decision.phase() == Phase::Destroyed {
+        return Ok(Action::requeue(RACE_RETRY));
+    }
+    if let Some(action) = retention(environment, &decision.status, &api, ctx, now).await? {
+        return Ok(action);
+    }
+    Ok(match decision.wake_at {
+        Some(at) => Action::requeue(ttl::until(at, Timestamp::now())),
+        None => Action::await_change(),
+    })
+}
+
+/// Observes provisioning time, expiry lateness and teardown time at the transitions
+/// that end them.
+fn record_transition(
+    ctx: &Context,
+    before: &TestEnvironmentStatus,
+    after: &TestEnvironmentStatus,
+    now: Timestamp,
+) {
+    let seconds = |from: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        from.as_ref().map(|t| now.duration_since(t.0).as_secs_f64())
+    };
+    if before.ready_at.is_none()
+        && after.ready_at.is_some()
+        && let Some(elapsed) = seconds(&after.provisioning_started_at)
+    {
+        ctx.metrics.provisioned(elapsed);
+    }
+    if before.teardown_started_at.is_none() && after.teardown_started_at.is_some() {
+        let expired = conditions::find(&after.conditions, conditions::READY)
+            .is_some_and(|c| c.reason == conditions::reason::EXPIRED);
+        if let (true, Some(late)) = (expired, seconds(&after.expires_at)) {
+            ctx.metrics.expired_late_by(late);
+        }
+    }
+    if before.destroyed_at.is_none()
+        && after.destroyed_at.is_some()
+        && let Some(elapsed) = seconds(&after.teardown_started_at)
+    {
+        ctx.metrics.torn_down(elapsed);
+    }
+}
+
+/// Deletes a destroyed record once the retention period has passed, if one is set.
+async fn retention(
+    environment: &TestEnvironment,
+    status: &TestEnvironmentStatus,
+    api: &Api<TestEnvironment>,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Option<Action>> {
+    let (Some(retention), Some(destroyed_at)) = (ctx.retention, status.destroyed_at.as_ref())
+    else {
+        return Ok(None);
+    };
+    let prune_at = destroyed_at
+        .0
+        .saturating_add(retention)
+        .unwrap_or(Timestamp::MAX);
+    if now < prune_at {
+        return Ok(Some(Action::requeue(ttl::until(prune_at, now))));
+    }
+    tracing::info!("retention period over; deleting the destroyed record");
+    match api
+        .delete(&environment.name_any(), &Default::default())
+        .await
+    {
+        Ok(_) => Ok(Some(Action::await_change())),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Some(Action::await_change())),
+        Err(error) => Err(Error::Kube(error)),
+    }
+}

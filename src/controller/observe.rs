@@ -1,0 +1,230 @@
+//! Observation: reads the environment's namespace and the provider's app fresh from the
+//! API server and describes them in the lifecycle core's terms.
+//!
+//! Reads are direct GETs rather than cache lookups: right after the operator creates a
+//! namespace or deletes an app, a cache may not have seen it yet, and acting on a stale
+//! view is how operators delete or create things twice.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject};
+
+use super::Context;
+use crate::error::Result;
+use crate::lifecycle::environment::{
+    AppDeletion, AppReport, AppState, NamespaceState, Observed, Readiness, TeardownRequest,
+};
+use crate::resources::{ENVIRONMENT_UID_ANNOTATION, TestEnvironment};
+
+/// What the reconciler saw, plus the objects it may have to act on.
+pub struct World {
+    pub observed: Observed,
+    /// The namespace as read, when it exists.
+    pub namespace: Option<Namespace>,
+    /// The provider's app as read, when it exists, with the API to reach it.
+    pub app: Option<(Api<DynamicObject>, DynamicObject)>,
+}
+
+/// Reads everything the lifecycle core needs to decide about `environment`.
+pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) -> Result<World> {
+    let spec = &environment.spec.template;
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let namespace = namespaces.get_opt(&spec.namespace).await?;
+    let namespace_state = classify_namespace(namespace.as_ref(), uid, || {
+        ctx.policy.check(&spec.namespace).err()
+    });
+
+    let (app_state, app) = match ctx.providers.get(spec.provider) {
+        Some(provider) => {
+            let app_namespace = spec
+                .provider_app_namespace
+                .as_deref()
+                .unwrap_or(provider.default_namespace());
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), app_namespace, &provider.api_resource());
+            match api.get_opt(&spec.provider_app_name).await? {
+                Some(object) => (
+                    AppState::Present(provider.interpret(&object, &spec.namespace)),
+                    Some((api, object)),
+                ),
+                None => (AppState::Missing, None),
+            }
+        }
+        None => (AppState::Present(unserved_provider(environment)), None),
+    };
+
+    let teardown = if environment.metadata.deletion_timestamp.is_some() {
+        Some(TeardownRequest::Delete)
+    } else if environment.spec.destroy {
+        Some(TeardownRequest::Destroy)
+    } else {
+        None
+    };
+    Ok(World {
+        observed: Observed {
+            namespace: namespace_state,
+            app: app_state,
+            holders: Vec::new(),
+            teardown,
+        },
+        namespace,
+        app,
+    })
+}
+
+/// Owned only when the namespace carries this environment's UID; a namespace that is
+/// not ours is refused by policy or reported as not owned, and never touched.
+fn classify_namespace(
+    namespace: Option<&Namespace>,
+    uid: &str,
+    policy_refusal: impl FnOnce() -> Option<String>,
+) -> NamespaceState {
+    let owned = namespace.is_some_and(|ns| {
+        ns.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ENVIRONMENT_UID_ANNOTATION))
+            .is_some_and(|owner| owner == uid)
+    });
+    if let (Some(ns), true) = (namespace, owned) {
+        let terminating = ns.metadata.deletion_timestamp.is_some();
+        return NamespaceState::Owned {
+            terminating,
+            blockers: terminating.then(|| deletion_blockers(ns)).flatten(),
+        };
+    }
+    if let Some(refusal) = policy_refusal() {
+        return NamespaceState::Refused(refusal);
+    }
+    match namespace {
+        Some(_) => NamespaceState::NotOwned,
+        None => NamespaceState::Absent,
+    }
+}
+
+/// What keeps a terminating namespace alive, from the namespace controller's conditions
+/// (remaining content, remaining finalizers, failed deletions).
+fn deletion_blockers(namespace: &Namespace) -> Option<String> {
+    let conditions = namespace.status.as_ref()?.conditions.as_ref()?;
+    let blockers: Vec<String> = conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .filter_map(|c| c.message.clone())
+        .collect();
+    (!blockers.is_empty()).then(|| blockers.join("; "))
+}
+
+/// The report for an environment whose provider this operator does not serve.
+fn unserved_provider(environment: &TestEnvironment) -> AppReport {
+    let provider = serde_json::to_value(environment.spec.template.provider)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    AppReport {
+        readiness: Readiness::Failed,
+        health: "Unknown".to_owned(),
+        sync: None,
+        revision: None,
+        message: format!("provider {provider} is not served by this operator"),
+        deletion: AppDeletion::Retained("its provider is not served".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{NamespaceCondition, NamespaceStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn namespace(owner: Option<&str>) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some("review-pr-1".into()),
+                annotations: owner.map(|uid| {
+                    BTreeMap::from([(ENVIRONMENT_UID_ANNOTATION.to_owned(), uid.to_owned())])
+                }),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        }
+    }
+
+    #[test]
+    fn only_a_namespace_with_our_uid_is_owned() {
+        let allowed = || None;
+        assert_eq!(
+            classify_namespace(Some(&namespace(Some("uid-1"))), "uid-1", allowed),
+            NamespaceState::Owned {
+                terminating: false,
+                blockers: None
+            }
+        );
+        assert_eq!(
+            classify_namespace(Some(&namespace(Some("uid-2"))), "uid-1", allowed),
+            NamespaceState::NotOwned,
+            "another environment's namespace"
+        );
+        assert_eq!(
+            classify_namespace(Some(&namespace(None)), "uid-1", allowed),
+            NamespaceState::NotOwned
+        );
+        assert_eq!(
+            classify_namespace(None, "uid-1", allowed),
+            NamespaceState::Absent
+        );
+    }
+
+    #[test]
+    fn policy_refuses_absent_or_foreign_namespaces_but_not_our_own() {
+        let refuse = || Some("protected".to_owned());
+        assert_eq!(
+            classify_namespace(None, "uid-1", refuse),
+            NamespaceState::Refused("protected".into())
+        );
+        assert_eq!(
+            classify_namespace(Some(&namespace(None)), "uid-1", refuse),
+            NamespaceState::Refused("protected".into())
+        );
+        assert!(matches!(
+            classify_namespace(Some(&namespace(Some("uid-1"))), "uid-1", refuse),
+            NamespaceState::Owned { .. }
+        ));
+    }
+
+    #[test]
+    fn terminating_namespace_reports_its_blockers() {
+        let mut ns = namespace(Some("uid-1"));
+        ns.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        ns.status = Some(NamespaceStatus {
+            conditions: Some(vec![
+                NamespaceCondition {
+                    type_: "NamespaceContentRemaining".into(),
+                    status: "True".into(),
+                    message: Some(
+                        "Some resources are remaining: configmaps. has 1 resource instances".into(),
+                    ),
+                    ..NamespaceCondition::default()
+                },
+                NamespaceCondition {
+                    type_: "NamespaceDeletionDiscoveryFailure".into(),
+                    status: "False".into(),
+                    message: Some("All resources successfully discovered".into()),
+                    ..NamespaceCondition::default()
+                },
+            ]),
+            ..NamespaceStatus::default()
+        });
+        assert_eq!(
+            classify_namespace(Some(&ns), "uid-1", || None),
+            NamespaceState::Owned {
+                terminating: true,
+                blockers: Some(
+                    "Some resources are remaining: configmaps. has 1 resource instances".into()
+                ),
+            }
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics: what the operator does, how long it takes, and how exact its
+//! timers are. Labels are static categories, never object names.
+
+use std::fmt;
+use std::sync::Arc;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::lifecycle::Phase;
+use crate::resources::TestEnvironment;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    reason: &'static str,
+}
+
+/// The operator's metrics, registered once at start-up.
+pub struct Metrics {
+    pub registry: Registry,
+    reconciliations: Counter,
+    errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Histogram,
+    provisioning_duration: Histogram,
+    expiry_lateness: Histogram,
+    teardown_duration: Histogram,
+}
+
+impl Metrics {
+    /// Registers every metric; `environments` feeds the per-phase gauge at scrape time.
+    pub fn new(environments: Store<TestEnvironment>) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("testmesh");
+        let reconciliations = Counter::default();
+        registry.register(
+            "reconciliations",
+            "TestEnvironment reconciliations",
+            reconciliations.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by error category",
+            errors.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconciliation takes",
+            reconcile_duration.clone(),
+        );
+        let provisioning_duration = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "provisioning_duration_seconds",
+            "From the start of provisioning to ready",
+            provisioning_duration.clone(),
+        );
+        let expiry_lateness = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        registry.register(
+            "ttl_expiry_lateness_seconds",
+            "Teardown start minus expiresAt, for environments that expired",
+            expiry_lateness.clone(),
+        );
+        let teardown_duration = Histogram::new(exponential_buckets(0.5, 2.0, 12));
+        registry.register(
+            "teardown_duration_seconds",
+            "From the start of teardown to the namespace being gone",
+            teardown_duration.clone(),
+        );
+        registry.register_collector(Box::new(PhaseCollector(environments)));
+        Arc::new(Metrics {
+            registry,
+            reconciliations,
+            errors,
+            reconcile_duration,
+            provisioning_duration,
+            expiry_lateness,
+            teardown_duration,
+        })
+    }
+
+    pub fn reconciled(&self, seconds: f64) {
+        self.reconciliations.inc();
+        self.reconcile_duration.observe(seconds);
+    }
+
+    pub fn failed(&self, reason: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { reason }).inc();
+    }
+
+    pub fn provisioned(&self, seconds: f64) {
+        self.provisioning_duration.observe(seconds);
+    }
+
+    pub fn expired_late_by(&self, seconds: f64) {
+        self.expiry_lateness.observe(seconds);
+    }
+
+    pub fn torn_down(&self, seconds: f64) {
+        self.teardown_duration.observe(seconds);
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Environments by phase, counted from the controller's cache at scrape time, so the
+/// gauge is right after restarts and deletions without bookkeeping.
+#[derive(Debug)]
+struct PhaseCollector(Store<TestEnvironment>);
+
+impl Collector for PhaseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let environments = self.0.state();
+        let mut family = encoder.encode_descriptor(
+            "environments",
+            "TestEnvironments by phase",
+            None,
+            MetricType::Gauge,
+        )?;
+        for phase in Phase::ALL {
+            let count = environments
+                .iter()
+                .filter(|env| {
+                    env.status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .unwrap_or(Phase::Cold)
+                        == phase
+                })
+                .count();
+            let labels = [("phase", phase.as_str())];
+            ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
