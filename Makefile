@@ -29,12 +29,18 @@ help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: test-assets ## Start a local control plane with the CRDs installed (Ctrl-C stops it).
+run: ## Run the operator against the cluster of the current kubeconfig (ARGS= adds flags).
+	$(CARGO) run -q --bin testmesh -- run $(ARGS)
+
+.PHONY: dev-cluster
+dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's CRDs (Ctrl-C stops it).
 	$(CARGO) run -q -p testmesh-testenv --bin testmesh-dev-cluster -- crds/*.yaml $(ASSETS)/crds/*.yaml
 
 .PHONY: test
+# Integration tests mostly wait on the control plane, so more of them run at once than
+# there are cores.
 test: lint check-crds test-assets ## Lint, unit tests, CRD freshness, real-control-plane tests.
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets -- --test-threads=12
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied.
@@ -64,6 +70,7 @@ $(ASSETS)/crds/.stamp: Makefile
 	flux=$$(cd /tmp && $(GO) mod download -json $(FLUX_KUSTOMIZE_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
 	test -n "$$argocd" && test -n "$$flux" && \
 	install -m 0644 "$$argocd/manifests/crds/application-crd.yaml" $(@D)/argocd-application.yaml && \
+	install -m 0644 "$$argocd/manifests/crds/applicationset-crd.yaml" $(@D)/argocd-applicationset.yaml && \
 	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml
 	@touch $@
 

@@ -2,8 +2,6 @@
 //! input with a message naming the field, the examples apply, `kubectl explain` shows
 //! the docs, and `kubectl wait --for=condition=Ready` works with our conditions.
 
-mod support;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, Status};
@@ -12,7 +10,7 @@ use serde_json::{Value, json};
 use testmesh::lifecycle::conditions;
 use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
 
-use support::{repo_root, run, workspace, yaml_files};
+use crate::support::{repo_root, run, workspace, yaml_files};
 
 fn valid_environment(name: &str) -> Value {
     json!({
@@ -524,9 +522,20 @@ async fn examples_apply_cleanly() {
 #[tokio::test]
 async fn kubectl_explain_shows_the_field_docs() {
     let (control_plane, _client, _workspace) = workspace("explain").await;
-    let mut kubectl = control_plane.kubectl();
-    kubectl.args(["explain", "testenvironment.spec"]);
-    let (ok, stdout, stderr) = run(kubectl);
+    // The API server publishes a new CRD's OpenAPI a moment after it is Established.
+    let explain = |path: &str| {
+        let mut kubectl = control_plane.kubectl();
+        kubectl.args(["explain", path]);
+        run(kubectl)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (ok, stdout, stderr) = loop {
+        let result = explain("testenvironment.spec");
+        if result.0 || std::time::Instant::now() > deadline {
+            break result;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     assert!(ok, "{stderr}");
     for expected in [
         "The reuse key",
@@ -540,9 +549,7 @@ async fn kubectl_explain_shows_the_field_docs() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
-    let mut kubectl = control_plane.kubectl();
-    kubectl.args(["explain", "testenvironmentclaim.spec.maxDurationMinutes"]);
-    let (ok, stdout, stderr) = run(kubectl);
+    let (ok, stdout, stderr) = explain("testenvironmentclaim.spec.maxDurationMinutes");
     assert!(ok, "{stderr}");
     assert!(stdout.contains("Lease"), "{stdout}");
 }

@@ -1,9 +1,18 @@
 //! Shared set-up for the integration tests: one real control plane per test binary, with
 //! TestMesh's CRDs (the committed `crds/` files, as users install them) established.
 
-use std::path::{Path, PathBuf};
+pub mod argo;
+pub mod operator;
 
-use kube::Client;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::api::Api;
+use kube::runtime::wait::await_condition;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use testmesh::resources::TestEnvironment;
 use testmesh_testenv::{ControlPlane, TempNamespace, install_crds_from_yaml, with_temp_namespace};
 use tokio::sync::OnceCell;
 
@@ -55,4 +64,129 @@ pub fn run(mut command: std::process::Command) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Waits until the object `name` satisfies `condition`, failing the test after `timeout`
+/// with the object's last state.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    condition: impl Fn(Option<&K>) -> bool,
+) -> Option<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    let waited = tokio::time::timeout(
+        timeout,
+        await_condition(api.clone(), name, move |obj: Option<&K>| condition(obj)),
+    )
+    .await;
+    match waited {
+        Ok(Ok(object)) => object,
+        Ok(Err(error)) => panic!("watching {name} for {what}: {error}"),
+        Err(_) => {
+            let last = api.get_opt(name).await.ok().flatten();
+            panic!(
+                "timed out after {timeout:?} waiting for {name} to be {what}; last state: {last:#?}"
+            )
+        }
+    }
+}
+
+/// The environment's phase, as the operator reported it.
+pub fn phase_of(environment: Option<&TestEnvironment>) -> Option<testmesh::lifecycle::Phase> {
+    environment
+        .and_then(|e| e.status.as_ref())
+        .and_then(|s| s.phase)
+}
+
+/// The `Ready` condition's (status, reason).
+pub fn ready_of(environment: &TestEnvironment) -> (String, String) {
+    environment
+        .status
+        .as_ref()
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Ready"))
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
+}
+
+/// A workspace with its own fake Argo CD namespace and its own operator process.
+pub struct Operated {
+    pub control_plane: &'static ControlPlane,
+    pub client: Client,
+    pub workspace: String,
+    pub argo: argo::ArgoCd,
+    pub environments: Api<TestEnvironment>,
+    pub operator: operator::Operator,
+}
+
+/// Starts an operator for a fresh workspace; `extra_args` are passed to `testmesh run`.
+pub async fn operated_workspace(prefix: &str, extra_args: &[&str]) -> Operated {
+    let (control_plane, client, workspace) = workspace(prefix).await;
+    argo::install_crds(&client).await;
+    let argo_namespace = with_temp_namespace(&client, &format!("{prefix}-argocd"))
+        .await
+        .expect("Argo CD namespace");
+    let operator = operator::Operator::start(workspace.name(), argo_namespace.name(), extra_args);
+    Operated {
+        control_plane,
+        argo: argo::ArgoCd::new(&client, argo_namespace.name()),
+        environments: Api::namespaced(client.clone(), workspace.name()),
+        workspace: workspace.name().to_owned(),
+        client,
+        operator,
+    }
+}
+
+impl Operated {
+    /// A TestEnvironment deployed by the Application `app` into `namespace`.
+    pub fn environment(
+        &self,
+        name: &str,
+        namespace: &str,
+        app: &str,
+        ttl_minutes: u32,
+    ) -> TestEnvironment {
+        let spec: testmesh::resources::TestEnvironmentSpec =
+            serde_json::from_value(serde_json::json!({
+                "context": name,
+                "provider": "argocd",
+                "providerAppName": app,
+                "namespace": namespace,
+                "ttlMinutes": ttl_minutes,
+            }))
+            .expect("spec");
+        TestEnvironment::new(name, spec)
+    }
+
+    pub async fn create(&self, environment: &TestEnvironment) -> TestEnvironment {
+        self.environments
+            .create(&Default::default(), environment)
+            .await
+            .expect("create TestEnvironment")
+    }
+
+    /// Waits for the environment to reach `phase`.
+    pub async fn wait_phase(
+        &self,
+        name: &str,
+        phase: testmesh::lifecycle::Phase,
+        timeout: Duration,
+    ) -> TestEnvironment {
+        wait_for(&self.environments, name, timeout, phase.as_str(), |e| {
+            phase_of(e) == Some(phase)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name} vanished"))
+    }
+
+    /// The namespace, if it exists.
+    pub async fn namespace(&self, name: &str) -> Option<k8s_openapi::api::core::v1::Namespace> {
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .expect("get namespace")
+    }
 }

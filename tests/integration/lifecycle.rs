@@ -1,0 +1,463 @@
+//! The operator drives TestEnvironments through their lifecycle on a real control plane,
+//! with Argo CD played by the tests (real Application CRD, status written as Argo does).
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use testmesh::lifecycle::Phase;
+use testmesh::resources::{ENVIRONMENT_UID_ANNOTATION, TEARDOWN_FINALIZER};
+use testmesh_testenv::OPERATOR_USER;
+
+use crate::support::argo::{REACTION, application, progressing_status};
+use crate::support::{Operated, operated_workspace, ready_of, run, wait_for};
+
+/// Writes the operator made for one environment, from the API server's audit log.
+fn operator_writes(t: &Operated, app: &str, namespace: &str) -> Vec<String> {
+    t.control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.user == OPERATOR_USER && w.code < 300)
+        .filter(|w| match w.resource.as_str() {
+            "testenvironments" | "events" => w.namespace.as_deref() == Some(t.workspace.as_str()),
+            "namespaces" => w.name.as_deref() == Some(namespace),
+            "applications" => w.name.as_deref() == Some(app),
+            _ => false,
+        })
+        .map(|w| {
+            let sub = w.subresource.map(|s| format!("/{s}")).unwrap_or_default();
+            format!("{} {}{sub}", w.verb, w.resource)
+        })
+        .collect()
+}
+
+fn audited_at(t: &Operated, verb: &str, resource: &str, name: &str) -> Option<Timestamp> {
+    t.control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .find(|w| {
+            w.user == OPERATOR_USER
+                && w.verb == verb
+                && w.resource == resource
+                && w.name.as_deref() == Some(name)
+        })
+        .and_then(|w| w.received_at.parse().ok())
+}
+
+#[tokio::test]
+async fn cold_to_warm_to_expired_to_destroyed() {
+    let t = operated_workspace("happy", &[]).await;
+    let namespace = format!("{}-env", t.workspace);
+    t.argo.create_app("happy-app", &namespace).await;
+    t.argo.set_status("happy-app", progressing_status()).await;
+    t.create(&t.environment("happy", &namespace, "happy-app", 1))
+        .await;
+
+    let provisioning = t.wait_phase("happy", Phase::Provisioning, REACTION).await;
+    assert!(
+        provisioning
+            .finalizers()
+            .iter()
+            .any(|f| f == TEARDOWN_FINALIZER)
+    );
+    let created = t.namespace(&namespace).await.expect("namespace created");
+    assert_eq!(
+        created.annotations().get(ENVIRONMENT_UID_ANNOTATION),
+        provisioning.uid().as_ref(),
+        "the namespace carries the environment's UID"
+    );
+    assert_eq!(
+        ready_of(&provisioning),
+        ("False".into(), "Provisioning".into())
+    );
+
+    let healthy_at = Instant::now();
+    t.argo.make_healthy("happy-app").await;
+    let warm = t.wait_phase("happy", Phase::Warm, REACTION).await;
+    println!(
+        "Application Healthy -> environment Ready: {:?}",
+        healthy_at.elapsed()
+    );
+    let status = warm.status.clone().expect("status");
+    assert_eq!(ready_of(&warm), ("True".into(), "Available".into()));
+    assert_eq!(status.observed_generation, warm.meta().generation);
+    let last_used = status.last_used_at.clone().expect("lastUsedAt").0;
+    let expires = status.expires_at.clone().expect("expiresAt").0;
+    assert_eq!(expires.duration_since(last_used).as_secs(), 60);
+    assert_eq!(
+        status.provider.and_then(|p| p.health).as_deref(),
+        Some("Healthy")
+    );
+
+    let mut kubectl = t.control_plane.kubectl();
+    kubectl.args([
+        "wait",
+        "--for=condition=Ready",
+        "te/happy",
+        "-n",
+        &t.workspace,
+        "--timeout=10s",
+    ]);
+    let (ok, stdout, stderr) = run(kubectl);
+    assert!(ok, "kubectl wait: {stdout}{stderr}");
+    assert_eq!(t.operator.get("/readyz").0, 200);
+    let (code, metrics) = t.operator.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("testmesh_environments{phase=\"warm\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("testmesh_provisioning_duration_seconds_count 1"),
+        "{metrics}"
+    );
+
+    let destroyed = t
+        .wait_phase("happy", Phase::Destroyed, Duration::from_secs(120))
+        .await;
+    assert!(
+        t.namespace(&namespace).await.is_none(),
+        "destroyed only once the namespace is gone"
+    );
+    assert!(
+        t.argo.get("happy-app").await.is_none(),
+        "the Application was deleted"
+    );
+    let status = destroyed.status.clone().expect("status");
+    let teardown_started = status.teardown_started_at.expect("teardownStartedAt").0;
+    assert!(
+        teardown_started >= expires,
+        "teardown never starts before expiry"
+    );
+    assert!(status.destroyed_at.is_some());
+    assert_eq!(ready_of(&destroyed), ("False".into(), "Expired".into()));
+
+    let app_deleted =
+        audited_at(&t, "delete", "applications", "happy-app").expect("audited delete");
+    println!(
+        "expiresAt -> teardown start: {:?} (operator clock), {:?} (API server clock, Application DELETE)",
+        teardown_started.duration_since(expires),
+        app_deleted.duration_since(expires),
+    );
+    let writes = operator_writes(&t, "happy-app", &namespace);
+    let object_writes = writes.iter().filter(|w| !w.ends_with("events")).count();
+    println!(
+        "operator writes for one lifecycle: {object_writes} object writes + {} events: {writes:?}",
+        writes.len() - object_writes
+    );
+    assert!(
+        t.environments
+            .get_opt("happy")
+            .await
+            .expect("get")
+            .is_some(),
+        "the record is kept"
+    );
+    let (_, metrics) = t.operator.get("/metrics");
+    assert!(
+        metrics.contains("testmesh_ttl_expiry_lateness_seconds_count 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn provisioning_failures_are_reported_with_a_reason_and_recover() {
+    let t = operated_workspace(
+        "failures",
+        &[
+            "--degraded-grace=2s",
+            "--missing-grace=2s",
+            "--provisioning-timeout=8s",
+        ],
+    )
+    .await;
+    let ns = |suffix: &str| format!("{}-{suffix}", t.workspace);
+    let scenarios = [
+        (
+            "op-failed",
+            json!({
+                "health": {"status": "Healthy"}, "sync": {"status": "OutOfSync"},
+                "operationState": {
+                    "phase": "Failed", "message": "one or more objects failed to apply",
+                    "operation": {"sync": {"revision": "4f2c1e9"}},
+                    "startedAt": "2026-11-24T00:00:00Z", "finishedAt": "2026-11-24T00:00:05Z"
+                }
+            }),
+            "AppFailed",
+            "one or more objects failed to apply",
+        ),
+        (
+            "sync-error",
+            json!({
+                "health": {"status": "Healthy"}, "sync": {"status": "Synced"},
+                "conditions": [{"type": "SyncError", "message": "rpc error: repository not accessible", "lastTransitionTime": "2026-11-24T00:00:00Z"}]
+            }),
+            "AppFailed",
+            "repository not accessible",
+        ),
+        (
+            "degraded",
+            json!({
+                "health": {"status": "Degraded", "message": "Deployment exceeded its progress deadline"}, "sync": {"status": "Synced"}
+            }),
+            "DegradedTooLong",
+            "after the 2s grace period: Argo CD Application",
+        ),
+        (
+            "timeout",
+            progressing_status(),
+            "ProvisioningTimeout",
+            "not ready within the 8s provisioning timeout",
+        ),
+    ];
+    for (name, status, _, _) in &scenarios {
+        t.argo.create_app(name, &ns(name)).await;
+        t.argo.set_status(name, status.clone()).await;
+        t.create(&t.environment(name, &ns(name), name, 30)).await;
+    }
+    t.create(&t.environment("missing", &ns("missing"), "never-created", 30))
+        .await;
+
+    let started = Instant::now();
+    let mut waits: Vec<_> = scenarios
+        .iter()
+        .map(|(name, _, reason, message)| {
+            (name.to_string(), reason.to_string(), message.to_string())
+        })
+        .collect();
+    waits.push((
+        "missing".into(),
+        "AppNotFound".into(),
+        "after the 2s grace period: the provider's app does not exist".into(),
+    ));
+    join_all(waits.into_iter().map(|(name, reason, message)| {
+        let t = &t;
+        async move {
+            let failed = t.wait_phase(&name, Phase::Failed, REACTION).await;
+            let ready = failed
+                .status
+                .as_ref()
+                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Ready"))
+                .cloned()
+                .expect("Ready condition");
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", reason.as_str()),
+                "{name}"
+            );
+            assert!(
+                ready.message.contains(&message),
+                "{name}: {}",
+                ready.message
+            );
+            println!(
+                "{name}: failed after {:?}: {} {}",
+                started.elapsed(),
+                ready.reason,
+                ready.message
+            );
+        }
+    }))
+    .await;
+
+    t.argo.make_healthy("op-failed").await;
+    let recovered = t.wait_phase("op-failed", Phase::Warm, REACTION).await;
+    assert_eq!(ready_of(&recovered), ("True".into(), "Available".into()));
+    let events = {
+        let mut kubectl = t.control_plane.kubectl();
+        kubectl.args([
+            "get",
+            "events",
+            "-n",
+            &t.workspace,
+            "--field-selector=involvedObject.name=op-failed",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        run(kubectl).1
+    };
+    assert!(
+        events.contains("AppFailed") && events.contains("Available"),
+        "events on every transition: {events}"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_delete_tears_down_through_the_finalizer() {
+    let t = operated_workspace("delete", &[]).await;
+    let namespace = format!("{}-env", t.workspace);
+    t.argo.create_app("delete-app", &namespace).await;
+    t.create(&t.environment("doomed", &namespace, "delete-app", 30))
+        .await;
+    t.wait_phase("doomed", Phase::Provisioning, REACTION).await;
+    t.argo.make_healthy("delete-app").await;
+    t.wait_phase("doomed", Phase::Warm, REACTION).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(t.client.clone(), &namespace);
+    let content: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "deployed"}, "data": {"k": "v"}}))
+            .expect("ConfigMap");
+    config_maps
+        .create(&PostParams::default(), &content)
+        .await
+        .expect("content in the namespace");
+
+    let mut kubectl = t.control_plane.kubectl();
+    kubectl.args(["delete", "te/doomed", "-n", &t.workspace, "--wait=false"]);
+    let (ok, _, stderr) = run(kubectl);
+    assert!(ok, "{stderr}");
+    wait_for(
+        &t.environments,
+        "doomed",
+        Duration::from_secs(90),
+        "gone",
+        |e| e.is_none(),
+    )
+    .await;
+    assert!(
+        t.namespace(&namespace).await.is_none(),
+        "namespace deleted before the finalizer was released"
+    );
+    assert!(
+        t.argo.get("delete-app").await.is_none(),
+        "Application deleted"
+    );
+}
+
+#[tokio::test]
+async fn explicit_destroy_keeps_the_record_and_cannot_be_undone() {
+    let t = operated_workspace("destroy", &[]).await;
+    let namespace = format!("{}-env", t.workspace);
+    t.argo.create_app("destroy-app", &namespace).await;
+    t.argo.make_healthy("destroy-app").await;
+    t.create(&t.environment("kept", &namespace, "destroy-app", 30))
+        .await;
+    t.wait_phase("kept", Phase::Warm, REACTION).await;
+
+    let destroy = json!({"spec": {"destroy": true}});
+    t.environments
+        .patch("kept", &PatchParams::default(), &Patch::Merge(&destroy))
+        .await
+        .expect("destroy");
+    let destroyed = t
+        .wait_phase("kept", Phase::Destroyed, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        ready_of(&destroyed),
+        ("False".into(), "DestroyRequested".into())
+    );
+    assert!(t.namespace(&namespace).await.is_none());
+    assert!(t.argo.get("destroy-app").await.is_none());
+
+    let undo = json!({"spec": {"destroy": false}});
+    let error = t
+        .environments
+        .patch("kept", &PatchParams::default(), &Patch::Merge(&undo))
+        .await
+        .expect_err("undo refused");
+    assert!(
+        error.to_string().contains("spec.destroy")
+            && error.to_string().contains("cannot be undone"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn operator_restart_mid_provisioning_and_mid_teardown_converges() {
+    let mut t = operated_workspace("restart", &[]).await;
+    let namespace = format!("{}-env", t.workspace);
+    let mut app = application("restart-app", &namespace);
+    app["metadata"]["finalizers"] = json!(["resources-finalizer.argocd.argoproj.io"]);
+    t.argo.create(app).await;
+    t.argo.set_status("restart-app", progressing_status()).await;
+    t.create(&t.environment("restarted", &namespace, "restart-app", 30))
+        .await;
+    t.wait_phase("restarted", Phase::Provisioning, REACTION)
+        .await;
+
+    t.operator.kill();
+    t.argo.make_healthy("restart-app").await;
+    t.operator.restart();
+    t.wait_phase("restarted", Phase::Warm, REACTION).await;
+    let creates = operator_writes(&t, "restart-app", &namespace)
+        .into_iter()
+        .filter(|w| w == "create namespaces")
+        .count();
+    assert_eq!(creates, 1, "the namespace was created exactly once");
+
+    let destroy = json!({"spec": {"destroy": true}});
+    t.environments
+        .patch(
+            "restarted",
+            &PatchParams::default(),
+            &Patch::Merge(&destroy),
+        )
+        .await
+        .expect("destroy");
+    wait_for(
+        &t.environments,
+        "restarted",
+        REACTION,
+        "waiting for the app to be pruned",
+        |e| {
+            e.and_then(|e| e.status.as_ref())
+                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+                .is_some_and(|c| c.reason == "WaitingForAppDeletion")
+        },
+    )
+    .await;
+    assert!(
+        t.namespace(&namespace).await.is_some(),
+        "the namespace waits for the provider to prune"
+    );
+
+    t.operator.kill();
+    t.argo.finish_deletion("restart-app").await;
+    t.operator.restart();
+    t.wait_phase("restarted", Phase::Destroyed, Duration::from_secs(60))
+        .await;
+    assert!(t.namespace(&namespace).await.is_none(), "nothing leaked");
+    assert!(t.argo.get("restart-app").await.is_none());
+}
+
+#[tokio::test]
+async fn destroyed_records_are_pruned_after_the_retention_period() {
+    let t = operated_workspace("retention", &["--destroyed-retention=3s"]).await;
+    let namespace = format!("{}-env", t.workspace);
+    t.argo.create_app("retention-app", &namespace).await;
+    t.argo.make_healthy("retention-app").await;
+    t.create(&t.environment("short-lived", &namespace, "retention-app", 30))
+        .await;
+    t.wait_phase("short-lived", Phase::Warm, REACTION).await;
+    let destroy = json!({"spec": {"destroy": true}});
+    t.environments
+        .patch(
+            "short-lived",
+            &PatchParams::default(),
+            &Patch::Merge(&destroy),
+        )
+        .await
+        .expect("destroy");
+    let destroyed = t
+        .wait_phase("short-lived", Phase::Destroyed, Duration::from_secs(60))
+        .await;
+    let destroyed_at = destroyed
+        .status
+        .and_then(|s| s.destroyed_at)
+        .expect("destroyedAt")
+        .0;
+    wait_for(&t.environments, "short-lived", REACTION, "pruned", |e| {
+        e.is_none()
+    })
+    .await;
+    let pruned_after = Timestamp::now().duration_since(destroyed_at);
+    assert!(
+        pruned_after.as_secs() >= 3,
+        "kept for the retention period, pruned after {pruned_after:#}"
+    );
+}

@@ -1,0 +1,134 @@
+//! A stand-in for Argo CD's application controller: real `Application` objects (the real
+//! CRD from Argo CD's module), whose status the tests write the way Argo CD does.
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use testmesh::providers::argocd;
+use testmesh_testenv::{ControlPlane, install_crds_from_yaml};
+use tokio::sync::OnceCell;
+
+static ARGO_CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// Argo CD's Application and ApplicationSet CRDs, installed once per test binary.
+pub async fn install_crds(client: &Client) {
+    ARGO_CRDS
+        .get_or_init(|| async {
+            for file in ["argocd-application.yaml", "argocd-applicationset.yaml"] {
+                let path = ControlPlane::crd_assets_dir().join(file);
+                let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!("read {} (run `make test-assets`): {e}", path.display())
+                });
+                install_crds_from_yaml(client, &yaml)
+                    .await
+                    .expect("install Argo CD CRD");
+            }
+        })
+        .await;
+}
+
+/// The Applications of one fake Argo CD namespace.
+pub struct ArgoCd {
+    pub namespace: String,
+    pub apps: Api<DynamicObject>,
+}
+
+impl ArgoCd {
+    pub fn new(client: &Client, namespace: &str) -> ArgoCd {
+        ArgoCd {
+            namespace: namespace.to_owned(),
+            apps: Api::namespaced_with(client.clone(), namespace, &argocd::api_resource()),
+        }
+    }
+
+    /// Creates an Application deploying into `destination`, not yet reconciled.
+    pub async fn create_app(&self, name: &str, destination: &str) -> DynamicObject {
+        self.create(application(name, destination)).await
+    }
+
+    pub async fn create(&self, app: Value) -> DynamicObject {
+        let app: DynamicObject = serde_json::from_value(app).expect("Application JSON");
+        self.apps
+            .create(&PostParams::default(), &app)
+            .await
+            .expect("create Application")
+    }
+
+    /// Writes `status` the way Argo CD does: Applications have no status subresource.
+    pub async fn set_status(&self, name: &str, status: Value) {
+        let patch = json!({ "status": status });
+        self.apps
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("write Application status");
+    }
+
+    /// Healthy and Synced at the current spec, last sync succeeded.
+    pub async fn make_healthy(&self, name: &str) {
+        let app = self.apps.get(name).await.expect("get Application");
+        self.set_status(name, healthy_status(&app)).await;
+    }
+
+    pub async fn get(&self, name: &str) -> Option<DynamicObject> {
+        self.apps.get_opt(name).await.expect("get Application")
+    }
+
+    /// Deletes like Argo CD's resources finalizer would: drop finalizers, then the object.
+    pub async fn finish_deletion(&self, name: &str) {
+        let patch = json!({ "metadata": { "finalizers": null } });
+        let _ = self
+            .apps
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+    }
+}
+
+/// An Application as an App-of-Apps would define it.
+pub fn application(name: &str, destination: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": { "name": name },
+        "spec": {
+            "project": "default",
+            "source": {
+                "repoURL": "https://git.example.com/org/environments.git",
+                "path": format!("envs/{destination}"),
+                "targetRevision": "HEAD"
+            },
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": destination }
+        }
+    })
+}
+
+/// The status Argo CD writes once an Application is synced and healthy.
+pub fn healthy_status(app: &DynamicObject) -> Value {
+    json!({
+        "health": { "status": "Healthy" },
+        "sync": {
+            "status": "Synced",
+            "revision": "4f2c1e9",
+            "comparedTo": { "source": app.data["spec"]["source"], "destination": app.data["spec"]["destination"] }
+        },
+        "operationState": {
+            "phase": "Succeeded",
+            "message": "successfully synced (all tasks run)",
+            "startedAt": "2026-11-24T00:00:00Z",
+            "finishedAt": "2026-11-24T00:00:05Z",
+            "operation": { "sync": { "revision": "4f2c1e9" } }
+        }
+    })
+}
+
+/// The status while Argo CD is still syncing.
+pub fn progressing_status() -> Value {
+    json!({
+        "health": { "status": "Progressing", "message": "Waiting for rollout to finish" },
+        "sync": { "status": "OutOfSync" }
+    })
+}
+
+/// How long a test waits for the operator to react to a change.
+pub const REACTION: Duration = Duration::from_secs(30);

@@ -1,0 +1,118 @@
+//! Runs the real `testmesh` binary as the operator under test, scoped to one workspace,
+//! with the identity `testmesh-operator` so the audit log can tell its requests apart.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use testmesh_testenv::ControlPlane;
+
+/// An operator process; killed when dropped, with its log printed if the test failed.
+pub struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+    pub http: SocketAddr,
+    args: Vec<String>,
+}
+
+impl Operator {
+    /// Starts `testmesh run` for `workspace`, with Applications in `argocd_namespace`.
+    pub fn start(workspace: &str, argocd_namespace: &str, extra_args: &[&str]) -> Operator {
+        let mut args = vec![
+            "run".to_owned(),
+            format!("--watch-namespace={workspace}"),
+            format!("--argocd-namespace={argocd_namespace}"),
+        ];
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let log_dir = ControlPlane::shared().log_dir().join("operators");
+        std::fs::create_dir_all(&log_dir).expect("operator log dir");
+        let mut operator = Operator {
+            child: None,
+            log: log_dir.join(format!("{workspace}.log")),
+            http: free_address(),
+            args,
+        };
+        operator.spawn();
+        operator
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("operator log");
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(env!("CARGO_BIN_EXE_testmesh"))
+            .args(&self.args)
+            .arg(format!("--http-address={}", self.http))
+            .env(
+                "KUBECONFIG",
+                ControlPlane::shared().operator_kubeconfig_path(),
+            )
+            .env("RUST_LOG", "info,testmesh=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start testmesh run");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash or a node loss would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again with the same settings.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// GET a path of the operator's HTTP server; (status code, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.http).expect("connect to operator");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- operator log {} (last lines) ---", self.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
+    listener.local_addr().expect("address")
+}
