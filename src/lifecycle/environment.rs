@@ -109,8 +109,11 @@ pub enum TeardownRequest {
 pub struct Observed {
     pub namespace: NamespaceState,
     pub app: AppState,
-    /// Names of the claims holding the environment.
+    /// Claims that hold the environment and still want it (not deleted, not finished).
     pub holders: Vec<String>,
+    /// Claims waiting for the environment, oldest first
+    /// ([`super::claims::queue`] without the holders).
+    pub waiting: Vec<String>,
     pub teardown: Option<TeardownRequest>,
 }
 
@@ -151,7 +154,6 @@ pub fn decide(
     let generation = environment.metadata.generation.unwrap_or_default();
     let mut next = current.clone();
     next.observed_generation = Some(generation);
-    next.claimed_by = observed.holders.clone();
     next.provider = Some(provider_status(
         current.provider.as_ref(),
         &observed.app,
@@ -181,7 +183,31 @@ pub fn decide(
         .as_ref()
         .map_or(now, |t| t.0);
     let expires_at = idle_expiry(&current, created_at, ttl);
-    let held = !observed.holders.is_empty();
+    let mut holders = observed.holders.clone();
+    let idle_and_expired =
+        holders.is_empty() && previous != Phase::Running && ttl::is_expired(expires_at, now);
+    let bindable = matches!(
+        previous,
+        Phase::Cold | Phase::Provisioning | Phase::Warm | Phase::Running | Phase::Cooling
+    ) && observed.teardown.is_none()
+        && !idle_and_expired;
+    if holders.is_empty()
+        && bindable
+        && let Some(next_run) = observed.waiting.first()
+    {
+        // Exclusive: the head of the queue, and only when nobody holds it.
+        holders.push(next_run.clone());
+    }
+    if holders != current.claimed_by {
+        let bound = !holders.is_empty();
+        decision.status.held_since = bound.then_some(Time(now));
+        decision.status.holder_reused = bound.then_some(matches!(
+            previous,
+            Phase::Warm | Phase::Cooling | Phase::Running
+        ));
+    }
+    decision.status.claimed_by = holders.clone();
+    let held = !holders.is_empty();
 
     let teardown_reason = match (previous, observed.teardown) {
         (_, Some(TeardownRequest::Delete)) => Some(reason::DELETED),
@@ -201,11 +227,12 @@ pub fn decide(
         return decision;
     }
 
-    if previous == Phase::Running && !held {
-        // The run released it: the idle clock starts now.
+    if previous == Phase::Running && (holders.is_empty() || holders != current.claimed_by) {
+        // A run released it (another may have taken it at once): its idle clock, or the
+        // next run's, starts now.
         decision.status.last_used_at = Some(Time(now));
     }
-    step.run(&mut decision, previous, held);
+    step.run(&mut decision, previous, &holders);
     decision.status.expires_at = if held {
         None
     } else {
@@ -249,6 +276,8 @@ impl Step<'_> {
     fn stay_destroyed(&self, decision: &mut Decision) {
         decision.status.phase = Some(Phase::Destroyed);
         decision.status.claimed_by.clear();
+        decision.status.held_since = None;
+        decision.status.holder_reused = None;
         let ready = conditions::find(&decision.status.conditions, conditions::READY);
         if ready.is_none_or(|c| c.status != ConditionStatus::False.as_str()) {
             self.set(
@@ -331,6 +360,9 @@ impl Step<'_> {
                 }
                 decision.status.destroyed_at = Some(Time(self.now));
                 decision.status.claimed_by.clear();
+                decision.status.held_since = None;
+                decision.status.holder_reused = None;
+                decision.status.holder_reused = None;
                 self.enter(decision, Phase::Destroyed, not_ready("destroyed"));
                 let message = if notes.is_empty() {
                     "namespace deleted".to_owned()
@@ -351,7 +383,8 @@ impl Step<'_> {
     }
 
     /// Every phase short of teardown.
-    fn run(&self, decision: &mut Decision, previous: Phase, held: bool) {
+    fn run(&self, decision: &mut Decision, previous: Phase, holders: &[String]) {
+        let held = !holders.is_empty();
         let failed = |reason: &'static str, message: String| {
             Verdict::new(conditions::READY, ConditionStatus::False, reason, message)
         };

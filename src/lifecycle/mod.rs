@@ -4,10 +4,12 @@
 //! - [`environment`]: the environment state machine, its effects and its timers;
 //! - [`ttl`]: idle-lifetime arithmetic;
 //! - [`reuse`]: which environment a run of a context is bound to;
+//! - [`claims`]: the queue of runs per environment and what each claim reports;
 //! - [`conditions`]: condition types, reasons and `metav1.Condition` bookkeeping;
 //! - [`phase`]: the phases users see;
 //! - [`policy`]: which namespaces environments may use.
 
+pub mod claims;
 pub mod conditions;
 pub mod environment;
 pub mod phase;

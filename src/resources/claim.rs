@@ -90,6 +90,9 @@ pub struct TestEnvironmentClaimStatus {
     /// The environment bound to this claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_name: Option<String>,
+    /// The bound environment's namespace, where the run's services are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// True when an existing warm environment was reused instead of provisioning one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused: Option<bool>,

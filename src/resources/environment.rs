@@ -218,6 +218,13 @@ pub struct TestEnvironmentStatus {
     /// Names of the claims currently holding the environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claimed_by: Vec<String>,
+    /// When the current holder was bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<Time>,
+    /// Whether the current holder got the environment already provisioned (warm,
+    /// cooling, or handed over from a previous run) rather than waiting for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_reused: Option<bool>,
 }
 
 /// The provider's own view of the environment's app, copied for users.

@@ -38,3 +38,8 @@ pub const ENVIRONMENT_UID_ANNOTATION: &str = "testmesh.io/environment-uid";
 pub const ENVIRONMENT_ANNOTATION: &str = "testmesh.io/environment";
 /// Finalizer that holds a deleted TestEnvironment until its teardown is complete.
 pub const TEARDOWN_FINALIZER: &str = "testmesh.io/teardown";
+/// Label with the UID of the claim an environment was created for (so that claim is
+/// reported as not `reused`, and a retried create finds its own environment).
+pub const CREATED_FOR_CLAIM_UID_LABEL: &str = "testmesh.io/created-for-claim-uid";
+/// Annotation with the name of the claim an environment was created for.
+pub const CREATED_FOR_CLAIM_ANNOTATION: &str = "testmesh.io/created-for-claim";

@@ -106,6 +106,7 @@ fn world() -> World {
         },
         app: AppState::Present(app(Readiness::Ready, "Healthy")),
         holders: Vec::new(),
+        waiting: Vec::new(),
         teardown: None,
     })
 }
@@ -157,6 +158,10 @@ impl World {
     }
     fn held_by(mut self, claim: &str) -> Self {
         self.0.holders.push(claim.into());
+        self
+    }
+    fn waiting(mut self, claims: &[&str]) -> Self {
+        self.0.waiting = claims.iter().map(|c| (*c).to_owned()).collect();
         self
     }
     fn teardown(mut self, request: TeardownRequest) -> Self {
@@ -783,14 +788,17 @@ fn any_observed() -> impl Strategy<Value = World> {
         Just(Some(TeardownRequest::Destroy)),
         Just(Some(TeardownRequest::Delete)),
     ];
-    (namespace, app, 0usize..3, teardown).prop_map(|(namespace, app, holders, teardown)| {
-        World(Observed {
-            namespace,
-            app,
-            holders: (0..holders).map(|i| format!("run-{i}")).collect(),
-            teardown,
-        })
-    })
+    (namespace, app, 0usize..3, 0usize..3, teardown).prop_map(
+        |(namespace, app, holders, waiting, teardown)| {
+            World(Observed {
+                namespace,
+                app,
+                holders: (0..holders).map(|i| format!("run-{i}")).collect(),
+                waiting: (0..waiting).map(|i| format!("queued-{i}")).collect(),
+                teardown,
+            })
+        },
+    )
 }
 
 proptest! {
@@ -853,4 +861,110 @@ proptest! {
             prop_assert!(wake_at > at(CREATED + elapsed), "a timer that is already due would spin");
         }
     }
+}
+
+#[test]
+fn binding_table() {
+    let now = CREATED + 10;
+    let cases: Vec<(&str, Env, World, Phase, Vec<&str>)> = vec![
+        (
+            "warm: the head of the queue is bound at once",
+            environment().in_phase(Phase::Warm).last_used(CREATED),
+            world().waiting(&["a", "b"]),
+            Phase::Running,
+            vec!["a"],
+        ),
+        (
+            "cooling: reused by the head of the queue",
+            environment().in_phase(Phase::Cooling).last_used(CREATED),
+            world().waiting(&["b"]),
+            Phase::Running,
+            vec!["b"],
+        ),
+        (
+            "cold: the claim that asked for it holds it while it provisions",
+            environment(),
+            world().no_namespace().no_app().waiting(&["a"]),
+            Phase::Provisioning,
+            vec!["a"],
+        ),
+        (
+            "held: exclusive, the queue waits",
+            environment().in_phase(Phase::Running).last_used(CREATED),
+            world().held_by("a").waiting(&["b", "c"]),
+            Phase::Running,
+            vec!["a"],
+        ),
+        (
+            "released: the next run takes it in the same decision",
+            environment().in_phase(Phase::Running).last_used(CREATED),
+            world().waiting(&["b", "c"]),
+            Phase::Running,
+            vec!["b"],
+        ),
+        (
+            "expired: never bound, torn down",
+            environment().in_phase(Phase::Warm).last_used(CREATED),
+            world().waiting(&["a"]),
+            Phase::Destroying,
+            vec![],
+        ),
+        (
+            "failed: not bound",
+            environment()
+                .in_phase(Phase::Failed)
+                .provisioning_since(CREATED),
+            world().app(Readiness::Failed, "Degraded").waiting(&["a"]),
+            Phase::Failed,
+            vec![],
+        ),
+        (
+            "destroy requested: not bound",
+            environment().in_phase(Phase::Warm).last_used(CREATED),
+            world().waiting(&["a"]).teardown(TeardownRequest::Destroy),
+            Phase::Destroying,
+            vec![],
+        ),
+    ];
+    for (name, env, world, phase, holders) in cases {
+        let decision = if name.starts_with("expired") {
+            env.decide(&world, CREATED + minutes(60))
+        } else {
+            env.decide(&world, now)
+        };
+        assert_eq!(decision.phase(), phase, "{name}");
+        assert_eq!(decision.status.claimed_by, holders, "{name}");
+    }
+}
+
+#[test]
+fn binding_records_whether_the_run_got_it_already_provisioned() {
+    let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
+    let decision = warm.decide(&world().waiting(&["a"]), CREATED + 5);
+    assert_eq!(decision.status.holder_reused, Some(true));
+    assert_eq!(decision.status.held_since, Some(Time(at(CREATED + 5))));
+    let cold = environment().decide(
+        &world().no_namespace().no_app().waiting(&["a"]),
+        CREATED + 5,
+    );
+    assert_eq!(cold.status.holder_reused, Some(false));
+    let released = environment()
+        .in_phase(Phase::Running)
+        .last_used(CREATED)
+        .decide(&world(), CREATED + 9);
+    assert_eq!(
+        (released.status.held_since, released.status.holder_reused),
+        (None, None)
+    );
+}
+
+#[test]
+fn handing_over_to_the_next_run_restarts_the_idle_clock() {
+    let handover = CREATED + minutes(90);
+    let decision = environment()
+        .in_phase(Phase::Running)
+        .last_used(CREATED)
+        .decide(&world().waiting(&["next"]), handover);
+    assert_eq!(decision.status.last_used_at, Some(Time(at(handover))));
+    assert_eq!(decision.status.expires_at, None, "held again");
 }

@@ -1,0 +1,383 @@
+//! Claims: which runs wait for an environment, in what order, and what each claim's
+//! status says.
+//!
+//! An environment serves one claim at a time. The claims that want it — those naming it
+//! in `spec.environmentName`, and those of its context naming none — form a queue in
+//! creation order (ties broken by name). The environment's own reconciler binds the head
+//! of the queue when the environment can take a run ([`super::environment::decide`]); the
+//! claim's reconciler only reports what that means for the claim ([`decide_claim`]).
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions::{self, ConditionStatus, Verdict};
+use super::phase::{ClaimPhase, Phase};
+use crate::resources::{TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus};
+
+/// Reasons a claim's `Ready` condition gives.
+pub mod reason {
+    /// Holding a ready environment.
+    pub const BOUND: &str = "Bound";
+    /// Waiting behind other runs for the environment.
+    pub const QUEUED: &str = "Queued";
+    /// Holding an environment that is still being provisioned.
+    pub const PROVISIONING: &str = "Provisioning";
+    /// No environment yet; one is being created from the template.
+    pub const CREATING_ENVIRONMENT: &str = "CreatingEnvironment";
+    /// The context's previous environment is still being torn down.
+    pub const WAITING_FOR_TEARDOWN: &str = "WaitingForTeardown";
+    /// The environment named in `spec.environmentName` does not exist.
+    pub const ENVIRONMENT_NOT_FOUND: &str = "EnvironmentNotFound";
+    /// The environment failed; the message carries its reason.
+    pub const ENVIRONMENT_FAILED: &str = "EnvironmentFailed";
+    /// The environment was torn down under the claim.
+    pub const ENVIRONMENT_DESTROYED: &str = "EnvironmentDestroyed";
+    /// The named environment belongs to another context.
+    pub const CONTEXT_MISMATCH: &str = "ContextMismatch";
+    /// The lease (`maxDurationMinutes`) ran out.
+    pub const LEASE_EXPIRED: &str = "LeaseExpired";
+    /// The environment was released.
+    pub const RELEASED: &str = "Released";
+}
+
+/// What the queue needs to know about one claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueEntry<'a> {
+    pub name: &'a str,
+    pub created_at: Timestamp,
+    pub context: &'a str,
+    /// `spec.environmentName`.
+    pub environment_name: Option<&'a str>,
+    /// Whether the claim still wants or holds an environment: not being deleted and not
+    /// finished (released, expired, failed).
+    pub active: bool,
+}
+
+impl<'a> QueueEntry<'a> {
+    pub fn of(claim: &'a TestEnvironmentClaim) -> QueueEntry<'a> {
+        let phase = claim.status.as_ref().and_then(|s| s.phase);
+        QueueEntry {
+            name: claim.metadata.name.as_deref().unwrap_or_default(),
+            created_at: claim
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(Timestamp::MAX, |t| t.0),
+            context: &claim.spec.context,
+            environment_name: claim.spec.environment_name.as_deref(),
+            active: claim.metadata.deletion_timestamp.is_none()
+                && matches!(phase, None | Some(ClaimPhase::Pending | ClaimPhase::Bound)),
+        }
+    }
+
+    /// Whether this claim wants the environment `name` of context `context`.
+    pub fn wants(&self, name: &str, context: &str) -> bool {
+        self.active
+            && match self.environment_name {
+                Some(wanted) => wanted == name,
+                None => self.context == context,
+            }
+    }
+}
+
+/// The active claims that want environment `name` (of `context`), oldest first.
+pub fn queue<'e, 'a>(
+    entries: &'e [QueueEntry<'a>],
+    name: &str,
+    context: &str,
+) -> Vec<&'e QueueEntry<'a>> {
+    let mut queue: Vec<&QueueEntry<'a>> =
+        entries.iter().filter(|e| e.wants(name, context)).collect();
+    queue.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.name.cmp(b.name))
+    });
+    queue
+}
+
+/// The name of the `generation`-th environment of a context. Every claim that finds no
+/// live environment for its context creates the same next name, so concurrent creates
+/// collide and exactly one environment results.
+pub fn environment_name_for(context: &str, generation: u32) -> String {
+    format!("{}-{generation}", environment_name_base(context))
+}
+
+/// The generation number of `name` if it is one of `context`'s generated names.
+pub fn environment_generation(context: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(&environment_name_base(context))?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+fn environment_name_base(context: &str) -> String {
+    let mut base: String = context
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    base.truncate(52);
+    let base = base.trim_matches('-');
+    if base.is_empty() {
+        "env".to_owned()
+    } else {
+        base.to_owned()
+    }
+}
+
+/// What the claim's reconciler found for the claim.
+#[derive(Clone, Debug)]
+pub enum Target<'a> {
+    /// An environment the claim waits for or holds.
+    Environment {
+        environment: &'a TestEnvironment,
+        /// 1-based position in its queue, when waiting.
+        queue_position: Option<usize>,
+        /// The environment was created from this claim's template.
+        created_for_claim: bool,
+    },
+    /// The environment named in `spec.environmentName` does not exist.
+    NamedEnvironmentMissing,
+    /// The context's last environment is being torn down; a new one follows once it is
+    /// gone (its namespace name is needed again).
+    PreviousTearingDown { environment: &'a str },
+    /// No live environment for the context: create the next one.
+    CreateEnvironment { name: String },
+}
+
+/// What to create, if anything, and the claim's next status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimDecision {
+    pub status: TestEnvironmentClaimStatus,
+    /// Create this environment from the claim's template.
+    pub create_environment: Option<String>,
+    /// When to look again (the lease's end), if nothing changes before.
+    pub wake_at: Option<Timestamp>,
+}
+
+/// Decides a claim's status from its target at `now`.
+pub fn decide_claim(
+    claim: &TestEnvironmentClaim,
+    target: Target<'_>,
+    now: Timestamp,
+) -> ClaimDecision {
+    let current = claim.status.clone().unwrap_or_default();
+    let generation = claim.metadata.generation.unwrap_or_default();
+    let mut status = current.clone();
+    status.observed_generation = Some(generation);
+    let mut decision = ClaimDecision {
+        status,
+        create_environment: None,
+        wake_at: None,
+    };
+    let previous = current.phase.unwrap_or(ClaimPhase::Pending);
+    if matches!(
+        previous,
+        ClaimPhase::Released | ClaimPhase::Expired | ClaimPhase::Failed
+    ) {
+        stamp_generation(&mut decision.status, generation);
+        return decision;
+    }
+    let lease = SignedDuration::from_mins(i64::from(claim.spec.max_duration_minutes));
+    let set = |decision: &mut ClaimDecision,
+               phase: ClaimPhase,
+               status: ConditionStatus,
+               reason: &'static str,
+               message: String| {
+        decision.status.phase = Some(phase);
+        conditions::set(
+            &mut decision.status.conditions,
+            Verdict::new(conditions::READY, status, reason, message),
+            generation,
+            now,
+        );
+    };
+
+    if let Some(expiry) = current.lease_expires_at.as_ref().map(|t| t.0)
+        && now >= expiry
+    {
+        decision.status.queue_position = None;
+        set(
+            &mut decision,
+            ClaimPhase::Expired,
+            ConditionStatus::False,
+            reason::LEASE_EXPIRED,
+            format!(
+                "the {}-minute lease ran out; the environment was released",
+                claim.spec.max_duration_minutes
+            ),
+        );
+        return decision;
+    }
+
+    let claim_name = claim.metadata.name.as_deref().unwrap_or_default();
+    match target {
+        Target::NamedEnvironmentMissing => {
+            let name = claim.spec.environment_name.clone().unwrap_or_default();
+            set(
+                &mut decision,
+                ClaimPhase::Failed,
+                ConditionStatus::False,
+                reason::ENVIRONMENT_NOT_FOUND,
+                format!("environment {name} does not exist in this workspace"),
+            );
+        }
+        Target::PreviousTearingDown { environment } => {
+            decision.status.environment_name = None;
+            set(
+                &mut decision,
+                ClaimPhase::Pending,
+                ConditionStatus::False,
+                reason::WAITING_FOR_TEARDOWN,
+                format!(
+                    "environment {environment} of this context is being torn down; a new one is created once it is gone"
+                ),
+            );
+        }
+        Target::CreateEnvironment { name } => {
+            decision.status.environment_name = Some(name.clone());
+            set(
+                &mut decision,
+                ClaimPhase::Pending,
+                ConditionStatus::False,
+                reason::CREATING_ENVIRONMENT,
+                format!("creating environment {name} from the template"),
+            );
+            decision.create_environment = Some(name);
+        }
+        Target::Environment {
+            environment,
+            queue_position,
+            created_for_claim,
+        } => {
+            let env_name = environment.metadata.name.clone().unwrap_or_default();
+            let env_status = environment.status.clone().unwrap_or_default();
+            let env_phase = env_status.phase.unwrap_or(Phase::Cold);
+            let held = env_status.claimed_by.iter().any(|h| h == claim_name);
+            let env_ready = conditions::find(&env_status.conditions, conditions::READY);
+            let env_message = env_ready
+                .map(|c| format!("{}: {}", c.reason, c.message))
+                .unwrap_or_default();
+            decision.status.environment_name = Some(env_name.clone());
+            if claim.spec.environment_name.is_some()
+                && environment.spec.context != claim.spec.context
+            {
+                set(
+                    &mut decision,
+                    ClaimPhase::Failed,
+                    ConditionStatus::False,
+                    reason::CONTEXT_MISMATCH,
+                    format!(
+                        "environment {env_name} serves context {}, not {}",
+                        environment.spec.context, claim.spec.context
+                    ),
+                );
+                return decision;
+            }
+            if env_phase == Phase::Failed {
+                decision.status.queue_position = None;
+                set(
+                    &mut decision,
+                    ClaimPhase::Failed,
+                    ConditionStatus::False,
+                    reason::ENVIRONMENT_FAILED,
+                    format!("environment {env_name} failed: {env_message}"),
+                );
+                return decision;
+            }
+            let committed = held
+                || previous == ClaimPhase::Bound
+                || claim.spec.environment_name.is_some()
+                || created_for_claim;
+            if env_phase.is_tearing_down() && committed {
+                decision.status.queue_position = None;
+                set(
+                    &mut decision,
+                    ClaimPhase::Failed,
+                    ConditionStatus::False,
+                    reason::ENVIRONMENT_DESTROYED,
+                    format!("environment {env_name} is being torn down: {env_message}"),
+                );
+                return decision;
+            }
+            if held {
+                decision.status.queue_position = None;
+                // Reused: the environment was already provisioned when this run was bound.
+                decision
+                    .status
+                    .reused
+                    .get_or_insert(env_status.holder_reused.unwrap_or(false));
+                let ready = env_ready.is_some_and(|c| c.status == ConditionStatus::True.as_str());
+                if ready {
+                    let bound_at = decision.status.bound_at.get_or_insert(Time(now)).0;
+                    let lease_end = bound_at.saturating_add(lease).unwrap_or(Timestamp::MAX);
+                    decision.status.lease_expires_at = Some(Time(lease_end));
+                    decision.status.routing_policy = env_status.routing_policy.clone();
+                    decision.status.namespace = Some(environment.spec.template.namespace.clone());
+                    decision.wake_at = Some(lease_end);
+                    let how = if decision.status.reused == Some(true) {
+                        "reused"
+                    } else {
+                        "provisioned"
+                    };
+                    set(
+                        &mut decision,
+                        ClaimPhase::Bound,
+                        ConditionStatus::True,
+                        reason::BOUND,
+                        format!(
+                            "environment {env_name} ({how}) in namespace {}",
+                            environment.spec.template.namespace
+                        ),
+                    );
+                } else {
+                    set(
+                        &mut decision,
+                        ClaimPhase::Pending,
+                        ConditionStatus::False,
+                        reason::PROVISIONING,
+                        format!("environment {env_name} is {env_phase}: {env_message}"),
+                    );
+                }
+                return decision;
+            }
+            if previous == ClaimPhase::Bound {
+                decision.status.routing_policy = BTreeMap::new();
+                decision.status.namespace = None;
+                set(
+                    &mut decision,
+                    ClaimPhase::Released,
+                    ConditionStatus::False,
+                    reason::RELEASED,
+                    format!("environment {env_name} was released"),
+                );
+                return decision;
+            }
+            let position = queue_position.unwrap_or(1);
+            decision.status.queue_position = Some(u32::try_from(position).unwrap_or(u32::MAX));
+            set(
+                &mut decision,
+                ClaimPhase::Pending,
+                ConditionStatus::False,
+                reason::QUEUED,
+                format!(
+                    "position {position} in the queue for environment {env_name} ({env_phase})"
+                ),
+            );
+        }
+    }
+    decision
+}
+
+fn stamp_generation(status: &mut TestEnvironmentClaimStatus, generation: i64) {
+    status.observed_generation = Some(generation);
+    for condition in &mut status.conditions {
+        condition.observed_generation = Some(generation);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! Tests of the claim queue and of what a claim reports.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::resources::{TestEnvironmentClaimSpec, TestEnvironmentSpec, TestEnvironmentStatus};
+
+const NOW: i64 = 2_000_000;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(seconds).unwrap()
+}
+
+fn entry<'a>(name: &'a str, created: i64) -> QueueEntry<'a> {
+    QueueEntry {
+        name,
+        created_at: at(created),
+        context: "pr-1",
+        environment_name: None,
+        active: true,
+    }
+}
+
+#[test]
+fn queue_is_creation_order_then_name_and_only_active_wanting_claims() {
+    let entries = [
+        entry("late", 30),
+        entry("b-tie", 10),
+        entry("a-tie", 10),
+        QueueEntry {
+            active: false,
+            ..entry("finished", 1)
+        },
+        QueueEntry {
+            context: "pr-2",
+            ..entry("other-context", 1)
+        },
+        QueueEntry {
+            environment_name: Some("elsewhere"),
+            ..entry("named-other", 1)
+        },
+        QueueEntry {
+            environment_name: Some("env-1"),
+            context: "pr-1",
+            ..entry("named-this", 20)
+        },
+    ];
+    let names: Vec<&str> = queue(&entries, "env-1", "pr-1")
+        .iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["a-tie", "b-tie", "named-this", "late"]);
+}
+
+#[test]
+fn generated_environment_names_are_valid_and_numbered() {
+    assert_eq!(environment_name_for("pr-123", 1), "pr-123-1");
+    assert_eq!(environment_name_for("Feature_X.y", 2), "feature-x-y-2");
+    assert_eq!(environment_name_for("__", 3), "env-3");
+    assert!(environment_name_for(&"a".repeat(63), 4_000_000_000).len() <= 63);
+    assert_eq!(environment_generation("pr-123", "pr-123-7"), Some(7));
+    assert_eq!(
+        environment_generation("Feature_X.y", "feature-x-y-2"),
+        Some(2)
+    );
+    assert_eq!(environment_generation("pr-123", "pr-1234-7"), None);
+    assert_eq!(environment_generation("pr-123", "pr-123-x"), None);
+}
+
+fn claim(name: &str) -> TestEnvironmentClaim {
+    let mut claim = TestEnvironmentClaim::new(
+        name,
+        TestEnvironmentClaimSpec {
+            context: "pr-1".into(),
+            environment_name: None,
+            template: None,
+            max_duration_minutes: 60,
+        },
+    );
+    claim.metadata = ObjectMeta {
+        name: Some(name.into()),
+        generation: Some(1),
+        creation_timestamp: Some(Time(at(NOW - 5))),
+        ..ObjectMeta::default()
+    };
+    claim
+}
+
+fn environment(phase: Phase, ready: (&str, &str), holders: &[&str]) -> TestEnvironment {
+    let spec: TestEnvironmentSpec = serde_json::from_value(serde_json::json!({
+        "context": "pr-1", "provider": "argocd", "providerAppName": "app", "namespace": "review-pr-1"
+    }))
+    .unwrap();
+    let mut env = TestEnvironment::new("env-1", spec);
+    env.status = Some(TestEnvironmentStatus {
+        phase: Some(phase),
+        claimed_by: holders.iter().map(|h| (*h).to_owned()).collect(),
+        routing_policy: [(
+            "users".to_owned(),
+            "http://users.review-pr-1.svc.cluster.local:8080".to_owned(),
+        )]
+        .into(),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: ready.0.into(),
+            reason: ready.1.into(),
+            message: "details".into(),
+            last_transition_time: Time(at(NOW - 100)),
+            observed_generation: Some(1),
+        }],
+        ..TestEnvironmentStatus::default()
+    });
+    env
+}
+
+fn ready(decision: &ClaimDecision) -> (ClaimPhase, String, String) {
+    let c = conditions::find(&decision.status.conditions, "Ready").expect("Ready");
+    (
+        decision.status.phase.expect("phase"),
+        c.status.clone(),
+        c.reason.clone(),
+    )
+}
+
+fn on(env: &TestEnvironment, position: Option<usize>, created_for_claim: bool) -> Target<'_> {
+    Target::Environment {
+        environment: env,
+        queue_position: position,
+        created_for_claim,
+    }
+}
+
+/// An environment whose current holder was bound already provisioned, or not.
+fn bound_reused(mut env: TestEnvironment, reused: Option<bool>) -> TestEnvironment {
+    env.status.as_mut().unwrap().holder_reused = reused;
+    env
+}
+
+#[test]
+fn reused_is_what_the_environment_recorded_when_it_bound_the_run() {
+    let running = environment(Phase::Running, ("True", "InUse"), &["run"]);
+    for (recorded, expected) in [
+        (Some(true), Some(true)),
+        (Some(false), Some(false)),
+        (None, Some(false)),
+    ] {
+        let env = bound_reused(running.clone(), recorded);
+        let decision = decide_claim(&claim("run"), on(&env, None, false), at(NOW));
+        assert_eq!(decision.status.reused, expected, "{recorded:?}");
+    }
+}
+
+#[test]
+fn bound_to_a_ready_environment_copies_routing_and_starts_the_lease() {
+    let env = bound_reused(
+        environment(Phase::Running, ("True", "InUse"), &["run"]),
+        Some(true),
+    );
+    let decision = decide_claim(&claim("run"), on(&env, None, false), at(NOW));
+    assert_eq!(
+        ready(&decision),
+        (ClaimPhase::Bound, "True".into(), reason::BOUND.into())
+    );
+    assert_eq!(decision.status.environment_name.as_deref(), Some("env-1"));
+    assert_eq!(decision.status.reused, Some(true));
+    assert_eq!(decision.status.routing_policy.len(), 1);
+    assert_eq!(decision.status.bound_at, Some(Time(at(NOW))));
+    assert_eq!(
+        decision.status.lease_expires_at,
+        Some(Time(at(NOW + 3_600)))
+    );
+    assert_eq!(decision.wake_at, Some(at(NOW + 3_600)));
+}
+
+#[test]
+fn claim_outcomes() {
+    let provisioning = environment(Phase::Provisioning, ("False", "Provisioning"), &["run"]);
+    let failed = environment(Phase::Failed, ("False", "AppFailed"), &[]);
+    let busy = environment(Phase::Running, ("True", "InUse"), &["other"]);
+    let torn_down = environment(Phase::Destroying, ("False", "DestroyRequested"), &["run"]);
+    let cases: Vec<(&str, Target<'_>, (ClaimPhase, &str, &str))> = vec![
+        (
+            "held while provisioning",
+            on(&provisioning, None, false),
+            (ClaimPhase::Pending, "False", reason::PROVISIONING),
+        ),
+        (
+            "environment failed",
+            on(&failed, Some(1), false),
+            (ClaimPhase::Failed, "False", reason::ENVIRONMENT_FAILED),
+        ),
+        (
+            "queued behind another run",
+            on(&busy, Some(3), false),
+            (ClaimPhase::Pending, "False", reason::QUEUED),
+        ),
+        (
+            "torn down under the run",
+            on(&torn_down, None, false),
+            (ClaimPhase::Failed, "False", reason::ENVIRONMENT_DESTROYED),
+        ),
+        (
+            "named environment missing",
+            Target::NamedEnvironmentMissing,
+            (ClaimPhase::Failed, "False", reason::ENVIRONMENT_NOT_FOUND),
+        ),
+        (
+            "previous environment tearing down",
+            Target::PreviousTearingDown { environment: "old" },
+            (ClaimPhase::Pending, "False", reason::WAITING_FOR_TEARDOWN),
+        ),
+        (
+            "nothing alive",
+            Target::CreateEnvironment {
+                name: "pr-1-1".into(),
+            },
+            (ClaimPhase::Pending, "False", reason::CREATING_ENVIRONMENT),
+        ),
+    ];
+    for (name, target, (phase, status, reason)) in cases {
+        let decision = decide_claim(&claim("run"), target, at(NOW));
+        assert_eq!(
+            ready(&decision),
+            (phase, status.to_owned(), reason.to_owned()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn queue_position_and_failure_reason_are_reported() {
+    let busy = environment(Phase::Running, ("True", "InUse"), &["other"]);
+    let decision = decide_claim(&claim("run"), on(&busy, Some(3), false), at(NOW));
+    assert_eq!(decision.status.queue_position, Some(3));
+    let failed = environment(Phase::Failed, ("False", "AppFailed"), &[]);
+    let decision = decide_claim(&claim("run"), on(&failed, Some(1), false), at(NOW));
+    let message = &conditions::find(&decision.status.conditions, "Ready")
+        .unwrap()
+        .message;
+    assert!(message.contains("AppFailed: details"), "{message}");
+}
+
+#[test]
+fn creating_names_the_environment_to_be() {
+    let decision = decide_claim(
+        &claim("run"),
+        Target::CreateEnvironment {
+            name: "pr-1-1".into(),
+        },
+        at(NOW),
+    );
+    assert_eq!(decision.create_environment.as_deref(), Some("pr-1-1"));
+    assert_eq!(decision.status.environment_name.as_deref(), Some("pr-1-1"));
+    assert_eq!(
+        decision.status.reused, None,
+        "decided when bound, from who created it"
+    );
+}
+
+#[test]
+fn lease_runs_out_exactly_at_its_end() {
+    let env = environment(Phase::Running, ("True", "InUse"), &["run"]);
+    let bound = decide_claim(&claim("run"), on(&env, None, false), at(NOW));
+    let mut held = claim("run");
+    held.status = Some(bound.status);
+    let before = decide_claim(&held, on(&env, None, false), at(NOW + 3_599));
+    assert_eq!(before.status.phase, Some(ClaimPhase::Bound));
+    let at_end = decide_claim(&held, on(&env, None, false), at(NOW + 3_600));
+    assert_eq!(
+        ready(&at_end),
+        (
+            ClaimPhase::Expired,
+            "False".into(),
+            reason::LEASE_EXPIRED.into()
+        )
+    );
+}
+
+#[test]
+fn released_when_the_environment_no_longer_holds_a_bound_claim() {
+    let env = environment(Phase::Running, ("True", "InUse"), &["run"]);
+    let bound = decide_claim(&claim("run"), on(&env, None, false), at(NOW));
+    let mut held = claim("run");
+    held.status = Some(bound.status);
+    let handed_over = environment(Phase::Running, ("True", "InUse"), &["next"]);
+    let released = decide_claim(&held, on(&handed_over, None, false), at(NOW + 10));
+    assert_eq!(ready(&released).0, ClaimPhase::Released);
+    assert!(released.status.routing_policy.is_empty());
+}
+
+#[test]
+fn finished_claims_stay_finished() {
+    for phase in [
+        ClaimPhase::Released,
+        ClaimPhase::Expired,
+        ClaimPhase::Failed,
+    ] {
+        let mut finished = claim("run");
+        finished.status = Some(TestEnvironmentClaimStatus {
+            phase: Some(phase),
+            ..Default::default()
+        });
+        let env = environment(Phase::Warm, ("True", "Available"), &[]);
+        let decision = decide_claim(&finished, on(&env, Some(1), false), at(NOW));
+        assert_eq!(decision.status.phase, Some(phase));
+        assert!(decision.create_environment.is_none());
+    }
+}
+
+#[test]
+fn a_named_environment_of_another_context_is_refused() {
+    let mut named = claim("run");
+    named.spec.environment_name = Some("env-1".into());
+    named.spec.context = "pr-2".into();
+    let env = environment(Phase::Warm, ("True", "Available"), &[]);
+    let decision = decide_claim(&named, on(&env, Some(1), false), at(NOW));
+    assert_eq!(
+        ready(&decision),
+        (
+            ClaimPhase::Failed,
+            "False".into(),
+            reason::CONTEXT_MISMATCH.into()
+        )
+    );
+}
