@@ -5,10 +5,12 @@
 //! - [`lifecycle`]: the pure decision core (state machine, TTL, reuse, conditions);
 //! - [`providers`]: the GitOps controllers' objects, read behind one trait;
 //! - [`controller`]: the operator process that observes, decides with the core and applies;
-//! - [`http`], [`metrics`], [`telemetry`], [`config`]: its operational surface.
+//! - [`http`], [`metrics`], [`telemetry`], [`config`]: its operational surface;
+//! - [`ci`]: `testmesh claim` / `testmesh release` for CI jobs.
 #![deny(warnings, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod ci;
 pub mod config;
 pub mod controller;
 pub mod crdgen;

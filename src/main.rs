@@ -20,6 +20,12 @@ enum Command {
     /// Run the operator: reconcile every TestEnvironment through its lifecycle. Connects
     /// to the cluster by the usual kubeconfig rules (in-cluster, KUBECONFIG, ~/.kube/config).
     Run(Box<testmesh::config::RunConfig>),
+    /// For CI: claim an environment for a context, wait until it is Ready, and print its
+    /// routing policy (JSON, or `export NAME_URL=…` lines). Exits non-zero with the reason
+    /// on failure or timeout, releasing the claim.
+    Claim(Box<testmesh::ci::ClaimArgs>),
+    /// For CI: release a claim (delete it), handing its environment to the next run.
+    Release(testmesh::ci::ReleaseArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a
     /// directory (how `crds/` is generated: `make crds`).
     Crds {
@@ -33,6 +39,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Run(config) => run(*config),
+        Command::Claim(args) => block_on(testmesh::ci::claim(*args)),
+        Command::Release(args) => block_on(testmesh::ci::release(args)),
         Command::Crds { output_dir } => {
             testmesh::crdgen::write(output_dir.as_deref()).map_err(Into::into)
         }
@@ -44,6 +52,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on<E: std::error::Error + 'static>(
+    work: impl Future<Output = Result<(), E>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(work)?;
+    Ok(())
 }
 
 fn run(config: testmesh::config::RunConfig) -> Result<(), Box<dyn std::error::Error>> {

@@ -107,19 +107,24 @@ fn delete_exactly(meta: &ObjectMeta) -> DeleteParams {
     }
 }
 
-/// Writes the status with server-side apply under one field manager.
+/// Writes the status with server-side apply under one field manager. The
+/// `resourceVersion` precondition makes it fail with a conflict if the object changed
+/// since it was read — so a decision about who holds the environment is never written
+/// over a newer one, whichever replica or restart made it.
 pub async fn write_status(
     api: &Api<TestEnvironment>,
-    name: &str,
+    environment: &TestEnvironment,
     status: &TestEnvironmentStatus,
 ) -> Result<()> {
+    let name = environment.name_any();
     let body = json!({
         "apiVersion": "testmesh.io/v1alpha1",
         "kind": "TestEnvironment",
+        "metadata": { "name": name, "resourceVersion": environment.resource_version() },
         "status": status,
     });
     api.patch_status(
-        name,
+        &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(body),
     )

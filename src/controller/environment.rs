@@ -48,7 +48,6 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let uid = environment
         .uid()
         .ok_or(Error::MissingField("metadata.uid"))?;
-    let name = environment.name_any();
     let api: Api<TestEnvironment> = Api::namespaced(ctx.client.clone(), &workspace);
     let deleting = environment.meta().deletion_timestamp.is_some();
     let current = environment.status.clone().unwrap_or_default();
@@ -82,7 +81,13 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     }
 
     if decision.status != current {
-        apply::write_status(&api, &name, &decision.status).await?;
+        match apply::write_status(&api, environment, &decision.status).await {
+            Err(Error::Kube(kube::Error::Api(status))) if status.is_conflict() => {
+                tracing::debug!("changed since it was read; deciding again");
+                return Ok(Action::requeue(RACE_RETRY));
+            }
+            result => result?,
+        }
         let phase = decision.phase();
         if phase != previous {
             tracing::info!(from = %previous, to = %phase, "phase changed");

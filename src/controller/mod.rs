@@ -3,11 +3,12 @@
 //! changes or one of its timers is due.
 
 mod apply;
+mod claim;
 mod environment;
 mod observe;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use jiff::SignedDuration;
@@ -27,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::providers::{ArgoCd, Providers};
 use crate::resources::{
     ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, TestEnvironment,
+    TestEnvironmentClaim,
 };
 
 pub use apply::FIELD_MANAGER;
@@ -45,28 +47,33 @@ pub struct Context {
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(config: RunConfig) -> Result<()> {
     let client = Client::try_default().await.map_err(Error::Connect)?;
-    let environments: Api<TestEnvironment> = match &config.watch_namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
+    let scoped = |client: &Client| -> (Api<TestEnvironment>, Api<TestEnvironmentClaim>) {
+        match &config.watch_namespace {
+            Some(namespace) => (
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        }
     };
-    // Our own reflector rather than `Controller::new`, so readiness can be taken from
-    // the watcher's InitDone: `Store::wait_until_ready` wakes only one waiter, and the
+    let (environments_api, claims_api) = scoped(&client);
+
+    // Our own reflectors rather than `Controller::new`, so readiness can be taken from
+    // the watchers' InitDone: `Store::wait_until_ready` wakes only one waiter, and each
     // controller's runner already is one.
+    let synced = Arc::new(AtomicUsize::new(0));
     let ready = Arc::new(AtomicBool::new(false));
-    let (store, writer) = reflector::store();
-    let ready_on_sync = ready.clone();
-    let environment_events = watcher(environments, watcher::Config::default())
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event
-                && !ready_on_sync.swap(true, Ordering::Relaxed)
-            {
-                tracing::info!("caches synced; ready");
-            }
-        })
+    let (environments, environment_writer) = reflector::store();
+    let environment_events = watcher(environments_api, watcher::Config::default())
+        .reflect(environment_writer)
+        .inspect(count_sync(synced.clone(), ready.clone()))
         .applied_objects();
-    let controller = Controller::for_stream(environment_events, store.clone());
-    let metrics = Metrics::new(store.clone());
+    let (claims, claim_writer) = reflector::store();
+    let claim_events = watcher(claims_api.clone(), watcher::Config::default())
+        .reflect(claim_writer)
+        .inspect(count_sync(synced.clone(), ready.clone()))
+        .applied_objects();
+    let metrics = Metrics::new(environments.clone());
 
     let providers = Providers {
         argocd: ArgoCd {
@@ -76,24 +83,38 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let owned_namespaces =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let scope = config.watch_namespace.clone();
-    let mut controller = controller.watches(
-        Api::<Namespace>::all(client.clone()),
-        owned_namespaces,
-        move |namespace| {
-            environment_of_namespace(&namespace)
-                .filter(|env| scope.is_none() || env.namespace == scope)
-        },
-    );
+    let mut environment_controller =
+        Controller::for_stream(environment_events, environments.clone()).watches(
+            Api::<Namespace>::all(client.clone()),
+            owned_namespaces,
+            move |namespace| {
+                environment_of_namespace(&namespace)
+                    .filter(|env| scope.is_none() || env.namespace == scope)
+            },
+        );
     for (provider, adapter) in providers.all() {
         let resource = adapter.api_resource();
         let apps: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let default_namespace = adapter.default_namespace().to_owned();
-        let store = store.clone();
-        controller =
-            controller.watches_with(apps, resource, watcher::Config::default(), move |app| {
-                environments_of_app(&store, provider, &default_namespace, &app)
-            });
+        let environments = environments.clone();
+        environment_controller = environment_controller.watches_with(
+            apps,
+            resource,
+            watcher::Config::default(),
+            move |app| environments_of_app(&environments, provider, &default_namespace, &app),
+        );
     }
+    let environments_for_claims = environments.clone();
+    let environment_controller =
+        environment_controller.watches(claims_api, watcher::Config::default(), move |claim| {
+            environments_of_claim(&environments_for_claims, &claim)
+        });
+    let claims_for_environments = claims.clone();
+    let claim_controller = Controller::for_stream(claim_events, claims.clone()).watches(
+        environments_api_for_claims(&client, &config),
+        watcher::Config::default(),
+        move |environment| claims_of_environment(&claims_for_environments, &environment),
+    );
 
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
@@ -125,18 +146,98 @@ pub async fn run(config: RunConfig) -> Result<()> {
         argocd_namespace = %config.argocd_namespace,
         "testmesh operator starting"
     );
-    controller
+    let environments_done = environment_controller
         .shutdown_on_signal()
-        .run(environment::reconcile, environment::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile stream");
-            }
-        })
-        .await;
+        .run(
+            environment::reconcile,
+            environment::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_outcome);
+    let claims_done = claim_controller
+        .shutdown_on_signal()
+        .run(claim::reconcile, claim::error_policy, ctx)
+        .for_each(log_outcome);
+    futures::join!(environments_done, claims_done);
     tracing::info!("testmesh operator stopped");
     http.abort();
     Ok(())
+}
+
+/// Counts a watcher's first completed list, once; ready when both caches (environments
+/// and claims) have listed.
+fn count_sync<K>(
+    synced: Arc<AtomicUsize>,
+    ready: Arc<AtomicBool>,
+) -> impl FnMut(&std::result::Result<watcher::Event<K>, watcher::Error>) {
+    const CACHES: usize = 2;
+    let mut counted = false;
+    move |event| {
+        if !counted && matches!(event, Ok(watcher::Event::InitDone)) {
+            counted = true;
+            if synced.fetch_add(1, Ordering::Relaxed) + 1 == CACHES {
+                ready.store(true, Ordering::Relaxed);
+                tracing::info!("caches synced; ready");
+            }
+        }
+    }
+}
+
+async fn log_outcome<T, E: std::fmt::Display>(result: std::result::Result<T, E>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "reconcile stream");
+    }
+}
+
+fn environments_api_for_claims(client: &Client, config: &RunConfig) -> Api<TestEnvironment> {
+    match &config.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The environments a claim may concern: the one it names or holds, and the live ones of
+/// its context.
+fn environments_of_claim(
+    environments: &Store<TestEnvironment>,
+    claim: &TestEnvironmentClaim,
+) -> Vec<ObjectRef<TestEnvironment>> {
+    let workspace = claim.namespace();
+    let holding = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.environment_name.clone());
+    environments
+        .state()
+        .iter()
+        .filter(|env| env.namespace() == workspace)
+        .filter(|env| {
+            let name = env.name_any();
+            claim.spec.environment_name.as_deref() == Some(name.as_str())
+                || holding.as_deref() == Some(name.as_str())
+                || env.spec.context == claim.spec.context
+        })
+        .map(|env| ObjectRef::from_obj(env.as_ref()))
+        .collect()
+}
+
+/// The claims an environment's change may concern: those of its context or naming it.
+fn claims_of_environment(
+    claims: &Store<TestEnvironmentClaim>,
+    environment: &TestEnvironment,
+) -> Vec<ObjectRef<TestEnvironmentClaim>> {
+    let workspace = environment.namespace();
+    let name = environment.name_any();
+    claims
+        .state()
+        .iter()
+        .filter(|claim| claim.namespace() == workspace)
+        .filter(|claim| {
+            claim.spec.context == environment.spec.context
+                || claim.spec.environment_name.as_deref() == Some(name.as_str())
+        })
+        .map(|claim| ObjectRef::from_obj(claim.as_ref()))
+        .collect()
 }
 
 /// A namespace TestMesh created points back at its environment.

@@ -6,14 +6,16 @@
 //! view is how operators delete or create things twice.
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject};
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams};
 
 use super::Context;
 use crate::error::Result;
+use crate::lifecycle::claims::{self, QueueEntry};
 use crate::lifecycle::environment::{
     AppDeletion, AppReport, AppState, NamespaceState, Observed, Readiness, TeardownRequest,
 };
-use crate::resources::{ENVIRONMENT_UID_ANNOTATION, TestEnvironment};
+use crate::resources::{ENVIRONMENT_UID_ANNOTATION, TestEnvironment, TestEnvironmentClaim};
 
 /// What the reconciler saw, plus the objects it may have to act on.
 pub struct World {
@@ -59,16 +61,53 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
     } else {
         None
     };
+    // Read fresh, not from a cache: who holds the environment is decided from this, and a
+    // cache fed by another watch than the event being handled may lag behind it.
+    let workspace = environment.namespace().unwrap_or_default();
+    let claims: Vec<TestEnvironmentClaim> =
+        Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), &workspace)
+            .list(&ListParams::default())
+            .await?
+            .items;
+    let (holders, waiting) = claims_of(environment, &claims);
     Ok(World {
         observed: Observed {
             namespace: namespace_state,
             app: app_state,
-            holders: Vec::new(),
+            holders,
+            waiting,
             teardown,
         },
         namespace,
         app,
     })
+}
+
+/// The claims that hold the environment and still want it, and those waiting for it in
+/// queue order.
+fn claims_of(
+    environment: &TestEnvironment,
+    claims: &[TestEnvironmentClaim],
+) -> (Vec<String>, Vec<String>) {
+    let name = environment.name_any();
+    let entries: Vec<QueueEntry<'_>> = claims.iter().map(QueueEntry::of).collect();
+    let queue = claims::queue(&entries, &name, &environment.spec.context);
+    let current = environment
+        .status
+        .as_ref()
+        .map(|s| s.claimed_by.as_slice())
+        .unwrap_or_default();
+    let holders: Vec<String> = current
+        .iter()
+        .filter(|holder| queue.iter().any(|entry| entry.name == holder.as_str()))
+        .cloned()
+        .collect();
+    let waiting = queue
+        .iter()
+        .filter(|entry| !holders.iter().any(|h| h == entry.name))
+        .map(|entry| entry.name.to_owned())
+        .collect();
+    (holders, waiting)
 }
 
 /// Owned only when the namespace carries this environment's UID; a namespace that is

@@ -1,0 +1,242 @@
+//! The TestEnvironmentClaim reconciler: finds the environment a claim waits for or holds,
+//! creates one from the claim's template when the claim heads its context's queue and
+//! none is alive, and reports on the claim what that environment's state means for the
+//! run. Who holds an environment is decided by the environment's reconciler alone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::Context;
+use super::apply::FIELD_MANAGER;
+use crate::error::{Error, Result};
+use crate::lifecycle::claims::{self, QueueEntry, Target, decide_claim};
+use crate::lifecycle::{ClaimPhase, Phase, conditions, ttl};
+use crate::resources::{
+    CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TestEnvironment,
+    TestEnvironmentClaim, TestEnvironmentSpec,
+};
+
+/// Reports one claim's state; creates its environment when it is the one to.
+#[tracing::instrument(skip_all, fields(claim = %claim.name_any(), workspace = claim.namespace().unwrap_or_default()))]
+pub async fn reconcile(claim: Arc<TestEnvironmentClaim>, ctx: Arc<Context>) -> Result<Action> {
+    if claim.meta().deletion_timestamp.is_some() {
+        // Deleting a claim releases its environment: the environment's reconciler sees
+        // the claim go and hands the environment on. Nothing to hold back here.
+        return Ok(Action::await_change());
+    }
+    let workspace = claim
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = claim.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    // Read fresh, not from the caches: the event being handled may come from another
+    // watch than the cache, which can lag behind it.
+    let environments = Api::<TestEnvironment>::namespaced(ctx.client.clone(), &workspace)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let claims = Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), &workspace)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let entries: Vec<QueueEntry<'_>> = claims.iter().map(QueueEntry::of).collect();
+    let target = resolve_target(&claim, &uid, &environments, &entries);
+
+    let now = Timestamp::now();
+    let decision = decide_claim(&claim, target, now);
+    let api: Api<TestEnvironmentClaim> = Api::namespaced(ctx.client.clone(), &workspace);
+    if let Some(name) = &decision.create_environment {
+        create_environment(&claim, &uid, name, &workspace, &ctx).await?;
+    }
+    let current = claim.status.clone().unwrap_or_default();
+    if decision.status != current {
+        let body = json!({
+            "apiVersion": "testmesh.io/v1alpha1",
+            "kind": "TestEnvironmentClaim",
+            "status": decision.status,
+        });
+        api.patch_status(
+            &claim.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+        let previous = current.phase.unwrap_or(ClaimPhase::Pending);
+        let phase = decision.status.phase.unwrap_or(ClaimPhase::Pending);
+        if phase != previous || current.phase.is_none() {
+            publish(&ctx, &claim, previous, &decision.status).await;
+        }
+    }
+    Ok(match decision.wake_at {
+        Some(at) => Action::requeue(ttl::until(at, Timestamp::now())),
+        None => Action::await_change(),
+    })
+}
+
+/// Logs and counts a failed reconciliation, then retries after a pause.
+pub fn error_policy(_claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "claim reconciliation failed");
+    ctx.metrics.failed(error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Which environment the claim is about, from the controller's caches.
+fn resolve_target<'a>(
+    claim: &TestEnvironmentClaim,
+    uid: &str,
+    environments: &'a [TestEnvironment],
+    entries: &[QueueEntry<'_>],
+) -> Target<'a> {
+    // `entries` only orders the queue for the position shown; binding order is decided by
+    // the environment's reconciler.
+    let name = claim.name_any();
+    let find = |wanted: &str| environments.iter().find(|e| e.name_any() == wanted);
+    let on = |environment: &'a TestEnvironment| {
+        let env_name = environment.name_any();
+        let queue = claims::queue(entries, &env_name, &environment.spec.context);
+        Target::Environment {
+            environment,
+            queue_position: queue.iter().position(|e| e.name == name).map(|i| i + 1),
+            created_for_claim: environment
+                .labels()
+                .get(CREATED_FOR_CLAIM_UID_LABEL)
+                .map(String::as_str)
+                == Some(uid),
+        }
+    };
+    if let Some(named) = &claim.spec.environment_name {
+        return find(named).map_or(Target::NamedEnvironmentMissing, on);
+    }
+    let status = claim.status.clone().unwrap_or_default();
+    if let Some(environment) = status.environment_name.as_deref().and_then(find) {
+        let held = environment
+            .status
+            .as_ref()
+            .is_some_and(|s| s.claimed_by.contains(&name));
+        let created_for_this_claim = environment
+            .labels()
+            .get(CREATED_FOR_CLAIM_UID_LABEL)
+            .map(String::as_str)
+            == Some(uid);
+        if held
+            || created_for_this_claim
+            || status.phase == Some(ClaimPhase::Bound)
+            || !is_tearing_down(environment)
+        {
+            return on(environment);
+        }
+    }
+    let of_context: Vec<&TestEnvironment> = environments
+        .iter()
+        .filter(|env| env.spec.context == claim.spec.context)
+        .filter(|env| env.status.as_ref().and_then(|s| s.phase) != Some(Phase::Destroyed))
+        .collect();
+    if let Some(live) = of_context.iter().find(|env| !is_tearing_down(env)) {
+        return on(live);
+    }
+    if let Some(old) = of_context.first() {
+        return Target::PreviousTearingDown {
+            environment: old.metadata.name.as_deref().unwrap_or_default(),
+        };
+    }
+    let latest = environments
+        .iter()
+        .filter_map(|env| claims::environment_generation(&claim.spec.context, &env.name_any()))
+        .max()
+        .unwrap_or(0);
+    Target::CreateEnvironment {
+        name: claims::environment_name_for(&claim.spec.context, latest + 1),
+    }
+}
+
+fn is_tearing_down(environment: &TestEnvironment) -> bool {
+    environment.metadata.deletion_timestamp.is_some()
+        || environment.spec.destroy
+        || environment
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(Phase::is_tearing_down)
+}
+
+/// Creates the environment a claim asked for from its template, marked as made for it.
+async fn create_environment(
+    claim: &TestEnvironmentClaim,
+    uid: &str,
+    name: &str,
+    workspace: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let Some(template) = claim.spec.template.clone() else {
+        return Ok(());
+    };
+    let environment = TestEnvironment {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(workspace.to_owned()),
+            labels: Some(BTreeMap::from([(
+                CREATED_FOR_CLAIM_UID_LABEL.to_owned(),
+                uid.to_owned(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                CREATED_FOR_CLAIM_ANNOTATION.to_owned(),
+                claim.name_any(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec: TestEnvironmentSpec {
+            context: claim.spec.context.clone(),
+            template,
+            destroy: false,
+        },
+        status: None,
+    };
+    let api: Api<TestEnvironment> = Api::namespaced(ctx.client.clone(), workspace);
+    match api.create(&PostParams::default(), &environment).await {
+        Ok(_) => {
+            tracing::info!(
+                environment = name,
+                "created environment from the claim's template"
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    claim: &TestEnvironmentClaim,
+    from: ClaimPhase,
+    status: &crate::resources::TestEnvironmentClaimStatus,
+) {
+    let to = status.phase.unwrap_or(ClaimPhase::Pending);
+    let ready = conditions::find(&status.conditions, conditions::READY);
+    let event = Event {
+        type_: if matches!(to, ClaimPhase::Expired | ClaimPhase::Failed) {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: ready
+            .map_or("PhaseChanged", |c| c.reason.as_str())
+            .to_owned(),
+        note: Some(format!(
+            "{from} → {to}: {}",
+            ready.map_or("", |c| c.message.as_str())
+        )),
+        action: "PhaseChange".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &claim.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+}
