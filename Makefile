@@ -40,7 +40,11 @@ dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's 
 # Integration tests mostly wait on the control plane, so more of them run at once than
 # there are cores.
 test: lint check-crds test-assets ## Lint, unit tests, CRD freshness, real-control-plane tests.
-	$(CARGO) test --workspace --all-targets -- --test-threads=12
+	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
+
+.PHONY: bench
+bench: test-assets ## Measure reaction times on the real control plane; writes target/bench/lifecycle.json.
+	$(CARGO) bench --bench lifecycle
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied.

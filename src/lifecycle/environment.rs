@@ -461,10 +461,7 @@ impl Step<'_> {
                 status.last_used_at = Some(Time(self.now));
             }
             let (reason, message) = if held {
-                (
-                    reason::IN_USE,
-                    format!("in use by {}", self.observed.holders.join(", ")),
-                )
+                (reason::IN_USE, format!("in use by {}", holders.join(", ")))
             } else {
                 (reason::AVAILABLE, "ready for a run".to_owned())
             };

@@ -16,8 +16,9 @@ use testmesh::lifecycle::{ClaimPhase, Phase};
 use testmesh::resources::TestEnvironmentClaim;
 use testmesh_testenv::OPERATOR_USER;
 
-use crate::support::argo::{REACTION, progressing_status};
+use crate::support::REACTION;
 use crate::support::{Operated, operated_workspace, run, wait_for};
+use testmesh_testenv::argocd::progressing_status;
 
 impl Operated {
     fn claims(&self) -> Api<TestEnvironmentClaim> {

@@ -13,8 +13,9 @@ use testmesh::lifecycle::Phase;
 use testmesh::resources::{ENVIRONMENT_UID_ANNOTATION, TEARDOWN_FINALIZER};
 use testmesh_testenv::OPERATOR_USER;
 
-use crate::support::argo::{REACTION, application, progressing_status};
+use crate::support::REACTION;
 use crate::support::{Operated, operated_workspace, ready_of, run, wait_for};
+use testmesh_testenv::argocd::{application, progressing_status};
 
 /// Writes the operator made for one environment, from the API server's audit log.
 fn operator_writes(t: &Operated, app: &str, namespace: &str) -> Vec<String> {

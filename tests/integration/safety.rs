@@ -10,8 +10,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 use testmesh::lifecycle::Phase;
 
-use crate::support::argo::{REACTION, application};
+use crate::support::REACTION;
 use crate::support::{Operated, operated_workspace, ready_of};
+use testmesh_testenv::argocd::application;
 
 async fn destroy(t: &Operated, name: &str) -> testmesh::resources::TestEnvironment {
     let patch = json!({"spec": {"destroy": true}});

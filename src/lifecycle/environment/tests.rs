@@ -968,3 +968,43 @@ fn handing_over_to_the_next_run_restarts_the_idle_clock() {
     assert_eq!(decision.status.last_used_at, Some(Time(at(handover))));
     assert_eq!(decision.status.expires_at, None, "held again");
 }
+
+proptest! {
+    /// Deciding again from the stored status (timestamps to the second, as the API server
+    /// keeps them) with nothing changed gives the same status: one change, one write.
+    #[test]
+    fn a_stored_decision_needs_no_second_write(
+        world in any_observed(),
+        phase in proptest::sample::select(Phase::ALL.to_vec()),
+        elapsed in 0i64..100_000,
+    ) {
+        let env = environment().in_phase(phase).last_used(CREATED);
+        let now = CREATED + elapsed;
+        let first = env.decide(&world, now);
+        prop_assume!(first.effects.is_empty());
+        let stored: TestEnvironmentStatus =
+            serde_json::from_value(serde_json::to_value(&first.status).unwrap()).unwrap();
+        let mut unchanged = world.clone();
+        unchanged.0.holders = stored.claimed_by.clone();
+        unchanged.0.waiting.retain(|w| !stored.claimed_by.contains(w));
+        let mut written = env.clone();
+        written.0.status = Some(stored.clone());
+        let again = written.decide(&unchanged, now);
+        prop_assert_eq!(again.status, stored);
+    }
+}
+
+/// A status written and read back (timestamps to the second) decides the same again: no
+/// second write for one change.
+#[test]
+fn binding_is_stable_once_stored() {
+    let cooling = environment().in_phase(Phase::Cooling).last_used(CREATED);
+    let bound = cooling.decide(&world().waiting(&["run"]), CREATED + 10);
+    let stored: TestEnvironmentStatus =
+        serde_json::from_value(serde_json::to_value(&bound.status).unwrap()).unwrap();
+    let mut env = cooling.clone();
+    env.0.status = Some(stored.clone());
+    let again = env.decide(&world().held_by("run"), CREATED + 11);
+    assert_eq!(again.status, stored);
+    assert_eq!(condition(&again, READY).message, "in use by run");
+}

@@ -1,9 +1,6 @@
 //! Shared set-up for the integration tests: one real control plane per test binary, with
 //! TestMesh's CRDs (the committed `crds/` files, as users install them) established.
 
-pub mod argo;
-pub mod operator;
-
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +10,12 @@ use kube::runtime::wait::await_condition;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use testmesh::resources::TestEnvironment;
+use testmesh_testenv::argocd::{self, ArgoCd};
+use testmesh_testenv::operator::Operator;
 use testmesh_testenv::{ControlPlane, TempNamespace, install_crds_from_yaml, with_temp_namespace};
+
+/// How long a test waits for the operator to react to a change.
+pub const REACTION: Duration = Duration::from_secs(30);
 use tokio::sync::OnceCell;
 
 static CRDS_INSTALLED: OnceCell<()> = OnceCell::const_new();
@@ -117,22 +119,27 @@ pub struct Operated {
     pub control_plane: &'static ControlPlane,
     pub client: Client,
     pub workspace: String,
-    pub argo: argo::ArgoCd,
+    pub argo: ArgoCd,
     pub environments: Api<TestEnvironment>,
-    pub operator: operator::Operator,
+    pub operator: Operator,
 }
 
 /// Starts an operator for a fresh workspace; `extra_args` are passed to `testmesh run`.
 pub async fn operated_workspace(prefix: &str, extra_args: &[&str]) -> Operated {
     let (control_plane, client, workspace) = workspace(prefix).await;
-    argo::install_crds(&client).await;
+    argocd::install_crds(&client).await;
     let argo_namespace = with_temp_namespace(&client, &format!("{prefix}-argocd"))
         .await
         .expect("Argo CD namespace");
-    let operator = operator::Operator::start(workspace.name(), argo_namespace.name(), extra_args);
+    let operator = Operator::start(
+        env!("CARGO_BIN_EXE_testmesh"),
+        workspace.name(),
+        argo_namespace.name(),
+        extra_args,
+    );
     Operated {
         control_plane,
-        argo: argo::ArgoCd::new(&client, argo_namespace.name()),
+        argo: ArgoCd::new(&client, argo_namespace.name()),
         environments: Api::namespaced(client.clone(), workspace.name()),
         workspace: workspace.name().to_owned(),
         client,

@@ -26,12 +26,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod argocd;
 mod assets;
 mod certs;
 mod control_plane;
 mod error;
 mod manifests;
 mod namespace;
+pub mod operator;
 mod process;
 
 pub use assets::ASSETS_ENV;

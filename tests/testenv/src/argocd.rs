@@ -1,14 +1,25 @@
 //! A stand-in for Argo CD's application controller: real `Application` objects (the real
-//! CRD from Argo CD's module), whose status the tests write the way Argo CD does.
-
-use std::time::Duration;
+//! CRD from Argo CD's module), whose status tests and benchmarks write the way Argo CD
+//! does.
+//!
+//! These helpers are fixtures: they panic with a message when the control plane refuses
+//! a request, which fails the test or benchmark that called them.
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use testmesh::providers::argocd;
-use testmesh_testenv::{ControlPlane, install_crds_from_yaml};
 use tokio::sync::OnceCell;
+
+use crate::{ControlPlane, install_crds_from_yaml};
+
+/// The `argoproj.io/v1alpha1` Application resource.
+pub fn application_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+        "applications",
+    )
+}
 
 static ARGO_CRDS: OnceCell<()> = OnceCell::const_new();
 
@@ -31,15 +42,18 @@ pub async fn install_crds(client: &Client) {
 
 /// The Applications of one fake Argo CD namespace.
 pub struct ArgoCd {
+    /// The namespace the Applications live in.
     pub namespace: String,
+    /// The Applications of that namespace.
     pub apps: Api<DynamicObject>,
 }
 
 impl ArgoCd {
+    /// The Applications of `namespace`.
     pub fn new(client: &Client, namespace: &str) -> ArgoCd {
         ArgoCd {
             namespace: namespace.to_owned(),
-            apps: Api::namespaced_with(client.clone(), namespace, &argocd::api_resource()),
+            apps: Api::namespaced_with(client.clone(), namespace, &application_resource()),
         }
     }
 
@@ -48,6 +62,7 @@ impl ArgoCd {
         self.create(application(name, destination)).await
     }
 
+    /// Creates an Application from its JSON.
     pub async fn create(&self, app: Value) -> DynamicObject {
         let app: DynamicObject = serde_json::from_value(app).expect("Application JSON");
         self.apps
@@ -71,6 +86,7 @@ impl ArgoCd {
         self.set_status(name, healthy_status(&app)).await;
     }
 
+    /// The Application, if it exists.
     pub async fn get(&self, name: &str) -> Option<DynamicObject> {
         self.apps.get_opt(name).await.expect("get Application")
     }
@@ -129,6 +145,3 @@ pub fn progressing_status() -> Value {
         "sync": { "status": "OutOfSync" }
     })
 }
-
-/// How long a test waits for the operator to react to a change.
-pub const REACTION: Duration = Duration::from_secs(30);

@@ -1,24 +1,32 @@
-//! Runs the real `testmesh` binary as the operator under test, scoped to one workspace,
+//! Runs an operator binary under test (the real `testmesh`), scoped to one workspace,
 //! with the identity `testmesh-operator` so the audit log can tell its requests apart.
+//! A fixture: it panics with a message when the process cannot be started or reached.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use testmesh_testenv::ControlPlane;
+use crate::ControlPlane;
 
 /// An operator process; killed when dropped, with its log printed if the test failed.
 pub struct Operator {
+    binary: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    /// Where the operator serves `/metrics`, `/livez` and `/readyz`.
     pub http: SocketAddr,
     args: Vec<String>,
 }
 
 impl Operator {
-    /// Starts `testmesh run` for `workspace`, with Applications in `argocd_namespace`.
-    pub fn start(workspace: &str, argocd_namespace: &str, extra_args: &[&str]) -> Operator {
+    /// Starts `binary run` for `workspace`, with Applications in `argocd_namespace`.
+    pub fn start(
+        binary: &str,
+        workspace: &str,
+        argocd_namespace: &str,
+        extra_args: &[&str],
+    ) -> Operator {
         let mut args = vec![
             "run".to_owned(),
             format!("--watch-namespace={workspace}"),
@@ -28,6 +36,7 @@ impl Operator {
         let log_dir = ControlPlane::shared().log_dir().join("operators");
         std::fs::create_dir_all(&log_dir).expect("operator log dir");
         let mut operator = Operator {
+            binary: binary.into(),
             child: None,
             log: log_dir.join(format!("{workspace}.log")),
             http: free_address(),
@@ -45,7 +54,7 @@ impl Operator {
             .expect("operator log");
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--"])
-            .arg(env!("CARGO_BIN_EXE_testmesh"))
+            .arg(&self.binary)
             .args(&self.args)
             .arg(format!("--http-address={}", self.http))
             .env(
@@ -93,6 +102,7 @@ impl Operator {
         (code, body)
     }
 
+    /// Everything the operator logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
