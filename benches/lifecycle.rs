@@ -101,30 +101,18 @@ impl FirstSeen {
     }
 }
 
-fn ready<K: HasReady>(object: &K) -> bool {
-    object.ready()
+fn is_ready_environment(environment: &TestEnvironment) -> bool {
+    environment
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
 }
 
-trait HasReady {
-    fn ready(&self) -> bool;
-}
-
-impl HasReady for TestEnvironment {
-    fn ready(&self) -> bool {
-        self.status
-            .as_ref()
-            .and_then(|s| conditions::find(&s.conditions, conditions::READY))
-            .is_some_and(|c| c.status == "True")
-    }
-}
-
-impl HasReady for TestEnvironmentClaim {
-    fn ready(&self) -> bool {
-        self.status
-            .as_ref()
-            .and_then(|s| conditions::find(&s.conditions, conditions::READY))
-            .is_some_and(|c| c.status == "True")
-    }
+fn is_ready_claim(claim: &TestEnvironmentClaim) -> bool {
+    claim
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
 }
 
 fn environment(name: &str, namespace: &str, app: &str) -> TestEnvironment {
@@ -187,9 +175,9 @@ async fn main() {
     let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), &ws);
     let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &ws);
     let env_ready = FirstSeen::default();
-    env_ready.follow(environments.clone(), ready::<TestEnvironment>);
+    env_ready.follow(environments.clone(), is_ready_environment);
     let claim_ready = FirstSeen::default();
-    claim_ready.follow(claims.clone(), ready::<TestEnvironmentClaim>);
+    claim_ready.follow(claims.clone(), is_ready_claim);
     let timeout = Duration::from_secs(60);
     let mut figures = Vec::new();
 

@@ -18,7 +18,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::lifecycle::{ClaimPhase, conditions};
+use crate::lifecycle::{ClaimPhase, claims, conditions};
 use crate::resources::{
     DEFAULT_MAX_DURATION_MINUTES, EnvironmentTemplate, TestEnvironmentClaim,
     TestEnvironmentClaimSpec,
@@ -238,8 +238,7 @@ fn is_ready(claim: &TestEnvironmentClaim) -> bool {
     claim
         .status
         .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
-        .is_some_and(|c| c.status == "True")
+        .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
 }
 
 /// One progress line: phase, reason, queue position and message.
@@ -309,18 +308,7 @@ fn shell_quote(value: &str) -> String {
 
 /// A name prefix for generated claim names: the context, made a valid name.
 fn generated_prefix(context: &str) -> String {
-    let mut prefix: String = context
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    prefix.truncate(40);
-    let prefix = prefix.trim_matches('-');
-    if prefix.is_empty() {
-        "claim".to_owned()
-    } else {
-        prefix.to_owned()
-    }
+    claims::name_prefix(context, 40).unwrap_or_else(|| "claim".to_owned())
 }
 
 /// Reads a claim manifest's `spec.template`, or a bare template.

@@ -7,8 +7,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the TestEnvironment has no {0}")]
     MissingField(&'static str),
-    #[error("cannot serialize status: {0}")]
-    Serialize(#[from] serde_json::Error),
     #[error("cannot serve HTTP on {address}: {source}")]
     Http {
         address: std::net::SocketAddr,
@@ -27,7 +25,6 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "api_error",
             Error::Kube(_) => "transport",
             Error::MissingField(_) => "invalid_object",
-            Error::Serialize(_) => "serialize",
             Error::Http { .. } => "http",
             Error::Connect(_) => "connect",
         }

@@ -40,7 +40,7 @@ impl Metrics {
         let reconciliations = Counter::default();
         registry.register(
             "reconciliations",
-            "TestEnvironment reconciliations",
+            "Reconciliations of TestEnvironments and TestEnvironmentClaims",
             reconciliations.clone(),
         );
         let errors = Family::<ErrorLabels, Counter>::default();

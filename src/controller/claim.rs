@@ -18,6 +18,7 @@ use super::Context;
 use super::apply::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::lifecycle::claims::{self, QueueEntry, Target, decide_claim};
+use crate::lifecycle::reuse::{self, Candidate};
 use crate::lifecycle::{ClaimPhase, Phase, conditions, ttl};
 use crate::resources::{
     CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TestEnvironment,
@@ -27,6 +28,13 @@ use crate::resources::{
 /// Reports one claim's state; creates its environment when it is the one to.
 #[tracing::instrument(skip_all, fields(claim = %claim.name_any(), workspace = claim.namespace().unwrap_or_default()))]
 pub async fn reconcile(claim: Arc<TestEnvironmentClaim>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&claim, &ctx).await;
+    ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<Action> {
     if claim.meta().deletion_timestamp.is_some() {
         // Deleting a claim releases its environment: the environment's reconciler sees
         // the claim go and hands the environment on. Nothing to hold back here.
@@ -47,13 +55,13 @@ pub async fn reconcile(claim: Arc<TestEnvironmentClaim>, ctx: Arc<Context>) -> R
         .await?
         .items;
     let entries: Vec<QueueEntry<'_>> = claims.iter().map(QueueEntry::of).collect();
-    let target = resolve_target(&claim, &uid, &environments, &entries);
-
     let now = Timestamp::now();
-    let decision = decide_claim(&claim, target, now);
+    let target = resolve_target(claim, &uid, &environments, &entries, now);
+
+    let decision = decide_claim(claim, target, now);
     let api: Api<TestEnvironmentClaim> = Api::namespaced(ctx.client.clone(), &workspace);
     if let Some(name) = &decision.create_environment {
-        create_environment(&claim, &uid, name, &workspace, &ctx).await?;
+        create_environment(claim, &uid, name, &workspace, ctx).await?;
     }
     let current = claim.status.clone().unwrap_or_default();
     if decision.status != current {
@@ -71,7 +79,7 @@ pub async fn reconcile(claim: Arc<TestEnvironmentClaim>, ctx: Arc<Context>) -> R
         let previous = current.phase.unwrap_or(ClaimPhase::Pending);
         let phase = decision.status.phase.unwrap_or(ClaimPhase::Pending);
         if phase != previous || current.phase.is_none() {
-            publish(&ctx, &claim, previous, &decision.status).await;
+            publish(ctx, claim, previous, &decision.status).await;
         }
     }
     Ok(match decision.wake_at {
@@ -87,12 +95,14 @@ pub fn error_policy(_claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<C
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Which environment the claim is about, from the controller's caches.
+/// Which environment the claim is about: the one it names, the one already chosen for it,
+/// the live one of its context the reuse rule picks, or a new one.
 fn resolve_target<'a>(
     claim: &TestEnvironmentClaim,
     uid: &str,
     environments: &'a [TestEnvironment],
     entries: &[QueueEntry<'_>],
+    now: Timestamp,
 ) -> Target<'a> {
     // `entries` only orders the queue for the position shown; binding order is decided by
     // the environment's reconciler.
@@ -138,8 +148,24 @@ fn resolve_target<'a>(
         .filter(|env| env.spec.context == claim.spec.context)
         .filter(|env| env.status.as_ref().and_then(|s| s.phase) != Some(Phase::Destroyed))
         .collect();
-    if let Some(live) = of_context.iter().find(|env| !is_tearing_down(env)) {
-        return on(live);
+    let live: Vec<&TestEnvironment> = of_context
+        .iter()
+        .copied()
+        .filter(|env| !is_tearing_down(env))
+        .collect();
+    let candidates: Vec<Candidate<'_>> = live.iter().map(|env| candidate(env)).collect();
+    let chosen = reuse::choose(&candidates, &claim.spec.context, now)
+        .map(|c| c.name)
+        // Nothing to reuse now: wait in the queue of a live one, a failed one last.
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|c| c.phase != Phase::Failed)
+                .map(|c| c.name)
+        })
+        .or_else(|| candidates.first().map(|c| c.name));
+    if let Some(environment) = chosen.and_then(find) {
+        return on(environment);
     }
     if let Some(old) = of_context.first() {
         return Target::PreviousTearingDown {
@@ -153,6 +179,19 @@ fn resolve_target<'a>(
         .unwrap_or(0);
     Target::CreateEnvironment {
         name: claims::environment_name_for(&claim.spec.context, latest + 1),
+    }
+}
+
+/// What the reuse choice needs to know about an environment.
+fn candidate(environment: &TestEnvironment) -> Candidate<'_> {
+    let status = environment.status.as_ref();
+    Candidate {
+        name: environment.metadata.name.as_deref().unwrap_or_default(),
+        context: &environment.spec.context,
+        phase: status.and_then(|s| s.phase).unwrap_or(Phase::Cold),
+        expires_at: status.and_then(|s| s.expires_at.as_ref()).map(|t| t.0),
+        holders: status.map_or(0, |s| s.claimed_by.len()),
+        teardown_requested: is_tearing_down(environment),
     }
 }
 

@@ -72,7 +72,18 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let world = observe::observe(environment, &uid, ctx).await?;
     let now = Timestamp::now();
     let decision = decide(environment, &world.observed, &ctx.timing, now);
-    for effect in &decision.effects {
+    // Entering teardown is recorded first, under the resourceVersion precondition, and
+    // deletes happen only on a later pass that reads `destroying` back: a stale view
+    // (say, one that missed a claim binding it) can never delete anything.
+    let commit_teardown_first = decision.phase().is_tearing_down()
+        && !previous.is_tearing_down()
+        && !decision.effects.is_empty();
+    let effects = if commit_teardown_first {
+        &[][..]
+    } else {
+        &decision.effects[..]
+    };
+    for effect in effects {
         tracing::info!(?effect, phase = %decision.phase(), "applying");
         if apply::apply(*effect, environment, &uid, &world, ctx).await? == Applied::Raced {
             tracing::info!(?effect, "the world changed meanwhile; deciding again");
@@ -96,6 +107,9 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         }
     }
 
+    if commit_teardown_first {
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     if deleting && decision.phase() == Phase::Destroyed {
         return Ok(Action::requeue(RACE_RETRY));
     }

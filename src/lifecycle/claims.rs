@@ -50,6 +50,8 @@ pub struct QueueEntry<'a> {
     pub context: &'a str,
     /// `spec.environmentName`.
     pub environment_name: Option<&'a str>,
+    /// `status.environmentName`: the environment the claim's reconciler chose for it.
+    pub target: Option<&'a str>,
     /// Whether the claim still wants or holds an environment: not being deleted and not
     /// finished (released, expired, failed).
     pub active: bool,
@@ -67,17 +69,23 @@ impl<'a> QueueEntry<'a> {
                 .map_or(Timestamp::MAX, |t| t.0),
             context: &claim.spec.context,
             environment_name: claim.spec.environment_name.as_deref(),
+            target: claim
+                .status
+                .as_ref()
+                .and_then(|s| s.environment_name.as_deref()),
             active: claim.metadata.deletion_timestamp.is_none()
                 && matches!(phase, None | Some(ClaimPhase::Pending | ClaimPhase::Bound)),
         }
     }
 
-    /// Whether this claim wants the environment `name` of context `context`.
+    /// Whether this claim wants the environment `name` of context `context`: the one it
+    /// names, or — naming none — any of its context, until its reconciler has chosen one
+    /// (then only that one, so two environments never both take the same claim).
     pub fn wants(&self, name: &str, context: &str) -> bool {
         self.active
             && match self.environment_name {
                 Some(wanted) => wanted == name,
-                None => self.context == context,
+                None => self.context == context && self.target.is_none_or(|t| t == name),
             }
     }
 }
@@ -114,18 +122,20 @@ pub fn environment_generation(context: &str, name: &str) -> Option<u32> {
 }
 
 fn environment_name_base(context: &str) -> String {
-    let mut base: String = context
+    name_prefix(context, 52).unwrap_or_else(|| "env".to_owned())
+}
+
+/// `context` made into the start of an object name (lower case, `-` for anything else,
+/// at most `max` characters); `None` when nothing usable is left.
+pub fn name_prefix(context: &str, max: usize) -> Option<String> {
+    let mut prefix: String = context
         .to_ascii_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    base.truncate(52);
-    let base = base.trim_matches('-');
-    if base.is_empty() {
-        "env".to_owned()
-    } else {
-        base.to_owned()
-    }
+    prefix.truncate(max);
+    let prefix = prefix.trim_matches('-');
+    (!prefix.is_empty()).then(|| prefix.to_owned())
 }
 
 /// What the claim's reconciler found for the claim.
@@ -213,6 +223,8 @@ pub fn decide_claim(
         return decision;
     }
 
+    // Whatever happens below, a running lease still ends on time.
+    decision.wake_at = current.lease_expires_at.as_ref().map(|t| t.0);
     let claim_name = claim.metadata.name.as_deref().unwrap_or_default();
     match target {
         Target::NamedEnvironmentMissing => {

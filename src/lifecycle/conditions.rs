@@ -17,8 +17,6 @@ pub const DESTROYED: &str = "Destroyed";
 pub mod reason {
     /// The namespace exists and the provider's app is being waited for.
     pub const PROVISIONING: &str = "Provisioning";
-    /// Not provisioned yet.
-    pub const NOT_PROVISIONED: &str = "NotProvisioned";
     /// Ready and idle.
     pub const AVAILABLE: &str = "Available";
     /// Ready and held by a run.
@@ -55,8 +53,6 @@ pub mod reason {
     pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
     /// Teardown is done: the namespace is gone.
     pub const TEARDOWN_COMPLETE: &str = "TeardownComplete";
-    /// Teardown is not under way.
-    pub const NOT_REQUESTED: &str = "NotRequested";
 }
 
 /// `status` of a condition.
@@ -126,6 +122,11 @@ pub fn set(conditions: &mut Vec<Condition>, verdict: Verdict, generation: i64, n
             observed_generation: Some(generation),
         }),
     }
+}
+
+/// Whether the condition of this type is present and `True`.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == ConditionStatus::True.as_str())
 }
 
 /// The condition of this type, if present.

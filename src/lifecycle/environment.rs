@@ -164,11 +164,17 @@ pub fn decide(
         effects: Vec::new(),
         wake_at: None,
     };
+    let stored_ready = environment
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY));
     let step = Step {
         generation,
         now,
         timing,
         observed,
+        ready_before: stored_ready.is_some_and(|c| c.status == ConditionStatus::True.as_str()),
+        ready_reason: stored_ready.map(|c| c.reason.as_str()),
     };
 
     if previous == Phase::Destroyed {
@@ -256,6 +262,10 @@ struct Step<'a> {
     now: Timestamp,
     timing: &'a Timing,
     observed: &'a Observed,
+    /// `Ready` was `True` in the stored status.
+    ready_before: bool,
+    /// The stored `Ready` reason.
+    ready_reason: Option<&'a str>,
 }
 
 impl Step<'_> {
@@ -301,11 +311,22 @@ impl Step<'_> {
         let status = &mut decision.status;
         status.teardown_started_at.get_or_insert(Time(self.now));
         let mut notes = Vec::new();
+        // The app is only this environment's to delete if the namespace it deploys into
+        // is: an environment that never created its namespace (refused, taken, or torn
+        // down before provisioning) deletes no app, whatever the app's destination says.
+        let owns_namespace = matches!(self.observed.namespace, NamespaceState::Owned { .. });
         let waiting_for_app = match &self.observed.app {
             AppState::Present(app) => match &app.deletion {
-                AppDeletion::Deletable => {
+                AppDeletion::Deletable if owns_namespace => {
                     decision.effects.push(Effect::DeleteApp);
                     true
+                }
+                AppDeletion::Deletable => {
+                    notes.push(
+                        "provider app kept: the environment does not own the namespace it deploys into"
+                            .to_owned(),
+                    );
+                    false
                 }
                 AppDeletion::InProgress => true,
                 AppDeletion::Retained(why) => {
@@ -361,7 +382,6 @@ impl Step<'_> {
                 decision.status.destroyed_at = Some(Time(self.now));
                 decision.status.claimed_by.clear();
                 decision.status.held_since = None;
-                decision.status.holder_reused = None;
                 decision.status.holder_reused = None;
                 self.enter(decision, Phase::Destroyed, not_ready("destroyed"));
                 let message = if notes.is_empty() {
@@ -444,7 +464,12 @@ impl Step<'_> {
         }
 
         self.set(decision, self.provider_verdict());
-        let was_ready = matches!(previous, Phase::Warm | Phase::Running | Phase::Cooling);
+        // A status write after creating the namespace may have been lost.
+        decision
+            .status
+            .provisioning_started_at
+            .get_or_insert(Time(self.now));
+        let was_serving = matches!(previous, Phase::Warm | Phase::Running | Phase::Cooling);
         let readiness = match &self.observed.app {
             AppState::Present(app) => app.readiness.clone(),
             AppState::Missing => Readiness::Progressing,
@@ -457,9 +482,9 @@ impl Step<'_> {
             };
             let status = &mut decision.status;
             status.ready_at.get_or_insert(Time(self.now));
-            if !was_ready {
-                status.last_used_at = Some(Time(self.now));
-            }
+            // The idle clock starts when it first becomes ready; a re-sync of the app does
+            // not restart it (only a run's release does).
+            status.last_used_at.get_or_insert(Time(self.now));
             let (reason, message) = if held {
                 (reason::IN_USE, format!("in use by {}", holders.join(", ")))
             } else {
@@ -473,8 +498,9 @@ impl Step<'_> {
             return;
         }
 
-        if was_ready {
-            // Ready before, not now: a new provisioning attempt starts its own timeout.
+        if self.ready_before || self.retrying_after_app_failure(previous, &readiness) {
+            // Ready before (or failed by the app, which now tries again), not now: a new
+            // provisioning attempt starts its own timeout.
             decision.status.provisioning_started_at = Some(Time(self.now));
         }
         let deadline = self.provisioning_deadline(decision);
@@ -529,7 +555,7 @@ impl Step<'_> {
             self.enter(decision, Phase::Failed, failed(reason, message));
             return;
         }
-        let phase = if held && was_ready {
+        let phase = if held && was_serving {
             Phase::Running
         } else {
             Phase::Provisioning
@@ -546,6 +572,21 @@ impl Step<'_> {
         );
         let wake = grace_end.map_or(deadline, |(end, _)| end.min(deadline));
         decision.wake_at = Some(wake);
+    }
+
+    /// The environment failed because of its app, and the app is trying again. (A
+    /// provisioning timeout is not retried this way: the app is still not ready.)
+    fn retrying_after_app_failure(&self, previous: Phase, readiness: &Readiness) -> bool {
+        previous == Phase::Failed
+            && *readiness == Readiness::Progressing
+            && self.ready_reason.is_some_and(|r| {
+                [
+                    reason::APP_FAILED,
+                    reason::DEGRADED_TOO_LONG,
+                    reason::APP_NOT_FOUND,
+                ]
+                .contains(&r)
+            })
     }
 
     fn provisioning_deadline(&self, decision: &Decision) -> Timestamp {

@@ -17,10 +17,6 @@ impl Ttl {
     pub fn from_minutes(minutes: u32) -> Ttl {
         Ttl(SignedDuration::from_mins(i64::from(minutes)))
     }
-
-    pub fn as_duration(self) -> SignedDuration {
-        self.0
-    }
 }
 
 /// `idle_since + ttl`. A timestamp too far in the future to add to saturates at the

@@ -340,14 +340,7 @@ async fn explicit_destroy_keeps_the_record_and_cannot_be_undone() {
         .await;
     t.wait_phase("kept", Phase::Warm, REACTION).await;
 
-    let destroy = json!({"spec": {"destroy": true}});
-    t.environments
-        .patch("kept", &PatchParams::default(), &Patch::Merge(&destroy))
-        .await
-        .expect("destroy");
-    let destroyed = t
-        .wait_phase("kept", Phase::Destroyed, Duration::from_secs(60))
-        .await;
+    let destroyed = t.destroy("kept").await;
     assert_eq!(
         ready_of(&destroyed),
         ("False".into(), "DestroyRequested".into())
@@ -435,18 +428,7 @@ async fn destroyed_records_are_pruned_after_the_retention_period() {
     t.create(&t.environment("short-lived", &namespace, "retention-app", 30))
         .await;
     t.wait_phase("short-lived", Phase::Warm, REACTION).await;
-    let destroy = json!({"spec": {"destroy": true}});
-    t.environments
-        .patch(
-            "short-lived",
-            &PatchParams::default(),
-            &Patch::Merge(&destroy),
-        )
-        .await
-        .expect("destroy");
-    let destroyed = t
-        .wait_phase("short-lived", Phase::Destroyed, Duration::from_secs(60))
-        .await;
+    let destroyed = t.destroy("short-lived").await;
     let destroyed_at = destroyed
         .status
         .and_then(|s| s.destroyed_at)

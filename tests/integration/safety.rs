@@ -1,28 +1,16 @@
 //! The operator deletes only what it provably owns: every case here ends with the
 //! would-be victim still present and the environment saying why.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 use testmesh::lifecycle::Phase;
 
 use crate::support::REACTION;
-use crate::support::{Operated, operated_workspace, ready_of};
+use crate::support::{operated_workspace, ready_of};
 use testmesh_testenv::argocd::application;
-
-async fn destroy(t: &Operated, name: &str) -> testmesh::resources::TestEnvironment {
-    let patch = json!({"spec": {"destroy": true}});
-    t.environments
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("destroy");
-    t.wait_phase(name, Phase::Destroyed, Duration::from_secs(60))
-        .await
-}
 
 fn destroyed_message(environment: &testmesh::resources::TestEnvironment) -> String {
     environment
@@ -75,7 +63,7 @@ async fn protected_and_disallowed_namespaces_are_refused() {
         println!("{name}: {message}");
     }
     for (name, _) in &victims {
-        destroy(&t, name).await;
+        t.destroy(name).await;
     }
     for namespace in [
         "kube-system",
@@ -113,6 +101,9 @@ async fn namespaces_not_created_by_the_environment_are_never_adopted_or_deleted(
         .create(&PostParams::default(), &namespace)
         .await
         .expect("foreign namespace");
+    // The app that really deploys into that namespace, as the environment names it.
+    t.argo.create_app("squatter-app", &foreign).await;
+    t.argo.make_healthy("squatter-app").await;
     t.create(&t.environment("squatter", &foreign, "squatter-app", 30))
         .await;
     let failed = t.wait_phase("squatter", Phase::Failed, REACTION).await;
@@ -135,13 +126,17 @@ async fn namespaces_not_created_by_the_environment_are_never_adopted_or_deleted(
         "another environment's namespace"
     );
 
-    let squatter = destroy(&t, "squatter").await;
+    let squatter = t.destroy("squatter").await;
+    assert!(
+        t.argo.get("squatter-app").await.is_some(),
+        "the app deploying into a namespace the environment does not own is kept"
+    );
     assert!(
         destroyed_message(&squatter).contains("namespace kept"),
         "{}",
         destroyed_message(&squatter)
     );
-    destroy(&t, "intruder").await;
+    t.destroy("intruder").await;
     assert!(
         t.namespace(&foreign)
             .await
@@ -178,7 +173,7 @@ async fn applications_the_environment_does_not_own_are_never_deleted() {
         .await;
     let failed = t.wait_phase("mismatch", Phase::Failed, REACTION).await;
     assert_eq!(ready_of(&failed).1, "AppFailed");
-    let destroyed = destroy(&t, "mismatch").await;
+    let destroyed = t.destroy("mismatch").await;
     assert!(
         t.argo.get("elsewhere-app").await.is_some(),
         "Application deploying elsewhere kept"
@@ -220,7 +215,7 @@ async fn applications_the_environment_does_not_own_are_never_deleted() {
     t.create(&t.environment("generated", &namespace, "generated-app", 30))
         .await;
     t.wait_phase("generated", Phase::Warm, REACTION).await;
-    let destroyed = destroy(&t, "generated").await;
+    let destroyed = t.destroy("generated").await;
     assert!(
         t.argo.get("generated-app").await.is_some(),
         "ApplicationSet's Application kept"

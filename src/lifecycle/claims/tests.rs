@@ -19,6 +19,7 @@ fn entry<'a>(name: &'a str, created: i64) -> QueueEntry<'a> {
         created_at: at(created),
         context: "pr-1",
         environment_name: None,
+        target: None,
         active: true,
     }
 }
@@ -324,4 +325,43 @@ fn a_named_environment_of_another_context_is_refused() {
             reason::CONTEXT_MISMATCH.into()
         )
     );
+}
+
+#[test]
+fn a_claim_waits_only_for_the_environment_chosen_for_it() {
+    let entries = [
+        QueueEntry {
+            target: Some("env-2"),
+            ..entry("chose-other", 1)
+        },
+        QueueEntry {
+            target: Some("env-1"),
+            ..entry("chose-this", 2)
+        },
+        entry("not-yet-chosen", 3),
+    ];
+    let for_env_1: Vec<&str> = queue(&entries, "env-1", "pr-1")
+        .iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(for_env_1, ["chose-this", "not-yet-chosen"]);
+    let for_env_2: Vec<&str> = queue(&entries, "env-2", "pr-1")
+        .iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(for_env_2, ["chose-other", "not-yet-chosen"]);
+}
+
+#[test]
+fn the_lease_timer_survives_a_pause_in_readiness() {
+    let env = bound_reused(
+        environment(Phase::Running, ("True", "InUse"), &["run"]),
+        Some(true),
+    );
+    let bound = decide_claim(&claim("run"), on(&env, None, false), at(NOW));
+    let mut held = claim("run");
+    held.status = Some(bound.status);
+    let resyncing = environment(Phase::Running, ("False", "Provisioning"), &["run"]);
+    let paused = decide_claim(&held, on(&resyncing, None, false), at(NOW + 60));
+    assert_eq!(paused.wake_at, Some(at(NOW + 3_600)));
 }

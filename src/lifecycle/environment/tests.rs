@@ -846,6 +846,8 @@ proptest! {
         if decision.effects.contains(&Effect::DeleteApp) {
             let deletable = matches!(&world.0.app, AppState::Present(a) if a.deletion == AppDeletion::Deletable);
             prop_assert!(deletable, "deleted an app it must keep");
+            let owns_namespace = matches!(world.0.namespace, NamespaceState::Owned { .. });
+            prop_assert!(owns_namespace, "deleted the app of a namespace it does not own");
         }
         if decision.effects.contains(&Effect::CreateNamespace) {
             prop_assert_eq!(&world.0.namespace, &NamespaceState::Absent);
@@ -989,7 +991,9 @@ proptest! {
         unchanged.0.waiting.retain(|w| !stored.claimed_by.contains(w));
         let mut written = env.clone();
         written.0.status = Some(stored.clone());
-        let again = written.decide(&unchanged, now);
+        // A second later nothing is due (no timer fires in between): still no write.
+        prop_assume!(first.wake_at.is_none_or(|at| at > super::Timestamp::from_second(now + 1).unwrap()));
+        let again = written.decide(&unchanged, now + 1);
         prop_assert_eq!(again.status, stored);
     }
 }
@@ -1007,4 +1011,127 @@ fn binding_is_stable_once_stored() {
     let again = env.decide(&world().held_by("run"), CREATED + 11);
     assert_eq!(again.status, stored);
     assert_eq!(condition(&again, READY).message, "in use by run");
+}
+
+#[test]
+fn an_environment_that_does_not_own_its_namespace_deletes_no_app() {
+    for (name, world) in [
+        (
+            "namespace taken by someone else",
+            world().foreign_namespace(),
+        ),
+        ("namespace refused by policy", world().refused_namespace()),
+        ("namespace never created", world().no_namespace()),
+    ] {
+        let decision = environment()
+            .in_phase(Phase::Failed)
+            .decide(&world.teardown(TeardownRequest::Delete), CREATED + 5);
+        assert!(
+            decision.effects.is_empty(),
+            "{name}: {:?}",
+            decision.effects
+        );
+        assert_eq!(decision.phase(), Phase::Destroyed, "{name}");
+        let message = &condition(&decision, DESTROYED).message;
+        assert!(message.contains("provider app kept"), "{name}: {message}");
+    }
+}
+
+/// Stored as the API server keeps it: timestamps to the second.
+fn stored(decision: &Decision) -> TestEnvironmentStatus {
+    serde_json::from_value(serde_json::to_value(&decision.status).unwrap()).unwrap()
+}
+
+#[test]
+fn a_held_environment_stuck_resyncing_keeps_its_deadline_and_fails_on_time() {
+    let running = environment().in_phase(Phase::Running).last_used(CREATED);
+    let progressing = world()
+        .app(Readiness::Progressing, "Progressing")
+        .held_by("run");
+    let first = running.decide(&progressing, CREATED + 10);
+    let started = first.status.provisioning_started_at.clone();
+    assert_eq!(started, Some(Time(at(CREATED + 10))));
+    let mut env = running.clone();
+    env.0.status = Some(stored(&first));
+    let later = env.decide(&progressing, CREATED + 70);
+    assert_eq!(
+        later.status.provisioning_started_at, started,
+        "the timer is not restarted"
+    );
+    assert_eq!(
+        later.status,
+        stored(&first),
+        "no write while nothing changes"
+    );
+    let timed_out = env.decide(&progressing, CREATED + 10 + minutes(30));
+    assert_eq!(ready(&timed_out), ("False", reason::PROVISIONING_TIMEOUT));
+}
+
+#[test]
+fn an_app_resync_does_not_extend_the_idle_lifetime() {
+    let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
+    let resyncing = warm.decide(
+        &world().app(Readiness::Progressing, "Progressing"),
+        CREATED + 100,
+    );
+    let ready_again = warm.after(&resyncing).decide(&world(), CREATED + 200);
+    assert_eq!(ready_again.status.last_used_at, Some(Time(at(CREATED))));
+    assert_eq!(
+        ready_again.status.expires_at,
+        Some(Time(at(CREATED + minutes(60))))
+    );
+}
+
+#[test]
+fn provisioning_start_is_recorded_even_if_the_first_write_was_lost() {
+    let decision = environment().in_phase(Phase::Provisioning).decide(
+        &world().app(Readiness::Progressing, "Progressing"),
+        CREATED + 10,
+    );
+    assert_eq!(
+        decision.status.provisioning_started_at,
+        Some(Time(at(CREATED + 10)))
+    );
+    assert_eq!(
+        decision.wake_at,
+        Some(at(CREATED + minutes(30) + 10).min(at(CREATED + minutes(60))))
+    );
+}
+
+#[test]
+fn a_retry_after_an_app_failure_gets_a_fresh_deadline_but_a_timeout_stays_failed() {
+    let failed_by_app = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED);
+    let failed = failed_by_app.decide(
+        &world().app(Readiness::Failed, "Degraded"),
+        CREATED + minutes(40),
+    );
+    assert_eq!(ready(&failed), ("False", reason::APP_FAILED));
+    let retry_at = CREATED + minutes(41);
+    let retrying = failed_by_app.after(&failed).ttl_minutes(600).decide(
+        &world().app(Readiness::Progressing, "Progressing"),
+        retry_at,
+    );
+    assert_eq!(retrying.phase(), Phase::Provisioning);
+    assert_eq!(
+        retrying.status.provisioning_started_at,
+        Some(Time(at(retry_at)))
+    );
+
+    let slow = environment()
+        .ttl_minutes(600)
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED);
+    let progressing = world().app(Readiness::Progressing, "Progressing");
+    let timed_out = slow.decide(&progressing, CREATED + minutes(30));
+    assert_eq!(ready(&timed_out), ("False", reason::PROVISIONING_TIMEOUT));
+    let still = slow
+        .after(&timed_out)
+        .decide(&progressing, CREATED + minutes(31));
+    assert_eq!(
+        ready(&still),
+        ("False", reason::PROVISIONING_TIMEOUT),
+        "stays failed until ready"
+    );
 }

@@ -189,6 +189,25 @@ impl Operated {
         .unwrap_or_else(|| panic!("{name} vanished"))
     }
 
+    /// Sets `spec.destroy` and waits until the environment is `destroyed`.
+    pub async fn destroy(&self, name: &str) -> TestEnvironment {
+        let patch = serde_json::json!({"spec": {"destroy": true}});
+        self.environments
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("destroy");
+        self.wait_phase(
+            name,
+            testmesh::lifecycle::Phase::Destroyed,
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
     /// The namespace, if it exists.
     pub async fn namespace(&self, name: &str) -> Option<k8s_openapi::api::core::v1::Namespace> {
         Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
