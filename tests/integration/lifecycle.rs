@@ -119,6 +119,27 @@ async fn cold_to_warm_to_expired_to_destroyed() {
         "{metrics}"
     );
 
+    // While the namespace terminates, the environment says what still blocks it.
+    let terminating = wait_for(
+        &t.environments,
+        "happy",
+        Duration::from_secs(120),
+        "tearing down its namespace",
+        |e| {
+            e.and_then(|e| e.status.as_ref())
+                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+                .is_some_and(|c| c.reason == "NamespaceTerminating" || c.status == "True")
+        },
+    )
+    .await
+    .expect("environment");
+    let destroyed_condition = terminating
+        .status
+        .as_ref()
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+        .map(|c| format!("{}: {}", c.reason, c.message))
+        .unwrap_or_default();
+    println!("while tearing down: Destroyed={destroyed_condition}");
     let destroyed = t
         .wait_phase("happy", Phase::Destroyed, Duration::from_secs(120))
         .await;
@@ -139,6 +160,11 @@ async fn cold_to_warm_to_expired_to_destroyed() {
     assert!(status.destroyed_at.is_some());
     assert_eq!(ready_of(&destroyed), ("False".into(), "Expired".into()));
 
+    let destroyed_at = status.destroyed_at.clone().expect("destroyedAt").0;
+    println!(
+        "teardown start -> namespace gone: {:#} (status timestamps, to the second)",
+        destroyed_at.duration_since(teardown_started)
+    );
     let app_deleted =
         audited_at(&t, "delete", "applications", "happy-app").expect("audited delete");
     println!(
