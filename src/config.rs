@@ -21,6 +21,11 @@ pub struct RunConfig {
     #[arg(long, env = "TESTMESH_ARGOCD_NAMESPACE", default_value = "argocd")]
     pub argocd_namespace: String,
 
+    /// Namespace of Flux Kustomizations when an environment does not set
+    /// `providerAppNamespace`. It is also protected: no environment may use it.
+    #[arg(long, env = "TESTMESH_FLUX_NAMESPACE", default_value = "flux-system")]
+    pub flux_namespace: String,
+
     /// The operator's own namespace; protected like the system namespaces.
     #[arg(
         long,
@@ -96,6 +101,7 @@ impl RunConfig {
             [
                 self.operator_namespace.as_str(),
                 self.argocd_namespace.as_str(),
+                self.flux_namespace.as_str(),
             ],
             self.allowed_namespaces.iter().map(String::as_str),
         )

@@ -25,7 +25,7 @@ use crate::http;
 use crate::lifecycle::environment::Timing;
 use crate::lifecycle::policy::NamespacePolicy;
 use crate::metrics::Metrics;
-use crate::providers::{ArgoCd, Providers};
+use crate::providers::{ArgoCd, Flux, Providers};
 use crate::resources::{
     ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, TestEnvironment,
     TestEnvironmentClaim,
@@ -78,6 +78,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let providers = Providers {
         argocd: ArgoCd {
             namespace: config.argocd_namespace.clone(),
+        },
+        flux: Flux {
+            namespace: config.flux_namespace.clone(),
         },
     };
     let owned_namespaces =

@@ -12,9 +12,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use super::Context;
 use crate::error::Result;
 use crate::lifecycle::claims::{self, QueueEntry};
-use crate::lifecycle::environment::{
-    AppDeletion, AppReport, AppState, NamespaceState, Observed, Readiness, TeardownRequest,
-};
+use crate::lifecycle::environment::{AppState, NamespaceState, Observed, TeardownRequest};
 use crate::resources::{ENVIRONMENT_UID_ANNOTATION, TestEnvironment, TestEnvironmentClaim};
 
 /// What the reconciler saw, plus the objects it may have to act on.
@@ -35,23 +33,23 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
         ctx.policy.check(&spec.namespace).err()
     });
 
-    let (app_state, app) = match ctx.providers.get(spec.provider) {
-        Some(provider) => {
-            let app_namespace = spec
-                .provider_app_namespace
-                .as_deref()
-                .unwrap_or(provider.default_namespace());
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(ctx.client.clone(), app_namespace, &provider.api_resource());
-            match api.get_opt(&spec.provider_app_name).await? {
-                Some(object) => (
-                    AppState::Present(provider.interpret(&object, &spec.namespace)),
-                    Some((api, object)),
-                ),
-                None => (AppState::Missing, None),
-            }
+    let mut teardown_note = None;
+    let provider = ctx.providers.get(spec.provider);
+    let app_namespace = spec
+        .provider_app_namespace
+        .as_deref()
+        .unwrap_or(provider.default_namespace());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), app_namespace, &provider.api_resource());
+    let (app_state, app) = match api.get_opt(&spec.provider_app_name).await? {
+        Some(object) => {
+            teardown_note = provider.teardown_note(&object);
+            (
+                AppState::Present(provider.interpret(&object, &spec.namespace)),
+                Some((api, object)),
+            )
         }
-        None => (AppState::Present(unserved_provider(environment)), None),
+        None => (AppState::Missing, None),
     };
 
     let teardown = if environment.metadata.deletion_timestamp.is_some() {
@@ -77,6 +75,7 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
             holders,
             waiting,
             teardown,
+            teardown_note,
         },
         namespace,
         app,
@@ -150,22 +149,6 @@ fn deletion_blockers(namespace: &Namespace) -> Option<String> {
         .filter_map(|c| c.message.clone())
         .collect();
     (!blockers.is_empty()).then(|| blockers.join("; "))
-}
-
-/// The report for an environment whose provider this operator does not serve.
-fn unserved_provider(environment: &TestEnvironment) -> AppReport {
-    let provider = serde_json::to_value(environment.spec.template.provider)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    AppReport {
-        readiness: Readiness::Failed,
-        health: "Unknown".to_owned(),
-        sync: None,
-        revision: None,
-        message: format!("provider {provider} is not served by this operator"),
-        deletion: AppDeletion::Retained("its provider is not served".to_owned()),
-    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,9 @@ pub struct Observed {
     /// ([`super::claims::queue`] without the holders).
     pub waiting: Vec<String>,
     pub teardown: Option<TeardownRequest>,
+    /// What deleting the provider's app will not do, when the provider says so (a
+    /// suspended Flux Kustomization prunes nothing); shown while tearing down.
+    pub teardown_note: Option<String>,
 }
 
 /// A change the reconciler must make in the cluster.
@@ -339,6 +342,11 @@ impl Step<'_> {
         let not_ready =
             |message: &str| Verdict::new(conditions::READY, ConditionStatus::False, cause, message);
         if waiting_for_app {
+            let mut message =
+                "waiting for the provider to delete its app and prune what it deployed".to_owned();
+            if let Some(note) = &self.observed.teardown_note {
+                message = format!("{message}; {note}");
+            }
             self.enter(decision, Phase::Destroying, not_ready("tearing down"));
             self.set(
                 decision,
@@ -346,7 +354,7 @@ impl Step<'_> {
                     conditions::DESTROYED,
                     ConditionStatus::False,
                     reason::WAITING_FOR_APP_DELETION,
-                    "waiting for the provider to delete its app and prune what it deployed",
+                    message,
                 ),
             );
             return;

@@ -3,6 +3,7 @@
 //! one entry in [`Providers`], and no change to the reconciler.
 
 pub mod argocd;
+pub mod flux;
 
 use kube::api::DynamicObject;
 use kube::core::ApiResource;
@@ -18,6 +19,11 @@ pub trait GitOpsProvider: Send + Sync {
     fn default_namespace(&self) -> &str;
     /// Interprets one object for an environment whose namespace is `environment_namespace`.
     fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport;
+
+    /// What deleting this object will not do, if anything (shown while tearing down).
+    fn teardown_note(&self, _app: &DynamicObject) -> Option<String> {
+        None
+    }
 }
 
 /// Argo CD: environments are deployed by an `Application`.
@@ -40,22 +46,124 @@ impl GitOpsProvider for ArgoCd {
     }
 }
 
+/// Flux: environments are deployed by a `Kustomization`.
+pub struct Flux {
+    /// The namespace Kustomizations live in by default (`--flux-namespace`).
+    pub namespace: String,
+}
+
+impl GitOpsProvider for Flux {
+    fn api_resource(&self) -> ApiResource {
+        flux::api_resource()
+    }
+
+    fn default_namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport {
+        flux::interpret(app, environment_namespace)
+    }
+
+    /// kustomize-controller deletes a Kustomization without pruning when it is suspended,
+    /// when its `deletionPolicy` is `Orphan`, or when `prune` is off under the default
+    /// policy; what it deployed then goes only with the namespace.
+    fn teardown_note(&self, app: &DynamicObject) -> Option<String> {
+        let spec = &app.data["spec"];
+        let policy = spec["deletionPolicy"].as_str().unwrap_or("MirrorPrune");
+        let why = if spec["suspend"].as_bool() == Some(true) {
+            "it is suspended"
+        } else if policy == "Orphan" {
+            "its deletionPolicy is Orphan"
+        } else if policy == "MirrorPrune" && spec["prune"].as_bool() != Some(true) {
+            "spec.prune is off"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "Kustomization prunes nothing when deleted because {why}; what it deployed is removed with the namespace"
+        ))
+    }
+}
+
 /// The providers this operator serves.
 pub struct Providers {
     pub argocd: ArgoCd,
+    pub flux: Flux,
 }
 
 impl Providers {
-    /// The adapter for `provider`, if this operator serves it.
-    pub fn get(&self, provider: Provider) -> Option<&dyn GitOpsProvider> {
+    /// The adapter for `provider`.
+    pub fn get(&self, provider: Provider) -> &dyn GitOpsProvider {
         match provider {
-            Provider::Argocd => Some(&self.argocd),
-            Provider::Flux => None,
+            Provider::Argocd => &self.argocd,
+            Provider::Flux => &self.flux,
         }
     }
 
     /// Every served provider, for setting up watches.
     pub fn all(&self) -> Vec<(Provider, &dyn GitOpsProvider)> {
-        vec![(Provider::Argocd, &self.argocd as &dyn GitOpsProvider)]
+        vec![
+            (Provider::Argocd, &self.argocd as &dyn GitOpsProvider),
+            (Provider::Flux, &self.flux as &dyn GitOpsProvider),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kustomization(spec: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "k", "namespace": "flux-system"}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn flux_says_when_deleting_prunes_nothing() {
+        let flux = Flux {
+            namespace: "flux-system".into(),
+        };
+        let note = |spec| flux.teardown_note(&kustomization(spec));
+        assert!(
+            note(serde_json::json!({"prune": true, "suspend": true}))
+                .unwrap()
+                .contains("suspended")
+        );
+        assert!(
+            note(serde_json::json!({"prune": true, "deletionPolicy": "Orphan"}))
+                .unwrap()
+                .contains("Orphan")
+        );
+        assert!(
+            note(serde_json::json!({"prune": false}))
+                .unwrap()
+                .contains("prune is off")
+        );
+        assert_eq!(note(serde_json::json!({"prune": true})), None);
+        assert_eq!(
+            note(serde_json::json!({"prune": false, "deletionPolicy": "Delete"})),
+            None
+        );
+    }
+
+    #[test]
+    fn every_provider_is_served() {
+        let providers = Providers {
+            argocd: ArgoCd {
+                namespace: "argocd".into(),
+            },
+            flux: Flux {
+                namespace: "flux-system".into(),
+            },
+        };
+        assert_eq!(
+            providers.get(Provider::Flux).default_namespace(),
+            "flux-system"
+        );
+        assert_eq!(providers.all().len(), 2);
     }
 }

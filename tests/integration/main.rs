@@ -3,6 +3,7 @@
 
 mod claims;
 mod crds;
+mod flux;
 mod lifecycle;
 mod safety;
 mod support;

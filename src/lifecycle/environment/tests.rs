@@ -108,6 +108,7 @@ fn world() -> World {
         holders: Vec::new(),
         waiting: Vec::new(),
         teardown: None,
+        teardown_note: None,
     })
 }
 
@@ -796,6 +797,7 @@ fn any_observed() -> impl Strategy<Value = World> {
                 holders: (0..holders).map(|i| format!("run-{i}")).collect(),
                 waiting: (0..waiting).map(|i| format!("queued-{i}")).collect(),
                 teardown,
+                teardown_note: None,
             })
         },
     )
@@ -1133,5 +1135,20 @@ fn a_retry_after_an_app_failure_gets_a_fresh_deadline_but_a_timeout_stays_failed
         ready(&still),
         ("False", reason::PROVISIONING_TIMEOUT),
         "stays failed until ready"
+    );
+}
+
+#[test]
+fn the_provider_teardown_note_is_shown_while_its_app_is_deleted() {
+    let mut world = world().teardown(TeardownRequest::Destroy);
+    world.0.teardown_note = Some("suspended: deleting it prunes nothing".into());
+    let decision = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .decide(&world, CREATED + 5);
+    let message = &condition(&decision, DESTROYED).message;
+    assert!(
+        message.ends_with("suspended: deleting it prunes nothing"),
+        "{message}"
     );
 }

@@ -11,6 +11,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use testmesh::resources::TestEnvironment;
 use testmesh_testenv::argocd::{self, ArgoCd};
+use testmesh_testenv::flux::{self, Flux};
 use testmesh_testenv::operator::Operator;
 use testmesh_testenv::{ControlPlane, TempNamespace, install_crds_from_yaml, with_temp_namespace};
 
@@ -120,6 +121,7 @@ pub struct Operated {
     pub client: Client,
     pub workspace: String,
     pub argo: ArgoCd,
+    pub flux: Flux,
     pub environments: Api<TestEnvironment>,
     pub operator: Operator,
 }
@@ -131,15 +133,23 @@ pub async fn operated_workspace(prefix: &str, extra_args: &[&str]) -> Operated {
     let argo_namespace = with_temp_namespace(&client, &format!("{prefix}-argocd"))
         .await
         .expect("Argo CD namespace");
+    flux::install_crds(&client).await;
+    let flux_namespace = with_temp_namespace(&client, &format!("{prefix}-flux"))
+        .await
+        .expect("Flux namespace");
+    let flux_flag = format!("--flux-namespace={}", flux_namespace.name());
+    let mut args = vec![flux_flag.as_str()];
+    args.extend_from_slice(extra_args);
     let operator = Operator::start(
         env!("CARGO_BIN_EXE_testmesh"),
         workspace.name(),
         argo_namespace.name(),
-        extra_args,
+        &args,
     );
     Operated {
         control_plane,
         argo: ArgoCd::new(&client, argo_namespace.name()),
+        flux: Flux::new(&client, flux_namespace.name()),
         environments: Api::namespaced(client.clone(), workspace.name()),
         workspace: workspace.name().to_owned(),
         client,

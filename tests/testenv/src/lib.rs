@@ -31,6 +31,7 @@ mod assets;
 mod certs;
 mod control_plane;
 mod error;
+pub mod flux;
 mod manifests;
 mod namespace;
 pub mod operator;
