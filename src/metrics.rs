@@ -10,7 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -31,6 +31,7 @@ pub struct Metrics {
     provisioning_duration: Histogram,
     expiry_lateness: Histogram,
     teardown_duration: Histogram,
+    service_watches: Gauge,
 }
 
 impl Metrics {
@@ -73,6 +74,12 @@ impl Metrics {
             "From the start of teardown to the namespace being gone",
             teardown_duration.clone(),
         );
+        let service_watches = Gauge::default();
+        registry.register(
+            "service_watches",
+            "Namespaces whose Services are watched for routing",
+            service_watches.clone(),
+        );
         registry.register_collector(Box::new(PhaseCollector(environments)));
         Arc::new(Metrics {
             registry,
@@ -82,6 +89,7 @@ impl Metrics {
             provisioning_duration,
             expiry_lateness,
             teardown_duration,
+            service_watches,
         })
     }
 
@@ -104,6 +112,11 @@ impl Metrics {
 
     pub fn torn_down(&self, seconds: f64) {
         self.teardown_duration.observe(seconds);
+    }
+
+    pub fn service_watches(&self, namespaces: usize) {
+        self.service_watches
+            .set(i64::try_from(namespaces).unwrap_or(i64::MAX));
     }
 
     /// The registry in Prometheus text format.

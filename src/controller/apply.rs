@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -18,7 +18,7 @@ use crate::lifecycle::environment::Effect;
 use crate::lifecycle::{Phase, conditions};
 use crate::resources::{
     ENVIRONMENT_ANNOTATION, ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
-    TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus,
+    ROUTING_CONFIG_MAP, TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus,
 };
 
 /// The field manager of every status write.
@@ -54,6 +54,9 @@ pub async fn apply(
                 .map(|_| ()),
             None => return Ok(Applied::Raced),
         },
+        Effect::PublishRouting => {
+            publish_routing(environment, &world.observed.routing.policy, ctx).await
+        }
         Effect::DeleteApp => match &world.app {
             Some((api, app)) => api
                 .delete(&app.name_any(), &delete_exactly(&app.metadata))
@@ -71,6 +74,34 @@ pub async fn apply(
         }
         Err(error) => Err(Error::Kube(error)),
     }
+}
+
+/// Writes the routing policy into the namespace's routing ConfigMap (server-side apply:
+/// services that left the policy leave the ConfigMap too).
+async fn publish_routing(
+    environment: &TestEnvironment,
+    routing: &std::collections::BTreeMap<String, String>,
+    ctx: &Context,
+) -> kube::Result<()> {
+    let namespace = &environment.spec.template.namespace;
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": ROUTING_CONFIG_MAP,
+            "namespace": namespace,
+            "labels": { MANAGED_BY_LABEL: MANAGED_BY },
+        },
+        "data": routing,
+    });
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+        .patch(
+            ROUTING_CONFIG_MAP,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
 }
 
 /// The namespace an environment creates, marked with its UID as proof of ownership.

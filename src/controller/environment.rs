@@ -26,6 +26,7 @@ const RACE_RETRY: Duration = Duration::from_millis(200);
 pub async fn reconcile(environment: Arc<TestEnvironment>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile_inner(&environment, &ctx).await;
+    ctx.metrics.service_watches(ctx.service_watches.sync());
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
     result
 }

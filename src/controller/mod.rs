@@ -6,6 +6,7 @@ mod apply;
 mod claim;
 mod environment;
 mod observe;
+mod services;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,6 +31,7 @@ use crate::resources::{
     ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, TestEnvironment,
     TestEnvironmentClaim,
 };
+use services::ServiceWatches;
 
 pub use apply::FIELD_MANAGER;
 
@@ -40,8 +42,12 @@ pub struct Context {
     pub policy: NamespacePolicy,
     pub timing: Timing,
     pub retention: Option<SignedDuration>,
+    /// DNS domain of routing URLs.
+    pub cluster_domain: String,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// The Service watches routing depends on.
+    pub service_watches: Arc<ServiceWatches>,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -107,6 +113,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
             move |app| environments_of_app(&environments, provider, &default_namespace, &app),
         );
     }
+    let (service_watches, service_changes) =
+        ServiceWatches::new(client.clone(), environments.clone());
+    let environment_controller = environment_controller.reconcile_on(service_changes);
     let environments_for_claims = environments.clone();
     let environment_controller =
         environment_controller.watches(claims_api, watcher::Config::default(), move |claim| {
@@ -132,7 +141,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
         policy: config.namespace_policy(),
         timing: config.timing(),
         retention: config.destroyed_retention,
+        cluster_domain: config.cluster_domain.clone(),
         metrics: metrics.clone(),
+        service_watches,
     });
 
     let http = tokio::spawn(http::serve(

@@ -5,7 +5,9 @@
 //! namespace or deletes an app, a cache may not have seen it yet, and acting on a stale
 //! view is how operators delete or create things twice.
 
-use k8s_openapi::api::core::v1::Namespace;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
 
@@ -13,7 +15,10 @@ use super::Context;
 use crate::error::Result;
 use crate::lifecycle::claims::{self, QueueEntry};
 use crate::lifecycle::environment::{AppState, NamespaceState, Observed, TeardownRequest};
-use crate::resources::{ENVIRONMENT_UID_ANNOTATION, TestEnvironment, TestEnvironmentClaim};
+use crate::lifecycle::routing::{self, Routing, ServicePorts};
+use crate::resources::{
+    ENVIRONMENT_UID_ANNOTATION, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim,
+};
 
 /// What the reconciler saw, plus the objects it may have to act on.
 pub struct World {
@@ -68,6 +73,17 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
             .await?
             .items;
     let (holders, waiting) = claims_of(environment, &claims);
+    let (routing, published_routing) = if matches!(
+        namespace_state,
+        NamespaceState::Owned {
+            terminating: false,
+            ..
+        }
+    ) {
+        observe_routing(environment, ctx).await?
+    } else {
+        (Routing::default(), None)
+    };
     Ok(World {
         observed: Observed {
             namespace: namespace_state,
@@ -76,10 +92,56 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
             waiting,
             teardown,
             teardown_note,
+            routing,
+            published_routing,
         },
         namespace,
         app,
     })
+}
+
+/// The routing policy from the Services of the environment's namespace and its baseline,
+/// and what the routing ConfigMap currently publishes.
+async fn observe_routing(
+    environment: &TestEnvironment,
+    ctx: &Context,
+) -> Result<(Routing, Option<BTreeMap<String, String>>)> {
+    let template = &environment.spec.template;
+    let deployed = services_in(&template.namespace, ctx).await?;
+    let baseline = match template
+        .routing
+        .as_ref()
+        .and_then(|r| r.baseline_namespace.as_deref())
+    {
+        Some(namespace) => services_in(namespace, ctx).await?,
+        None => Vec::new(),
+    };
+    let routing = routing::compute(template, &deployed, &baseline, &ctx.cluster_domain);
+    let published = Api::<ConfigMap>::namespaced(ctx.client.clone(), &template.namespace)
+        .get_opt(ROUTING_CONFIG_MAP)
+        .await?
+        .map(|config_map| config_map.data.unwrap_or_default());
+    Ok((routing, published))
+}
+
+async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<ServicePorts>> {
+    let services = Api::<Service>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?;
+    Ok(services
+        .items
+        .into_iter()
+        .map(|service| ServicePorts {
+            name: service.name_any(),
+            ports: service
+                .spec
+                .and_then(|spec| spec.ports)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|port| (port.name, port.port))
+                .collect(),
+        })
+        .collect())
 }
 
 /// The claims that hold the environment and still want it, and those waiting for it in

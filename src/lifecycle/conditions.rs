@@ -12,6 +12,8 @@ pub const READY: &str = "Ready";
 pub const PROVIDER_READY: &str = "ProviderReady";
 /// `True` once the namespace is gone; `False` with what blocks it while tearing down.
 pub const DESTROYED: &str = "Destroyed";
+/// `True` when every declared service has a Service to route to.
+pub const ROUTING_COMPLETE: &str = "RoutingComplete";
 
 /// Reasons, CamelCase as Kubernetes expects.
 pub mod reason {
@@ -51,6 +53,10 @@ pub mod reason {
     pub const WAITING_FOR_APP_DELETION: &str = "WaitingForAppDeletion";
     /// Teardown waits for the namespace to finish terminating.
     pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+    /// Every declared service is routed.
+    pub const ALL_SERVICES_ROUTED: &str = "AllServicesRouted";
+    /// Some declared services have no Service yet.
+    pub const SERVICES_MISSING: &str = "ServicesMissing";
     /// Teardown is done: the namespace is gone.
     pub const TEARDOWN_COMPLETE: &str = "TeardownComplete";
 }

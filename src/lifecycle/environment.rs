@@ -7,11 +7,14 @@
 //! Timers are derived from timestamps stored in the status, so a restarted operator
 //! re-derives every deadline.
 
+use std::collections::BTreeMap;
+
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, ConditionStatus, Verdict, reason};
 use super::phase::Phase;
+use super::routing::Routing;
 use super::ttl::{self, Ttl};
 use crate::resources::{ProviderStatus, TestEnvironment, TestEnvironmentStatus};
 
@@ -118,6 +121,10 @@ pub struct Observed {
     /// What deleting the provider's app will not do, when the provider says so (a
     /// suspended Flux Kustomization prunes nothing); shown while tearing down.
     pub teardown_note: Option<String>,
+    /// The routing policy computed from the Services really deployed.
+    pub routing: Routing,
+    /// The policy published in the namespace's routing ConfigMap, if it exists.
+    pub published_routing: Option<BTreeMap<String, String>>,
 }
 
 /// A change the reconciler must make in the cluster.
@@ -126,6 +133,8 @@ pub enum Effect {
     CreateNamespace,
     DeleteApp,
     DeleteNamespace,
+    /// Write the status's routing policy into the namespace's routing ConfigMap.
+    PublishRouting,
 }
 
 /// The outcome of one decision.
@@ -242,6 +251,7 @@ pub fn decide(
         decision.status.last_used_at = Some(Time(now));
     }
     step.run(&mut decision, previous, &holders);
+    step.route(&mut decision);
     decision.status.expires_at = if held {
         None
     } else {
@@ -407,6 +417,44 @@ impl Step<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// Publishes the routing policy while the namespace is ours and alive.
+    fn route(&self, decision: &mut Decision) {
+        let serving_namespace = matches!(
+            self.observed.namespace,
+            NamespaceState::Owned {
+                terminating: false,
+                ..
+            }
+        );
+        if !serving_namespace {
+            decision.status.routing_policy.clear();
+            decision.status.missing_services.clear();
+            return;
+        }
+        let routing = &self.observed.routing;
+        decision.status.routing_policy = routing.policy.clone();
+        decision.status.missing_services = routing.missing.clone();
+        let verdict = if routing.missing.is_empty() {
+            Verdict::new(
+                conditions::ROUTING_COMPLETE,
+                ConditionStatus::True,
+                reason::ALL_SERVICES_ROUTED,
+                format!("{} services routed", routing.policy.len()),
+            )
+        } else {
+            Verdict::new(
+                conditions::ROUTING_COMPLETE,
+                ConditionStatus::False,
+                reason::SERVICES_MISSING,
+                format!("no Service yet for: {}", routing.missing.join(", ")),
+            )
+        };
+        self.set(decision, verdict);
+        if self.observed.published_routing.as_ref() != Some(&routing.policy) {
+            decision.effects.push(Effect::PublishRouting);
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`ttl`]: idle-lifetime arithmetic;
 //! - [`reuse`]: which environment a run of a context is bound to;
 //! - [`claims`]: the queue of runs per environment and what each claim reports;
+//! - [`routing`]: where a run reaches each service;
 //! - [`conditions`]: condition types, reasons and `metav1.Condition` bookkeeping;
 //! - [`phase`]: the phases users see;
 //! - [`policy`]: which namespaces environments may use.
@@ -15,6 +16,7 @@ pub mod environment;
 pub mod phase;
 pub mod policy;
 pub mod reuse;
+pub mod routing;
 pub mod ttl;
 
 pub use phase::{ClaimPhase, Phase};

@@ -191,9 +191,13 @@ pub struct TestEnvironmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// Service name to URL, for the environment's services and the baseline's.
+    /// Service name to URL, for the environment's services and the baseline's; also
+    /// published as the ConfigMap `testmesh-routing` in the environment's namespace.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routing_policy: BTreeMap<String, String>,
+    /// Declared services (`spec.services`) with no Service in the namespace yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_services: Vec<String>,
     /// When a run last released the environment (or when it became warm); starts the TTL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<Time>,

@@ -5,5 +5,6 @@ mod claims;
 mod crds;
 mod flux;
 mod lifecycle;
+mod routing;
 mod safety;
 mod support;
