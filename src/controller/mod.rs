@@ -106,11 +106,13 @@ pub async fn run(config: RunConfig) -> Result<()> {
         let apps: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let default_namespace = adapter.default_namespace().to_owned();
         let environments = environments.clone();
-        environment_controller = environment_controller.watches_with(
-            apps,
-            resource,
-            watcher::Config::default(),
+        environment_controller = environment_controller.watches_stream_with(
+            quiet_errors(
+                watcher(apps, watcher::Config::default()),
+                resource.kind.clone(),
+            ),
             move |app| environments_of_app(&environments, provider, &default_namespace, &app),
+            resource,
         );
     }
     let (service_watches, service_changes) =
@@ -176,6 +178,34 @@ pub async fn run(config: RunConfig) -> Result<()> {
     tracing::info!("testmesh operator stopped");
     http.abort();
     Ok(())
+}
+
+/// A provider's watch with its own backoff, its errors logged and kept out of the
+/// controller's shared trigger stream: kube-runtime backs the whole stream off on any
+/// error, so a GitOps controller that is not installed (its CRD missing) would otherwise
+/// slow every reconciliation.
+fn quiet_errors<K>(
+    events: impl futures::Stream<Item = std::result::Result<watcher::Event<K>, watcher::Error>>
+    + Send
+    + 'static,
+    kind: String,
+) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + Send + 'static,
+{
+    events
+        .default_backoff()
+        .touched_objects()
+        .filter_map(move |event| {
+            let object = match event {
+                Ok(object) => Some(Ok(object)),
+                Err(error) => {
+                    tracing::debug!(%error, kind, "watch failed; retrying with backoff");
+                    None
+                }
+            };
+            std::future::ready(object)
+        })
 }
 
 /// Counts a watcher's first completed list, once; ready when both caches (environments
