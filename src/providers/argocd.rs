@@ -33,6 +33,8 @@ use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Map, Value, json};
 
+use super::json::{items, text};
+
 use crate::lifecycle::environment::{AppDeletion, AppReport, Readiness};
 
 pub const GROUP: &str = "argoproj.io";
@@ -427,23 +429,6 @@ fn without_zero_values(value: &Value) -> Option<Value> {
         }
         Value::Bool(true) | Value::Number(_) | Value::String(_) => Some(value.clone()),
     }
-}
-
-/// The non-empty string at `pointer`.
-fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|text| !text.is_empty())
-}
-
-/// The items of the array at `pointer`, none if there is no array.
-fn items<'v>(value: &'v Value, pointer: &str) -> impl Iterator<Item = &'v Value> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
 }
 
 fn field<'v>(object: Option<&'v Value>, name: &str) -> Option<&'v Value> {

@@ -58,6 +58,8 @@ use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
+use super::json::{items, text};
+
 use crate::lifecycle::environment::{AppDeletion, AppReport, Readiness};
 
 pub const GROUP: &str = "kustomize.toolkit.fluxcd.io";
@@ -375,23 +377,6 @@ impl<'a> Condition<'a> {
             (None, None) => "no reason given".to_owned(),
         }
     }
-}
-
-/// The non-empty string at `pointer`.
-fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|text| !text.is_empty())
-}
-
-/// The items of the array at `pointer`, none if there is no array.
-fn items<'v>(value: &'v Value, pointer: &str) -> impl Iterator<Item = &'v Value> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
 }
 
 /// `head: detail`, or `head` alone when there is no detail.

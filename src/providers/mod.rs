@@ -4,6 +4,7 @@
 
 pub mod argocd;
 pub mod flux;
+mod json;
 
 use kube::api::DynamicObject;
 use kube::core::ApiResource;

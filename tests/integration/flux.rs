@@ -9,7 +9,7 @@ use testmesh::lifecycle::Phase;
 use testmesh::resources::{Provider, TestEnvironment};
 use testmesh_testenv::flux::{condition, kustomization};
 
-use crate::support::{Operated, REACTION, operated_workspace, ready_of};
+use crate::support::{Operated, REACTION, destroyed_message, operated_workspace, ready_of};
 
 fn flux_environment(
     t: &Operated,
@@ -20,15 +20,6 @@ fn flux_environment(
     let mut environment = t.environment(name, namespace, kustomization, 30);
     environment.spec.template.provider = Provider::Flux;
     environment
-}
-
-fn destroyed_message(environment: &TestEnvironment) -> String {
-    environment
-        .status
-        .as_ref()
-        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -9,17 +9,8 @@ use serde_json::json;
 use testmesh::lifecycle::Phase;
 
 use crate::support::REACTION;
-use crate::support::{operated_workspace, ready_of};
+use crate::support::{destroyed_message, operated_workspace, ready_of};
 use testmesh_testenv::argocd::application;
-
-fn destroyed_message(environment: &testmesh::resources::TestEnvironment) -> String {
-    environment
-        .status
-        .as_ref()
-        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn protected_and_disallowed_namespaces_are_refused() {

@@ -226,3 +226,13 @@ impl Operated {
             .expect("get namespace")
     }
 }
+
+/// The `Destroyed` condition's message.
+pub fn destroyed_message(environment: &TestEnvironment) -> String {
+    environment
+        .status
+        .as_ref()
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
