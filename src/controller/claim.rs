@@ -104,21 +104,24 @@ fn resolve_target<'a>(
     entries: &[QueueEntry<'_>],
     now: Timestamp,
 ) -> Target<'a> {
-    // `entries` only orders the queue for the position shown; binding order is decided by
-    // the environment's reconciler.
+    // `entries` only gives the queue position shown on the claim; who is bound, and in
+    // what order, is decided by the environment's reconciler.
     let name = claim.name_any();
     let find = |wanted: &str| environments.iter().find(|e| e.name_any() == wanted);
+    let created_for_this_claim = |environment: &TestEnvironment| {
+        environment
+            .labels()
+            .get(CREATED_FOR_CLAIM_UID_LABEL)
+            .map(String::as_str)
+            == Some(uid)
+    };
     let on = |environment: &'a TestEnvironment| {
         let env_name = environment.name_any();
         let queue = claims::queue(entries, &env_name, &environment.spec.context);
         Target::Environment {
             environment,
             queue_position: queue.iter().position(|e| e.name == name).map(|i| i + 1),
-            created_for_claim: environment
-                .labels()
-                .get(CREATED_FOR_CLAIM_UID_LABEL)
-                .map(String::as_str)
-                == Some(uid),
+            created_for_claim: created_for_this_claim(environment),
         }
     };
     if let Some(named) = &claim.spec.environment_name {
@@ -130,13 +133,8 @@ fn resolve_target<'a>(
             .status
             .as_ref()
             .is_some_and(|s| s.claimed_by.contains(&name));
-        let created_for_this_claim = environment
-            .labels()
-            .get(CREATED_FOR_CLAIM_UID_LABEL)
-            .map(String::as_str)
-            == Some(uid);
         if held
-            || created_for_this_claim
+            || created_for_this_claim(environment)
             || status.phase == Some(ClaimPhase::Bound)
             || !is_tearing_down(environment)
         {
