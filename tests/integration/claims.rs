@@ -99,9 +99,7 @@ fn ready_reason(claim: &TestEnvironmentClaim) -> (String, String) {
 #[tokio::test]
 async fn a_warm_environment_is_reused_and_release_starts_its_ttl() {
     let t = operated_workspace("reuse", &[]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("reuse-app", &namespace).await;
-    t.argo.make_healthy("reuse-app").await;
+    let namespace = t.healthy_app("reuse-app").await;
 
     t.create_claim(&t.claim("first", "pr-7", &namespace, "reuse-app", 30))
         .await;
@@ -172,9 +170,7 @@ async fn a_warm_environment_is_reused_and_release_starts_its_ttl() {
 #[tokio::test]
 async fn after_ttl_expiry_a_claim_gets_a_new_environment() {
     let t = operated_workspace("miss", &[]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("miss-app", &namespace).await;
-    t.argo.make_healthy("miss-app").await;
+    let namespace = t.healthy_app("miss-app").await;
     t.create_claim(&t.claim("early", "nightly", &namespace, "miss-app", 1))
         .await;
     let early = t.wait_claim("early", ClaimPhase::Bound, REACTION).await;
@@ -207,9 +203,7 @@ async fn after_ttl_expiry_a_claim_gets_a_new_environment() {
 #[tokio::test]
 async fn twenty_concurrent_claims_take_turns_in_creation_order() {
     let t = operated_workspace("queue", &[]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("queue-app", &namespace).await;
-    t.argo.make_healthy("queue-app").await;
+    let namespace = t.healthy_app("queue-app").await;
 
     // Record every holder list the environment ever shows.
     let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
@@ -318,9 +312,7 @@ async fn twenty_concurrent_claims_take_turns_in_creation_order() {
 #[tokio::test]
 async fn an_expired_lease_releases_the_environment_and_marks_the_claim() {
     let t = operated_workspace("lease", &[]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("lease-app", &namespace).await;
-    t.argo.make_healthy("lease-app").await;
+    let namespace = t.healthy_app("lease-app").await;
     let mut claim = t.claim("forgotten", "pr-9", &namespace, "lease-app", 30);
     claim.spec.max_duration_minutes = 1;
     t.create_claim(&claim).await;
@@ -428,9 +420,7 @@ async fn a_claim_deleted_while_queued_is_never_bound() {
 #[tokio::test]
 async fn the_ci_command_claims_prints_the_policy_and_releases() {
     let t = operated_workspace("cli", &[]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("cli-app", &namespace).await;
-    t.argo.make_healthy("cli-app").await;
+    let namespace = t.healthy_app("cli-app").await;
     let template = t
         .control_plane
         .run_dir()

@@ -12,6 +12,16 @@ use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
 
 use crate::support::{repo_root, run, workspace, yaml_files};
 
+/// The column names of a `kubectl get` table.
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
+}
+
 fn valid_environment(name: &str) -> Value {
     json!({
         "apiVersion": "testmesh.io/v1alpha1",
@@ -139,14 +149,8 @@ async fn crds_are_established_with_names_columns_and_category() {
     kubectl.args(["get", "te", "-n", workspace.name()]);
     let (ok, stdout, stderr) = run(kubectl);
     assert!(ok, "{stderr}");
-    let header: Vec<&str> = stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        header(&stdout),
         [
             "NAME",
             "PHASE",
@@ -166,14 +170,8 @@ async fn crds_are_established_with_names_columns_and_category() {
     kubectl.args(["get", "tec", "-n", workspace.name()]);
     let (ok, stdout, stderr) = run(kubectl);
     assert!(ok, "{stderr}");
-    let header: Vec<&str> = stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        header(&stdout),
         ["NAME", "PHASE", "CONTEXT", "ENVIRONMENT", "REUSED", "AGE"]
     );
 }

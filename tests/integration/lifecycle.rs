@@ -359,9 +359,7 @@ async fn kubectl_delete_tears_down_through_the_finalizer() {
 #[tokio::test]
 async fn explicit_destroy_keeps_the_record_and_cannot_be_undone() {
     let t = operated_workspace("destroy", &[]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("destroy-app", &namespace).await;
-    t.argo.make_healthy("destroy-app").await;
+    let namespace = t.healthy_app("destroy-app").await;
     t.create(&t.environment("kept", &namespace, "destroy-app", 30))
         .await;
     t.wait_phase("kept", Phase::Warm, REACTION).await;
@@ -448,9 +446,7 @@ async fn operator_restart_mid_provisioning_and_mid_teardown_converges() {
 #[tokio::test]
 async fn destroyed_records_are_pruned_after_the_retention_period() {
     let t = operated_workspace("retention", &["--destroyed-retention=3s"]).await;
-    let namespace = format!("{}-env", t.workspace);
-    t.argo.create_app("retention-app", &namespace).await;
-    t.argo.make_healthy("retention-app").await;
+    let namespace = t.healthy_app("retention-app").await;
     t.create(&t.environment("short-lived", &namespace, "retention-app", 30))
         .await;
     t.wait_phase("short-lived", Phase::Warm, REACTION).await;

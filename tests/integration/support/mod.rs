@@ -199,6 +199,14 @@ impl Operated {
         .unwrap_or_else(|| panic!("{name} vanished"))
     }
 
+    /// `<workspace>-env`, with a healthy Argo CD Application `app` deploying into it.
+    pub async fn healthy_app(&self, app: &str) -> String {
+        let namespace = format!("{}-env", self.workspace);
+        self.argo.create_app(app, &namespace).await;
+        self.argo.make_healthy(app).await;
+        namespace
+    }
+
     /// Sets `spec.destroy` and waits until the environment is `destroyed`.
     pub async fn destroy(&self, name: &str) -> TestEnvironment {
         let patch = serde_json::json!({"spec": {"destroy": true}});
