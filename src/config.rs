@@ -70,6 +70,36 @@ pub struct RunConfig {
     #[arg(long, env = "TESTMESH_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: SocketAddr,
 
+    /// Run for leadership through a Lease in the operator namespace, so that of several
+    /// replicas exactly one reconciles (every replica serves HTTP).
+    #[arg(long, env = "TESTMESH_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Name of the Lease that elects the leader.
+    #[arg(
+        long,
+        env = "TESTMESH_LEASE_NAME",
+        default_value = "testmesh-operator",
+        value_name = "NAME"
+    )]
+    pub lease_name: String,
+
+    /// How long the Lease stays valid without renewal: a crashed leader is replaced
+    /// after at most this long. The leader renews every 2/15 of it and stops
+    /// reconciling when 2/3 of it pass without a successful renewal.
+    #[arg(long, env = "TESTMESH_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
+    pub lease_duration: SignedDuration,
+
+    /// On SIGTERM, how long in-flight reconciliations may take to finish before the
+    /// operator releases the Lease and exits anyway.
+    #[arg(long, env = "TESTMESH_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: SignedDuration,
+
+    /// This replica's name: the Lease holder identity, the events' reporting instance
+    /// and part of the User-Agent. Default: the host name and process id.
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub identity: Option<String>,
+
     /// Log format. The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "TESTMESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -92,6 +122,25 @@ impl RunConfig {
             degraded_grace: self.degraded_grace,
             missing_grace: self.missing_grace,
         }
+    }
+
+    /// Who this replica is: `--identity` (the pod name in a cluster), else host name
+    /// and process id, unique among replicas on one machine.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "testmesh".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// The election's clock, from `--lease-duration`.
+    pub fn lease_timing(&self) -> crate::leadership::lease::Timing {
+        crate::leadership::lease::Timing::for_duration(self.lease_duration.unsigned_abs())
     }
 
     /// The namespace policy: system namespaces, this operator's and the GitOps
@@ -119,6 +168,15 @@ fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     Ok(duration)
 }
 
+/// A lease duration: whole seconds (the Lease stores seconds), at least 2 s.
+fn parse_lease_duration(text: &str) -> Result<SignedDuration, String> {
+    let duration = parse_duration(text)?;
+    if duration < SignedDuration::from_secs(2) || duration.subsec_nanos() != 0 {
+        return Err("must be whole seconds, at least 2s".to_owned());
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +188,17 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(SignedDuration::from_mins(90)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-5m").is_err());
+    }
+
+    #[test]
+    fn lease_durations_are_whole_seconds_of_at_least_two() {
+        assert_eq!(
+            parse_lease_duration("15s"),
+            Ok(SignedDuration::from_secs(15))
+        );
+        assert_eq!(parse_lease_duration("2s"), Ok(SignedDuration::from_secs(2)));
+        assert!(parse_lease_duration("1s").is_err());
+        assert!(parse_lease_duration("2500ms").is_err());
+        assert!(parse_lease_duration("0s").is_err());
     }
 }

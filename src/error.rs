@@ -14,6 +14,8 @@ pub enum Error {
     },
     #[error("cannot connect to Kubernetes: {0}")]
     Connect(#[source] kube::Error),
+    #[error("lost the leader Lease; exiting so that only the new leader reconciles")]
+    LeadershipLost,
 }
 
 impl Error {
@@ -27,6 +29,7 @@ impl Error {
             Error::MissingField(_) => "invalid_object",
             Error::Http { .. } => "http",
             Error::Connect(_) => "connect",
+            Error::LeadershipLost => "leadership_lost",
         }
     }
 }

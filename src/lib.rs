@@ -5,6 +5,7 @@
 //! - [`lifecycle`]: the pure decision core (state machine, TTL, reuse, conditions);
 //! - [`providers`]: the GitOps controllers' objects, read behind one trait;
 //! - [`controller`]: the operator process that observes, decides with the core and applies;
+//! - [`leadership`]: the Lease that lets exactly one of several replicas reconcile;
 //! - [`http`], [`metrics`], [`telemetry`], [`config`]: its operational surface;
 //! - [`ci`]: `testmesh claim` / `testmesh release` for CI jobs.
 #![deny(warnings, rust_2018_idioms)]
@@ -16,6 +17,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod error;
 pub mod http;
+pub mod leadership;
 pub mod lifecycle;
 pub mod metrics;
 pub mod providers;

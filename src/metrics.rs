@@ -32,6 +32,7 @@ pub struct Metrics {
     expiry_lateness: Histogram,
     teardown_duration: Histogram,
     service_watches: Gauge,
+    leader: Gauge,
 }
 
 impl Metrics {
@@ -80,6 +81,12 @@ impl Metrics {
             "Namespaces whose Services are watched for routing",
             service_watches.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and reconciles, else 0",
+            leader.clone(),
+        );
         registry.register_collector(Box::new(PhaseCollector(environments)));
         Arc::new(Metrics {
             registry,
@@ -90,6 +97,7 @@ impl Metrics {
             expiry_lateness,
             teardown_duration,
             service_watches,
+            leader,
         })
     }
 
@@ -117,6 +125,10 @@ impl Metrics {
     pub fn service_watches(&self, namespaces: usize) {
         self.service_watches
             .set(i64::try_from(namespaces).unwrap_or(i64::MAX));
+    }
+
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The registry in Prometheus text format.

@@ -10,7 +10,9 @@ mod services;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use axum::http::header::{HeaderValue, USER_AGENT};
 use futures::StreamExt;
 use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::Namespace;
@@ -19,10 +21,12 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::http;
+use crate::leadership::{Election, Leadership};
 use crate::lifecycle::environment::Timing;
 use crate::lifecycle::policy::NamespacePolicy;
 use crate::metrics::Metrics;
@@ -50,9 +54,164 @@ pub struct Context {
     pub service_watches: Arc<ServiceWatches>,
 }
 
-/// Runs the operator until SIGTERM or Ctrl-C.
+/// Runs the operator until SIGTERM or Ctrl-C. With leader election, the replica serves
+/// HTTP at once and reconciles only while it holds the Lease; losing the Lease ends the
+/// process with [`Error::LeadershipLost`], so a new term always starts from fresh caches.
 pub async fn run(config: RunConfig) -> Result<()> {
-    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let identity = config.identity();
+    let client = connect(&identity).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let (environments, environment_writer) = reflector::store();
+    let (claims, claim_writer) = reflector::store();
+    let metrics = Metrics::new(environments.clone());
+    // A standby replica is ready to serve; a sole replica once its caches have synced.
+    let ready = Arc::new(AtomicBool::new(config.leader_election));
+    let http = tokio::spawn(http::serve(
+        config.http_address,
+        http::router(http::Health {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        }),
+        shutdown.clone().cancelled_owned(),
+    ));
+    tracing::info!(
+        %identity,
+        watch_namespace = config.watch_namespace.as_deref().unwrap_or("<all>"),
+        argocd_namespace = %config.argocd_namespace,
+        leader_election = config.leader_election,
+        "testmesh operator starting"
+    );
+
+    let mut leadership = None;
+    if config.leader_election {
+        let mut campaign = Leadership::start(
+            client.clone(),
+            Election {
+                namespace: config.operator_namespace.clone(),
+                lease_name: config.lease_name.clone(),
+                identity: identity.clone(),
+                timing: config.lease_timing(),
+            },
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                campaign.resign().await;
+                tracing::info!("testmesh operator stopped before leading");
+                return Ok(());
+            }
+            acquired = campaign.acquired() => acquired?,
+        }
+        leadership = Some(campaign);
+    }
+    metrics.leading(true);
+
+    let reconcilers = reconcile(
+        client,
+        &config,
+        identity,
+        Caches {
+            environments,
+            environment_writer,
+            claims,
+            claim_writer,
+            ready,
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    let outcome = supervise(
+        reconcilers,
+        leadership.as_mut(),
+        &shutdown,
+        config.shutdown_timeout.unsigned_abs(),
+    )
+    .await;
+    metrics.leading(false);
+    if let Some(campaign) = leadership
+        && outcome.is_ok()
+    {
+        campaign.resign().await;
+    }
+    shutdown.cancel();
+    let _ = http.await;
+    tracing::info!("testmesh operator stopped");
+    outcome
+}
+
+/// A client that names this replica in its User-Agent, so audit logs tell replicas apart.
+async fn connect(identity: &str) -> Result<Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+    let agent = format!("testmesh/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    if let Ok(agent) = HeaderValue::from_str(&agent) {
+        config.headers.push((USER_AGENT, agent));
+    }
+    Client::try_from(config).map_err(Error::Connect)
+}
+
+/// Runs the reconcilers until they stop after `shutdown`. Stops them at once, dropping
+/// in-flight work, if the Lease is lost; after `shutdown`, in-flight reconciliations get
+/// `bound` to finish.
+async fn supervise(
+    reconcilers: impl Future<Output = ()>,
+    leadership: Option<&mut Leadership>,
+    shutdown: &CancellationToken,
+    bound: Duration,
+) -> Result<()> {
+    let lost = async {
+        match leadership {
+            Some(campaign) => campaign.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(reconcilers, lost);
+    tokio::select! {
+        () = &mut reconcilers => return Ok(()),
+        () = &mut lost => return Err(Error::LeadershipLost),
+        () = shutdown.cancelled() => {}
+    }
+    tokio::select! {
+        finished = tokio::time::timeout(bound, &mut reconcilers) => {
+            if finished.is_err() {
+                tracing::warn!(?bound, "in-flight reconciliations did not finish in time; stopping anyway");
+            }
+            Ok(())
+        }
+        () = &mut lost => Err(Error::LeadershipLost),
+    }
+}
+
+/// The reflector stores, created before the election so metrics can read them, and
+/// filled once this replica leads.
+struct Caches {
+    environments: Store<TestEnvironment>,
+    environment_writer: reflector::store::Writer<TestEnvironment>,
+    claims: Store<TestEnvironmentClaim>,
+    claim_writer: reflector::store::Writer<TestEnvironmentClaim>,
+    /// Set once both caches have listed.
+    ready: Arc<AtomicBool>,
+}
+
+/// Builds the environment and claim controllers and runs them until `shutdown`, after
+/// which they finish their in-flight reconciliations.
+async fn reconcile(
+    client: Client,
+    config: &RunConfig,
+    identity: String,
+    caches: Caches,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let Caches {
+        environments,
+        environment_writer,
+        claims,
+        claim_writer,
+        ready,
+    } = caches;
     let scoped = |client: &Client| -> (Api<TestEnvironment>, Api<TestEnvironmentClaim>) {
         match &config.watch_namespace {
             Some(namespace) => (
@@ -68,18 +227,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
     // the watchers' InitDone: `Store::wait_until_ready` wakes only one waiter, and each
     // controller's runner already is one.
     let synced = Arc::new(AtomicUsize::new(0));
-    let ready = Arc::new(AtomicBool::new(false));
-    let (environments, environment_writer) = reflector::store();
     let environment_events = watcher(environments_api, watcher::Config::default())
         .reflect(environment_writer)
         .inspect(count_sync(synced.clone(), ready.clone()))
         .applied_objects();
-    let (claims, claim_writer) = reflector::store();
     let claim_events = watcher(claims_api.clone(), watcher::Config::default())
         .reflect(claim_writer)
         .inspect(count_sync(synced.clone(), ready.clone()))
         .applied_objects();
-    let metrics = Metrics::new(environments.clone());
 
     let providers = Providers {
         argocd: ArgoCd {
@@ -125,7 +280,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         });
     let claims_for_environments = claims.clone();
     let claim_controller = Controller::for_stream(claim_events, claims.clone()).watches(
-        environments_api_for_claims(&client, &config),
+        environments_api_for_claims(&client, config),
         watcher::Config::default(),
         move |environment| claims_of_environment(&claims_for_environments, &environment),
     );
@@ -135,7 +290,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
             client.clone(),
             Reporter {
                 controller: "testmesh".into(),
-                instance: std::env::var("POD_NAME").ok(),
+                instance: Some(identity),
             },
         ),
         client,
@@ -144,26 +299,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
         timing: config.timing(),
         retention: config.destroyed_retention,
         cluster_domain: config.cluster_domain.clone(),
-        metrics: metrics.clone(),
+        metrics,
         service_watches,
     });
 
-    let http = tokio::spawn(http::serve(
-        config.http_address,
-        http::router(http::Health {
-            metrics,
-            ready: ready.clone(),
-        }),
-        shutdown_signal(),
-    ));
-
-    tracing::info!(
-        watch_namespace = config.watch_namespace.as_deref().unwrap_or("<all>"),
-        argocd_namespace = %config.argocd_namespace,
-        "testmesh operator starting"
-    );
     let environments_done = environment_controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(
             environment::reconcile,
             environment::error_policy,
@@ -171,13 +312,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
         )
         .for_each(log_outcome);
     let claims_done = claim_controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(claim::reconcile, claim::error_policy, ctx)
         .for_each(log_outcome);
     futures::join!(environments_done, claims_done);
-    tracing::info!("testmesh operator stopped");
-    http.abort();
-    Ok(())
 }
 
 /// A provider's watch with its own backoff, its errors logged and kept out of the
@@ -319,7 +457,8 @@ fn environments_of_app(
         .collect()
 }
 
-async fn shutdown_signal() {
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn cancel_on_signal(shutdown: CancellationToken) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -335,4 +474,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
 }

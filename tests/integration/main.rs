@@ -4,6 +4,7 @@
 mod claims;
 mod crds;
 mod flux;
+mod ha;
 mod lifecycle;
 mod routing;
 mod safety;

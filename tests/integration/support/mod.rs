@@ -128,6 +128,15 @@ pub struct Operated {
 
 /// Starts an operator for a fresh workspace; `extra_args` are passed to `testmesh run`.
 pub async fn operated_workspace(prefix: &str, extra_args: &[&str]) -> Operated {
+    let extra: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+    operated_workspace_with(prefix, move |_| extra.clone()).await
+}
+
+/// Like [`operated_workspace`], with arguments that depend on the workspace's name.
+pub async fn operated_workspace_with(
+    prefix: &str,
+    extra_args: impl Fn(&str) -> Vec<String>,
+) -> Operated {
     let (control_plane, client, workspace) = workspace(prefix).await;
     argocd::install_crds(&client).await;
     let argo_namespace = with_temp_namespace(&client, &format!("{prefix}-argocd"))
@@ -137,24 +146,38 @@ pub async fn operated_workspace(prefix: &str, extra_args: &[&str]) -> Operated {
     let flux_namespace = with_temp_namespace(&client, &format!("{prefix}-flux"))
         .await
         .expect("Flux namespace");
-    let flux_flag = format!("--flux-namespace={}", flux_namespace.name());
-    let mut args = vec![flux_flag.as_str()];
-    args.extend_from_slice(extra_args);
-    let operator = Operator::start(
-        env!("CARGO_BIN_EXE_testmesh"),
-        workspace.name(),
-        argo_namespace.name(),
-        &args,
-    );
+    let argo = ArgoCd::new(&client, argo_namespace.name());
+    let flux = Flux::new(&client, flux_namespace.name());
+    let args = extra_args(workspace.name());
+    let operator = start_operator(workspace.name(), &argo, &flux, &args);
     Operated {
         control_plane,
-        argo: ArgoCd::new(&client, argo_namespace.name()),
-        flux: Flux::new(&client, flux_namespace.name()),
+        argo,
+        flux,
         environments: Api::namespaced(client.clone(), workspace.name()),
         workspace: workspace.name().to_owned(),
         client,
         operator,
     }
+}
+
+/// An operator process for `workspace`, with the workspace's Argo CD and Flux namespaces.
+pub fn start_operator(
+    workspace: &str,
+    argo: &ArgoCd,
+    flux: &Flux,
+    extra_args: &[String],
+) -> Operator {
+    let flux_flag = format!("--flux-namespace={}", flux.namespace);
+    let args: Vec<&str> = std::iter::once(flux_flag.as_str())
+        .chain(extra_args.iter().map(String::as_str))
+        .collect();
+    Operator::start(
+        env!("CARGO_BIN_EXE_testmesh"),
+        workspace,
+        &argo.namespace,
+        &args,
+    )
 }
 
 impl Operated {

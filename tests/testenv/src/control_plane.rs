@@ -333,6 +333,7 @@ impl ControlPlane {
             .filter(|event| event.stage == "ResponseComplete")
             .map(|event| AuditedWrite {
                 user: event.user.username,
+                user_agent: event.user_agent,
                 verb: event.verb,
                 resource: event.object_ref.resource,
                 subresource: event.object_ref.subresource,
@@ -707,6 +708,8 @@ fn cleanup_stale_runs() {
 pub struct AuditedWrite {
     /// Who made the request.
     pub user: String,
+    /// The client's User-Agent (TestMesh names its replica there).
+    pub user_agent: String,
     /// `create`, `update`, `patch`, `delete`, …
     pub verb: String,
     /// Plural resource name, e.g. `namespaces`.
@@ -729,6 +732,8 @@ struct AuditEvent {
     stage: String,
     verb: String,
     user: AuditUser,
+    #[serde(default)]
+    user_agent: String,
     #[serde(default)]
     object_ref: AuditObjectRef,
     response_status: Option<AuditResponseStatus>,

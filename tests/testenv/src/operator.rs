@@ -5,7 +5,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::ControlPlane;
 
@@ -33,12 +35,15 @@ impl Operator {
             format!("--argocd-namespace={argocd_namespace}"),
         ];
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        // Several operators may serve one workspace (replicas): one log each.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log_dir = ControlPlane::shared().log_dir().join("operators");
         std::fs::create_dir_all(&log_dir).expect("operator log dir");
+        let number = STARTED.fetch_add(1, Ordering::Relaxed);
         let mut operator = Operator {
             binary: binary.into(),
             child: None,
-            log: log_dir.join(format!("{workspace}.log")),
+            log: log_dir.join(format!("{workspace}-{number}.log")),
             http: free_address(),
             args,
         };
@@ -75,6 +80,37 @@ impl Operator {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; waits up to `timeout` for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let pid = child.id().to_string();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(signalled.success(), "kill -TERM {pid}");
+        let status = self.wait_exit(timeout);
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll operator") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
