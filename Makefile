@@ -39,7 +39,7 @@ dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than
 # there are cores.
-test: lint check-crds test-assets ## Lint, unit tests, CRD freshness, real-control-plane tests.
+test: lint check-crds test-assets fuzz-tools ## Lint, unit tests, CRD freshness, real-control-plane tests (with the API fuzzer).
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
@@ -76,6 +76,22 @@ $(ASSETS)/crds/.stamp: Makefile
 	install -m 0644 "$$argocd/manifests/crds/application-crd.yaml" $(@D)/argocd-application.yaml && \
 	install -m 0644 "$$argocd/manifests/crds/applicationset-crd.yaml" $(@D)/argocd-applicationset.yaml && \
 	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml
+	@touch $@
+
+# schemathesis fuzzes the REST API in the integration tests. Python 3.11's ast module
+# crashes its coverage phase ("AST constructor recursion depth mismatch"), so a newer
+# Python is preferred when the machine has one.
+SCHEMATHESIS_VERSION := 4.32.5
+FUZZ_VENV := target/tools/schemathesis
+FUZZ_PYTHON ?= $(firstword $(wildcard /usr/bin/python3.1[2-9] $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3) python3)
+
+.PHONY: fuzz-tools
+fuzz-tools: $(FUZZ_VENV)/.installed-$(SCHEMATHESIS_VERSION) ## Install schemathesis (cached) for the API fuzz test.
+
+$(FUZZ_VENV)/.installed-$(SCHEMATHESIS_VERSION):
+	rm -rf $(FUZZ_VENV)
+	$(FUZZ_PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install -q --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
 	@touch $@
 
 .PHONY: clean-test-assets

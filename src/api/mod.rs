@@ -31,7 +31,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// How often an idle event stream carries a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The API's routes (the dashboard's are added by [`crate::http`]).
+/// The API's routes.
 pub fn router(cluster: Cluster) -> Router {
     Router::new()
         .route(OPENAPI_PATH, get(openapi::serve))

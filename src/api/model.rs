@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use crate::lifecycle::conditions::{self, READY};
 use crate::lifecycle::{ClaimPhase, Phase};
+use crate::resources::validation::{DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE};
 use crate::resources::{
     DEFAULT_TTL_MINUTES, EnvironmentTemplate, Provider, RoutingSpec, ServiceSpec, TestEnvironment,
     TestEnvironmentClaim, TestEnvironmentClaimSpec, TestEnvironmentSpec,
@@ -76,12 +77,16 @@ pub struct EnvironmentList {
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// The Kubernetes Service name the service is reached by.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1035_LABEL))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
     pub repo: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
     pub source_ref: Option<String>,
 }
 
@@ -91,9 +96,11 @@ pub struct Service {
 pub struct Routing {
     /// Namespace of the shared baseline (e.g. `staging`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     pub baseline_namespace: Option<String>,
     /// Service name to an absolute http(s) URL, winning over everything else.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128))]
     pub overrides: BTreeMap<String, String>,
 }
 
@@ -115,20 +122,28 @@ pub struct ConditionView {
 #[serde(deny_unknown_fields)]
 pub struct NewEnvironment {
     /// The object name (a DNS subdomain). Generated from the context when absent.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     #[serde(default)]
     pub id: Option<String>,
     /// Display name.
+    #[schemars(length(max = 253))]
     #[serde(default)]
     pub name: Option<String>,
+    #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_VALUE))]
     pub context: String,
     pub provider: Provider,
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub provider_app_name: String,
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     #[serde(default)]
     pub provider_app_namespace: Option<String>,
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     pub namespace: String,
     /// Idle minutes before destruction (1–43200); default 120.
+    #[schemars(range(min = 1, max = 43_200))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
+    #[schemars(length(max = 64))]
     #[serde(default)]
     pub services: Vec<Service>,
     #[serde(default)]
@@ -140,16 +155,20 @@ pub struct NewEnvironment {
 #[serde(deny_unknown_fields)]
 pub struct NewClaim {
     /// The claim's object name. Generated from the context when absent.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     #[serde(default)]
     pub id: Option<String>,
+    #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_VALUE))]
     pub context: String,
     /// Claim this environment instead of any of the context.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     #[serde(default)]
     pub environment_id: Option<String>,
     /// How to provision an environment when none can be reused.
     #[serde(default)]
     pub template: Option<NewTemplate>,
     /// The claim releases its environment after this many minutes (1–1440); default 120.
+    #[schemars(range(min = 1, max = 1440))]
     #[serde(default)]
     pub max_duration_minutes: Option<u32>,
 }
@@ -158,15 +177,21 @@ pub struct NewClaim {
 #[derive(Deserialize, JsonSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
+    #[schemars(length(max = 253))]
     #[serde(default)]
     pub name: Option<String>,
     pub provider: Provider,
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub provider_app_name: String,
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     #[serde(default)]
     pub provider_app_namespace: Option<String>,
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     pub namespace: String,
+    #[schemars(range(min = 1, max = 43_200))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
+    #[schemars(length(max = 64))]
     #[serde(default)]
     pub services: Vec<Service>,
     #[serde(default)]

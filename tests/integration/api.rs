@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use testmesh_testenv::apply_yaml;
 use testmesh_testenv::http_client::{self, Answer};
 
-use crate::support::{Operated, operated_workspace};
+use crate::support::{Operated, operated_workspace, repo_root};
 
 /// A Role for TestMesh's objects in `workspace`, bound to `user`.
 fn role_for(workspace: &str, user: &str) -> String {
@@ -36,7 +36,11 @@ subjects:
 
 /// An operated workspace where `user` holds the Role; (workspace, user's token).
 async fn workspace_of(prefix: &str, user: &str) -> (Operated, String) {
-    let t = operated_workspace(prefix, &[]).await;
+    workspace_with(prefix, user, &[]).await
+}
+
+async fn workspace_with(prefix: &str, user: &str, operator_args: &[&str]) -> (Operated, String) {
+    let t = operated_workspace(prefix, operator_args).await;
     apply_yaml(&t.client, &role_for(&t.workspace, user))
         .await
         .expect("grant the Role");
@@ -541,4 +545,56 @@ async fn the_watch_stream_shows_every_change_without_polling() {
             break;
         }
     }
+}
+
+/// schemathesis (`make fuzz-tools`) generates requests from the OpenAPI document, valid
+/// and invalid, as alice in her workspace: none may get a 5xx, and every answer must
+/// match the document (status, content type, body schema).
+#[tokio::test]
+async fn a_fuzzer_finds_no_server_error_and_no_answer_outside_the_document() {
+    let schemathesis = repo_root().join("target/tools/schemathesis/bin/schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "{} is missing: run `make fuzz-tools` (part of `make test`)",
+        schemathesis.display()
+    );
+    // Generated environments name random namespaces: the operator refuses them all.
+    let (t, alice) = workspace_with(
+        "api-fuzz",
+        "alice",
+        &["--allowed-namespaces=fuzz-allowed-*"],
+    )
+    .await;
+    let api = t.operator.api;
+    wait_for_api(api).await;
+    let output = tokio::process::Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(repo_root().join("tests/fuzz/schemathesis.toml"))
+        .arg("run")
+        .arg(format!("http://{api}/api/v1/openapi.json"))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--exclude-path-regex",
+            "^/api/v1/watch/",
+            "--phases",
+            "examples,coverage,fuzzing",
+        ])
+        .env("TESTMESH_TOKEN", &alice)
+        .env("TESTMESH_WORKSPACE", &t.workspace)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Vec<&str> = stdout.lines().rev().take(25).collect();
+    eprintln!(
+        "{}",
+        summary.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
