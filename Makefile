@@ -52,8 +52,9 @@ lint: ## cargo fmt --check and clippy with warnings denied.
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types.
+crds: ## Regenerate crds/ from the Rust types (and the chart's copy).
 	$(CARGO) run -q --bin testmesh -- crds --output-dir crds
+	$(MAKE) chart-crds
 
 .PHONY: check-crds
 check-crds: ## Fail if crds/ differs from what the Rust types generate.
@@ -81,3 +82,12 @@ $(ASSETS)/crds/.stamp: Makefile
 .PHONY: clean-test-assets
 clean-test-assets: ## Remove the built control-plane binaries and run directories.
 	rm -rf $(ASSETS) target/testenv
+
+# --- Helm chart -------------------------------------------------------------------------
+
+CHART := charts/testmesh
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the chart (done by `make crds`).
+	rm -f $(CHART)/crds/*.yaml
+	install -m 0644 crds/*.yaml $(CHART)/crds/
