@@ -1,6 +1,7 @@
 //! Integration tests against a real kube-apiserver, etcd and kube-controller-manager,
 //! started once for this test binary by `testmesh-testenv`.
 
+mod chart;
 mod claims;
 mod crds;
 mod flux;
