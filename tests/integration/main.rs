@@ -2,6 +2,7 @@
 //! started once for this test binary by `testmesh-testenv`.
 
 mod api;
+mod chart;
 mod claims;
 mod crds;
 mod flux;
