@@ -496,6 +496,9 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
         "delete applications",
         "delete kustomizations",
         "create events",
+        // Leader election (on by default): create the Lease, renew it with update.
+        "create leases",
+        "update leases",
     ] {
         assert!(
             made.contains(expected),
