@@ -2,7 +2,7 @@
 //! timers are. Labels are static categories, never object names.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -31,13 +31,14 @@ pub struct Metrics {
     provisioning_duration: Histogram,
     expiry_lateness: Histogram,
     teardown_duration: Histogram,
-    service_watches: Gauge,
     leader: Gauge,
+    /// The environments cache, once this replica leads.
+    environments: Arc<OnceLock<Store<TestEnvironment>>>,
 }
 
 impl Metrics {
-    /// Registers every metric; `environments` feeds the per-phase gauge at scrape time.
-    pub fn new(environments: Store<TestEnvironment>) -> Arc<Metrics> {
+    /// Registers every metric.
+    pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("testmesh");
         let reconciliations = Counter::default();
         registry.register(
@@ -75,19 +76,14 @@ impl Metrics {
             "From the start of teardown to the namespace being gone",
             teardown_duration.clone(),
         );
-        let service_watches = Gauge::default();
-        registry.register(
-            "service_watches",
-            "Namespaces whose Services are watched for routing",
-            service_watches.clone(),
-        );
         let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this replica holds the Lease and reconciles, else 0",
             leader.clone(),
         );
-        registry.register_collector(Box::new(PhaseCollector(environments)));
+        let environments = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(PhaseCollector(environments.clone())));
         Arc::new(Metrics {
             registry,
             reconciliations,
@@ -96,8 +92,8 @@ impl Metrics {
             provisioning_duration,
             expiry_lateness,
             teardown_duration,
-            service_watches,
             leader,
+            environments,
         })
     }
 
@@ -122,9 +118,9 @@ impl Metrics {
         self.teardown_duration.observe(seconds);
     }
 
-    pub fn service_watches(&self, namespaces: usize) {
-        self.service_watches
-            .set(i64::try_from(namespaces).unwrap_or(i64::MAX));
+    /// Feeds the per-phase gauge from the leader's environments cache.
+    pub fn count_phases_of(&self, environments: Store<TestEnvironment>) {
+        let _ = self.environments.set(environments);
     }
 
     pub fn leading(&self, leading: bool) {
@@ -142,11 +138,11 @@ impl Metrics {
 /// Environments by phase, counted from the controller's cache at scrape time, so the
 /// gauge is right after restarts and deletions without bookkeeping.
 #[derive(Debug)]
-struct PhaseCollector(Store<TestEnvironment>);
+struct PhaseCollector(Arc<OnceLock<Store<TestEnvironment>>>);
 
 impl Collector for PhaseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let environments = self.0.state();
+        let environments = self.0.get().map(Store::state).unwrap_or_default();
         let mut family = encoder.encode_descriptor(
             "environments",
             "TestEnvironments by phase",

@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::Context;
 use super::apply::FIELD_MANAGER;
+use super::observe::Source;
 use crate::error::{Error, Result};
-use crate::lifecycle::claims::{self, QueueEntry, Target, decide_claim};
+use crate::lifecycle::claims::{self, ClaimDecision, QueueEntry, Target, decide_claim};
 use crate::lifecycle::reuse::{self, Candidate};
 use crate::lifecycle::{ClaimPhase, Phase, conditions, ttl};
 use crate::resources::{
@@ -44,21 +45,13 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = claim.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    // Read fresh, not from the caches: the event being handled may come from another
-    // watch than the cache, which can lag behind it.
-    let environments = Api::<TestEnvironment>::namespaced(ctx.client.clone(), &workspace)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let claims = Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), &workspace)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let entries: Vec<QueueEntry<'_>> = claims.iter().map(QueueEntry::of).collect();
-    let now = Timestamp::now();
-    let target = resolve_target(claim, &uid, &environments, &entries, now);
-
-    let decision = decide_claim(claim, target, now);
+    // The caches are fed by the same informers that trigger this reconciliation, so they
+    // have seen at least the event being handled. Creating an environment is decided
+    // again on a fresh read.
+    let mut decision = decide_from(claim, &uid, &workspace, ctx, Source::Cache).await?;
+    if decision.create_environment.is_some() {
+        decision = decide_from(claim, &uid, &workspace, ctx, Source::ApiServer).await?;
+    }
     let api: Api<TestEnvironmentClaim> = Api::namespaced(ctx.client.clone(), &workspace);
     if let Some(name) = &decision.create_environment {
         create_environment(claim, &uid, name, &workspace, ctx).await?;
@@ -88,6 +81,54 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
     })
 }
 
+/// The claim's decision from the workspace's environments and claims.
+async fn decide_from(
+    claim: &TestEnvironmentClaim,
+    uid: &str,
+    workspace: &str,
+    ctx: &Context,
+    source: Source,
+) -> Result<ClaimDecision> {
+    let in_workspace = |namespace: Option<String>| namespace.as_deref() == Some(workspace);
+    let (environments, claims): (Vec<Arc<TestEnvironment>>, Vec<Arc<TestEnvironmentClaim>>) =
+        match source {
+            Source::Cache => (
+                ctx.caches
+                    .environments
+                    .state()
+                    .into_iter()
+                    .filter(|e| in_workspace(e.namespace()))
+                    .collect(),
+                ctx.caches
+                    .claims
+                    .state()
+                    .into_iter()
+                    .filter(|c| in_workspace(c.namespace()))
+                    .collect(),
+            ),
+            Source::ApiServer => (
+                Api::<TestEnvironment>::namespaced(ctx.client.clone(), workspace)
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
+                Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), workspace)
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
+            ),
+        };
+    let entries: Vec<QueueEntry<'_>> = claims.iter().map(|c| QueueEntry::of(c)).collect();
+    let now = Timestamp::now();
+    let target = resolve_target(claim, uid, &environments, &entries, now);
+    Ok(decide_claim(claim, target, now))
+}
+
 /// Logs and counts a failed reconciliation, then retries after a pause.
 pub fn error_policy(_claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "claim reconciliation failed");
@@ -100,14 +141,19 @@ pub fn error_policy(_claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<C
 fn resolve_target<'a>(
     claim: &TestEnvironmentClaim,
     uid: &str,
-    environments: &'a [TestEnvironment],
+    environments: &'a [Arc<TestEnvironment>],
     entries: &[QueueEntry<'_>],
     now: Timestamp,
 ) -> Target<'a> {
     // `entries` only gives the queue position shown on the claim; who is bound, and in
     // what order, is decided by the environment's reconciler.
     let name = claim.name_any();
-    let find = |wanted: &str| environments.iter().find(|e| e.name_any() == wanted);
+    let find = |wanted: &str| {
+        environments
+            .iter()
+            .map(Arc::as_ref)
+            .find(|e| e.name_any() == wanted)
+    };
     let created_for_this_claim = |environment: &TestEnvironment| {
         environment
             .labels()
@@ -143,6 +189,7 @@ fn resolve_target<'a>(
     }
     let of_context: Vec<&TestEnvironment> = environments
         .iter()
+        .map(Arc::as_ref)
         .filter(|env| env.spec.context == claim.spec.context)
         .filter(|env| env.status.as_ref().and_then(|s| s.phase) != Some(Phase::Destroyed))
         .collect();

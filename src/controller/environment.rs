@@ -1,6 +1,7 @@
 //! The TestEnvironment reconciler: observe → decide → apply → write status. Every
 //! decision is made by [`crate::lifecycle::environment::decide`]; this module only
-//! fetches what it needs and carries out the result.
+//! fetches what it needs and carries out the result. It decides from the informers'
+//! caches, and decides again on a fresh read before anything is created or deleted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::apply::{self, Applied};
-use super::observe;
+use super::observe::{self, Source};
 use crate::error::{Error, Result};
 use crate::lifecycle::environment::decide;
 use crate::lifecycle::{Phase, conditions, ttl};
@@ -26,7 +27,6 @@ const RACE_RETRY: Duration = Duration::from_millis(200);
 pub async fn reconcile(environment: Arc<TestEnvironment>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile_inner(&environment, &ctx).await;
-    ctx.metrics.service_watches(ctx.service_watches.sync());
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
     result
 }
@@ -70,9 +70,17 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         return Ok(Action::await_change());
     }
 
-    let world = observe::observe(environment, &uid, ctx).await?;
-    let now = Timestamp::now();
-    let decision = decide(environment, &world.observed, &ctx.timing, now);
+    let mut world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
+    let mut now = Timestamp::now();
+    let mut decision = decide(environment, &world.observed, &ctx.timing, now);
+    // Creating, deleting and entering teardown are decided again on a fresh read.
+    if !decision.effects.is_empty()
+        || (decision.phase().is_tearing_down() && !previous.is_tearing_down())
+    {
+        world = observe::observe(environment, &uid, ctx, Source::ApiServer).await?;
+        now = Timestamp::now();
+        decision = decide(environment, &world.observed, &ctx.timing, now);
+    }
     // Entering teardown is recorded first, under the resourceVersion precondition, and
     // deletes happen only on a later pass that reads `destroying` back: a stale view
     // (say, one that missed a claim binding it) can never delete anything.

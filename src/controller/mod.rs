@@ -5,21 +5,22 @@
 mod apply;
 mod claim;
 mod environment;
+mod informers;
 mod observe;
-mod services;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::header::{HeaderValue, USER_AGENT};
 use futures::StreamExt;
+use futures::channel::mpsc;
 use jiff::SignedDuration;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::runtime::{Controller, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -33,10 +34,10 @@ use crate::lifecycle::policy::NamespacePolicy;
 use crate::metrics::Metrics;
 use crate::providers::{ArgoCd, Flux, Providers};
 use crate::resources::{
-    ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, TestEnvironment,
-    TestEnvironmentClaim,
+    ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, ROUTING_CONFIG_MAP,
+    TestEnvironment, TestEnvironmentClaim,
 };
-use services::ServiceWatches;
+use informers::{Cache, Change};
 
 pub use apply::FIELD_MANAGER;
 
@@ -51,8 +52,32 @@ pub struct Context {
     pub cluster_domain: String,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// The Service watches routing depends on.
-    pub service_watches: Arc<ServiceWatches>,
+    /// What the informers have seen.
+    pub caches: Caches,
+}
+
+/// The informers' caches: everything a reconciliation normally reads.
+#[derive(Clone)]
+pub struct Caches {
+    pub environments: Store<TestEnvironment>,
+    pub claims: Store<TestEnvironmentClaim>,
+    /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
+    pub namespaces: Cache<Namespace>,
+    /// Argo CD Applications and Flux Kustomizations, by provider.
+    pub apps: Vec<(Provider, Cache<DynamicObject>)>,
+    /// Every Service of the cluster, for routing.
+    pub services: Cache<Service>,
+    /// The `testmesh-routing` ConfigMaps.
+    pub routing_maps: Cache<ConfigMap>,
+}
+
+impl Caches {
+    pub fn apps_of(&self, provider: Provider) -> Option<&Cache<DynamicObject>> {
+        self.apps
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map(|(_, cache)| cache)
+    }
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C. With leader election, the replica serves
@@ -67,9 +92,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-    let (environments, environment_writer) = reflector::store();
-    let (claims, claim_writer) = reflector::store();
-    let metrics = Metrics::new(environments.clone());
+    let metrics = Metrics::new();
     // A standby replica is ready to serve; a sole replica once its caches have synced.
     let ready = Arc::new(AtomicBool::new(config.leader_election));
     let http = tokio::spawn(http::serve(
@@ -125,13 +148,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         client,
         &config,
         identity,
-        Caches {
-            environments,
-            environment_writer,
-            claims,
-            claim_writer,
-            ready,
-        },
+        ready,
         metrics.clone(),
         shutdown.clone(),
     );
@@ -196,36 +213,19 @@ async fn supervise(
     }
 }
 
-/// The reflector stores, created before the election so metrics can read them, and
-/// filled once this replica leads.
-struct Caches {
-    environments: Store<TestEnvironment>,
-    environment_writer: reflector::store::Writer<TestEnvironment>,
-    claims: Store<TestEnvironmentClaim>,
-    claim_writer: reflector::store::Writer<TestEnvironmentClaim>,
-    /// Set once both caches have listed.
-    ready: Arc<AtomicBool>,
-}
-
-/// Builds the environment and claim controllers and runs them until `shutdown`, after
-/// which they finish their in-flight reconciliations.
+/// Starts the informers and runs the environment and claim controllers until
+/// `shutdown`, after which they finish their in-flight reconciliations.
 async fn reconcile(
     client: Client,
     config: &RunConfig,
     identity: String,
-    caches: Caches,
+    ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let Caches {
-        environments,
-        environment_writer,
-        claims,
-        claim_writer,
-        ready,
-    } = caches;
+    let scope = config.watch_namespace.clone();
     let scoped = |client: &Client| -> (Api<TestEnvironment>, Api<TestEnvironmentClaim>) {
-        match &config.watch_namespace {
+        match &scope {
             Some(namespace) => (
                 Api::namespaced(client.clone(), namespace),
                 Api::namespaced(client.clone(), namespace),
@@ -234,20 +234,6 @@ async fn reconcile(
         }
     };
     let (environments_api, claims_api) = scoped(&client);
-
-    // Our own reflectors rather than `Controller::new`, so readiness can be taken from
-    // the watchers' InitDone: `Store::wait_until_ready` wakes only one waiter, and each
-    // controller's runner already is one.
-    let synced = Arc::new(AtomicUsize::new(0));
-    let environment_events = watcher(environments_api, watcher::Config::default())
-        .reflect(environment_writer)
-        .inspect(count_sync(synced.clone(), ready.clone()))
-        .applied_objects();
-    let claim_events = watcher(claims_api.clone(), watcher::Config::default())
-        .reflect(claim_writer)
-        .inspect(count_sync(synced.clone(), ready.clone()))
-        .applied_objects();
-
     let providers = Providers {
         argocd: ArgoCd {
             namespace: config.argocd_namespace.clone(),
@@ -256,47 +242,130 @@ async fn reconcile(
             namespace: config.flux_namespace.clone(),
         },
     };
-    let owned_namespaces =
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let scope = config.watch_namespace.clone();
-    let mut environment_controller =
-        Controller::for_stream(environment_events, environments.clone()).watches(
-            Api::<Namespace>::all(client.clone()),
-            owned_namespaces,
-            move |namespace| {
-                environment_of_namespace(&namespace)
-                    .filter(|env| scope.is_none() || env.namespace == scope)
-            },
-        );
-    for (provider, adapter) in providers.all() {
-        let resource = adapter.api_resource();
-        let apps: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let default_namespace = adapter.default_namespace().to_owned();
-        let environments = environments.clone();
-        environment_controller = environment_controller.watches_stream_with(
-            quiet_errors(
-                watcher(apps, watcher::Config::default()),
-                resource.kind.clone(),
-            ),
-            move |app| environments_of_app(&environments, provider, &default_namespace, &app),
-            resource,
-        );
-    }
-    let (service_watches, service_changes) =
-        ServiceWatches::new(client.clone(), environments.clone());
-    let environment_controller = environment_controller.reconcile_on(service_changes);
-    let environments_for_claims = environments.clone();
-    let environment_controller =
-        environment_controller.watches(claims_api, watcher::Config::default(), move |claim| {
-            environments_of_claim(&environments_for_claims, &claim)
-        });
-    let claims_for_environments = claims.clone();
-    let claim_controller = Controller::for_stream(claim_events, claims.clone()).watches(
-        environments_api_for_claims(&client, config),
-        watcher::Config::default(),
-        move |environment| claims_of_environment(&claims_for_environments, &environment),
-    );
 
+    // Each controller's own objects, and the references other kinds' changes map to.
+    let (environment_objects, environment_events) = mpsc::unbounded();
+    let (environment_refs, environment_triggers) = mpsc::unbounded();
+    let (claim_objects, claim_events) = mpsc::unbounded();
+    let (claim_refs, claim_triggers) = mpsc::unbounded();
+    let environment_writer = reflector::store::Writer::default();
+    let environments = environment_writer.as_reader();
+    let claim_writer = reflector::store::Writer::default();
+    let claims = claim_writer.as_reader();
+    metrics.count_phases_of(environments.clone());
+
+    let environment_cache = {
+        let claims = claims.clone();
+        let claim_refs = claim_refs.clone();
+        informers::spawn(
+            "TestEnvironment",
+            environments_api,
+            watcher::Config::default(),
+            environment_writer,
+            Box::new(move |environment: &TestEnvironment, change| {
+                if change == Change::Applied {
+                    let _ = environment_objects.unbounded_send(Ok(environment.clone()));
+                }
+                informers::trigger(&claim_refs, claims_of_environment(&claims, environment));
+            }),
+        )
+    };
+    let claim_cache = {
+        let environments = environments.clone();
+        let environment_refs = environment_refs.clone();
+        informers::spawn(
+            "TestEnvironmentClaim",
+            claims_api,
+            watcher::Config::default(),
+            claim_writer,
+            Box::new(move |claim: &TestEnvironmentClaim, change| {
+                if change == Change::Applied {
+                    let _ = claim_objects.unbounded_send(Ok(claim.clone()));
+                }
+                informers::trigger(
+                    &environment_refs,
+                    environments_of_claim(&environments, claim),
+                );
+            }),
+        )
+    };
+    let namespaces = {
+        let environment_refs = environment_refs.clone();
+        let scope = scope.clone();
+        informers::spawn(
+            "Namespace",
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            reflector::store::Writer::default(),
+            Box::new(move |namespace: &Namespace, _| {
+                let owner = environment_of_namespace(namespace)
+                    .filter(|env| scope.is_none() || env.namespace == scope);
+                informers::trigger(&environment_refs, owner);
+            }),
+        )
+    };
+    let apps = providers
+        .all()
+        .into_iter()
+        .map(|(provider, adapter)| {
+            let resource = adapter.api_resource();
+            let default_namespace = adapter.default_namespace().to_owned();
+            let environments = environments.clone();
+            let environment_refs = environment_refs.clone();
+            let cache = informers::spawn(
+                &resource.kind,
+                Api::all_with(client.clone(), &resource),
+                watcher::Config::default(),
+                reflector::store::Writer::new(resource.clone()),
+                Box::new(move |app: &DynamicObject, _| {
+                    informers::trigger(
+                        &environment_refs,
+                        environments_of_app(&environments, provider, &default_namespace, app),
+                    );
+                }),
+            );
+            (provider, cache)
+        })
+        .collect();
+    let services = {
+        let environments = environments.clone();
+        let environment_refs = environment_refs.clone();
+        informers::spawn(
+            "Service",
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+            reflector::store::Writer::default(),
+            Box::new(move |service: &Service, _| {
+                let namespace = service.namespace().unwrap_or_default();
+                informers::trigger(
+                    &environment_refs,
+                    environments_routing_from(&environments, &namespace),
+                );
+            }),
+        )
+    };
+    let routing_maps = {
+        let environments = environments.clone();
+        informers::spawn(
+            "ConfigMap",
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
+            reflector::store::Writer::default(),
+            Box::new(move |config_map: &ConfigMap, _| {
+                let namespace = config_map.namespace().unwrap_or_default();
+                informers::trigger(
+                    &environment_refs,
+                    environments_deployed_in(&environments, &namespace),
+                );
+            }),
+        )
+    };
+    tokio::spawn(report_ready(environment_cache, claim_cache, ready));
+
+    let environment_controller = Controller::for_stream(environment_events, environments.clone())
+        .reconcile_on(environment_triggers);
+    let claim_controller =
+        Controller::for_stream(claim_events, claims.clone()).reconcile_on(claim_triggers);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -312,7 +381,14 @@ async fn reconcile(
         retention: config.destroyed_retention,
         cluster_domain: config.cluster_domain.clone(),
         metrics,
-        service_watches,
+        caches: Caches {
+            environments,
+            claims,
+            namespaces,
+            apps,
+            services,
+            routing_maps,
+        },
     });
 
     let environments_done = environment_controller
@@ -330,63 +406,22 @@ async fn reconcile(
     futures::join!(environments_done, claims_done);
 }
 
-/// A provider's watch with its own backoff, its errors logged and kept out of the
-/// controller's shared trigger stream: kube-runtime backs the whole stream off on any
-/// error, so a GitOps controller that is not installed (its CRD missing) would otherwise
-/// slow every reconciliation.
-fn quiet_errors<K>(
-    events: impl futures::Stream<Item = std::result::Result<watcher::Event<K>, watcher::Error>>
-    + Send
-    + 'static,
-    kind: String,
-) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
-where
-    K: kube::Resource + Clone + Send + 'static,
-{
-    events
-        .default_backoff()
-        .touched_objects()
-        .filter_map(move |event| {
-            let object = match event {
-                Ok(object) => Some(Ok(object)),
-                Err(error) => {
-                    tracing::debug!(%error, kind, "watch failed; retrying with backoff");
-                    None
-                }
-            };
-            std::future::ready(object)
-        })
-}
-
-/// Counts a watcher's first completed list, once; ready when both caches (environments
-/// and claims) have listed.
-fn count_sync<K>(
-    synced: Arc<AtomicUsize>,
+/// Ready once the environment and claim caches have listed everything.
+async fn report_ready(
+    environments: Cache<TestEnvironment>,
+    claims: Cache<TestEnvironmentClaim>,
     ready: Arc<AtomicBool>,
-) -> impl FnMut(&std::result::Result<watcher::Event<K>, watcher::Error>) {
-    const CACHES: usize = 2;
-    let mut counted = false;
-    move |event| {
-        if !counted && matches!(event, Ok(watcher::Event::InitDone)) {
-            counted = true;
-            if synced.fetch_add(1, Ordering::Relaxed) + 1 == CACHES {
-                ready.store(true, Ordering::Relaxed);
-                tracing::info!("caches synced; ready");
-            }
-        }
+) {
+    while !(environments.is_synced() && claims.is_synced()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("caches synced; ready");
 }
 
 async fn log_outcome<T, E: std::fmt::Display>(result: std::result::Result<T, E>) {
     if let Err(error) = result {
         tracing::debug!(%error, "reconcile stream");
-    }
-}
-
-fn environments_api_for_claims(client: &Client, config: &RunConfig) -> Api<TestEnvironment> {
-    match &config.watch_namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
     }
 }
 
@@ -465,6 +500,41 @@ fn environments_of_app(
                     .unwrap_or(default_namespace)
                     == app_namespace
         })
+        .map(|env| ObjectRef::from_obj(env.as_ref()))
+        .collect()
+}
+
+/// The environments whose routing reads Services of `namespace`: deployed there, or
+/// using it as their baseline.
+fn environments_routing_from(
+    environments: &Store<TestEnvironment>,
+    namespace: &str,
+) -> Vec<ObjectRef<TestEnvironment>> {
+    environments
+        .state()
+        .iter()
+        .filter(|env| {
+            let template = &env.spec.template;
+            template.namespace == namespace
+                || template
+                    .routing
+                    .as_ref()
+                    .and_then(|r| r.baseline_namespace.as_deref())
+                    == Some(namespace)
+        })
+        .map(|env| ObjectRef::from_obj(env.as_ref()))
+        .collect()
+}
+
+/// The environments deployed into `namespace`.
+fn environments_deployed_in(
+    environments: &Store<TestEnvironment>,
+    namespace: &str,
+) -> Vec<ObjectRef<TestEnvironment>> {
+    environments
+        .state()
+        .iter()
+        .filter(|env| env.spec.template.namespace == namespace)
         .map(|env| ObjectRef::from_obj(env.as_ref()))
         .collect()
 }

@@ -1,18 +1,23 @@
-//! Observation: reads the environment's namespace and the provider's app fresh from the
-//! API server and describes them in the lifecycle core's terms.
+//! Observation: describes an environment's namespace, provider app, claims and routing
+//! in the lifecycle core's terms, from the informers' caches or fresh from the API server.
 //!
-//! Reads are direct GETs rather than cache lookups: right after the operator creates a
-//! namespace or deletes an app, a cache may not have seen it yet, and acting on a stale
-//! view is how operators delete or create things twice.
+//! Caches are good enough to decide what to *report*: a status write carries the
+//! object's resourceVersion, so a stale view costs a retry, never a wrong report that
+//! sticks. What to *create or delete* is decided on a fresh read: right after the
+//! operator creates a namespace or deletes an app a cache may not have seen it yet, and
+//! acting on a stale view is how operators delete or create things twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
 use crate::error::Result;
+use crate::lifecycle::Phase;
 use crate::lifecycle::claims::{self, QueueEntry};
 use crate::lifecycle::environment::{AppState, NamespaceState, Observed, TeardownRequest};
 use crate::lifecycle::routing::{self, Routing, ServicePorts};
@@ -20,21 +25,35 @@ use crate::resources::{
     ENVIRONMENT_UID_ANNOTATION, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim,
 };
 
+/// Where an observation comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The informers' caches, reading the API server only for what they cannot prove
+    /// absent (a namespace TestMesh has not labelled, a kind whose cache has not synced).
+    Cache,
+    /// The API server, for a decision that creates or deletes.
+    ApiServer,
+}
+
 /// What the reconciler saw, plus the objects it may have to act on.
 pub struct World {
     pub observed: Observed,
     /// The namespace as read, when it exists.
-    pub namespace: Option<Namespace>,
+    pub namespace: Option<Arc<Namespace>>,
     /// The provider's app as read, when it exists, with the API to reach it.
-    pub app: Option<(Api<DynamicObject>, DynamicObject)>,
+    pub app: Option<(Api<DynamicObject>, Arc<DynamicObject>)>,
 }
 
 /// Reads everything the lifecycle core needs to decide about `environment`.
-pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) -> Result<World> {
+pub async fn observe(
+    environment: &TestEnvironment,
+    uid: &str,
+    ctx: &Context,
+    source: Source,
+) -> Result<World> {
     let spec = &environment.spec.template;
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let namespace = namespaces.get_opt(&spec.namespace).await?;
-    let namespace_state = classify_namespace(namespace.as_ref(), uid, || {
+    let namespace = read_namespace(environment, ctx, source).await?;
+    let namespace_state = classify_namespace(namespace.as_deref(), uid, || {
         ctx.policy.check(&spec.namespace).err()
     });
 
@@ -44,9 +63,20 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
         .provider_app_namespace
         .as_deref()
         .unwrap_or(provider.default_namespace());
+    let resource = provider.api_resource();
     let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), app_namespace, &provider.api_resource());
-    let (app_state, app) = match api.get_opt(&spec.provider_app_name).await? {
+        Api::namespaced_with(ctx.client.clone(), app_namespace, &resource);
+    let cached_apps = ctx
+        .caches
+        .apps_of(spec.provider)
+        .filter(|cache| source == Source::Cache && cache.is_synced());
+    let app = match cached_apps {
+        Some(cache) => {
+            cache.get(&ObjectRef::new_with(&spec.provider_app_name, resource).within(app_namespace))
+        }
+        None => api.get_opt(&spec.provider_app_name).await?.map(Arc::new),
+    };
+    let (app_state, app) = match app {
         Some(object) => {
             teardown_note = provider.teardown_note(&object);
             (
@@ -64,14 +94,25 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
     } else {
         None
     };
-    // Read fresh, not from a cache: who holds the environment is decided from this, and a
-    // cache fed by another watch than the event being handled may lag behind it.
     let workspace = environment.namespace().unwrap_or_default();
-    let claims: Vec<TestEnvironmentClaim> =
-        Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), &workspace)
-            .list(&ListParams::default())
-            .await?
-            .items;
+    let claims: Vec<Arc<TestEnvironmentClaim>> = match source {
+        Source::Cache => ctx
+            .caches
+            .claims
+            .state()
+            .into_iter()
+            .filter(|claim| claim.namespace().as_deref() == Some(workspace.as_str()))
+            .collect(),
+        Source::ApiServer => {
+            Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), &workspace)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(Arc::new)
+                .collect()
+        }
+    };
     let (holders, waiting) = claims_of(environment, &claims);
     let (routing, published_routing) = if matches!(
         namespace_state,
@@ -80,7 +121,7 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
             ..
         }
     ) {
-        observe_routing(environment, ctx).await?
+        observe_routing(environment, ctx, source).await?
     } else {
         (Routing::default(), None)
     };
@@ -100,46 +141,93 @@ pub async fn observe(environment: &TestEnvironment, uid: &str, ctx: &Context) ->
     })
 }
 
+/// The environment's namespace. The cache holds only namespaces TestMesh labelled, so a
+/// miss is confirmed with a GET — unless the environment is destroyed and its namespace
+/// long gone.
+async fn read_namespace(
+    environment: &TestEnvironment,
+    ctx: &Context,
+    source: Source,
+) -> Result<Option<Arc<Namespace>>> {
+    let name = &environment.spec.template.namespace;
+    let cache = &ctx.caches.namespaces;
+    if source == Source::Cache && cache.is_synced() {
+        if let Some(namespace) = cache.get(&ObjectRef::new(name)) {
+            return Ok(Some(namespace));
+        }
+        let destroyed = environment.status.as_ref().and_then(|s| s.phase) == Some(Phase::Destroyed);
+        if destroyed {
+            return Ok(None);
+        }
+    }
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    Ok(namespaces.get_opt(name).await?.map(Arc::new))
+}
+
 /// The routing policy from the Services of the environment's namespace and its baseline,
 /// and what the routing ConfigMap currently publishes.
 async fn observe_routing(
     environment: &TestEnvironment,
     ctx: &Context,
+    source: Source,
 ) -> Result<(Routing, Option<BTreeMap<String, String>>)> {
     let template = &environment.spec.template;
-    let deployed = services_in(&template.namespace, ctx).await?;
+    let deployed = services_in(&template.namespace, ctx, source).await?;
     let baseline = match template
         .routing
         .as_ref()
         .and_then(|r| r.baseline_namespace.as_deref())
     {
-        Some(namespace) => services_in(namespace, ctx).await?,
+        Some(namespace) => services_in(namespace, ctx, source).await?,
         None => Vec::new(),
     };
     let routing = routing::compute(template, &deployed, &baseline, &ctx.cluster_domain);
-    let published = Api::<ConfigMap>::namespaced(ctx.client.clone(), &template.namespace)
-        .get_opt(ROUTING_CONFIG_MAP)
-        .await?
-        .map(|config_map| config_map.data.unwrap_or_default());
+    let maps = &ctx.caches.routing_maps;
+    let published = if source == Source::Cache && maps.is_synced() {
+        maps.get(&ObjectRef::new(ROUTING_CONFIG_MAP).within(&template.namespace))
+            .map(|config_map| config_map.data.clone().unwrap_or_default())
+    } else {
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), &template.namespace)
+            .get_opt(ROUTING_CONFIG_MAP)
+            .await?
+            .map(|config_map| config_map.data.unwrap_or_default())
+    };
     Ok((routing, published))
 }
 
-async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<ServicePorts>> {
-    let services = Api::<Service>::namespaced(ctx.client.clone(), namespace)
-        .list(&ListParams::default())
-        .await?;
+async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<Vec<ServicePorts>> {
+    let cache = &ctx.caches.services;
+    let services: Vec<Arc<Service>> = if source == Source::Cache && cache.is_synced() {
+        cache
+            .store
+            .state()
+            .into_iter()
+            .filter(|service| service.namespace().as_deref() == Some(namespace))
+            .collect()
+    } else {
+        Api::<Service>::namespaced(ctx.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    };
     Ok(services
-        .items
-        .into_iter()
+        .iter()
         .map(|service| ServicePorts {
             name: service.name_any(),
             ports: service
                 .spec
-                .and_then(|spec| spec.ports)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|port| (port.name, port.port))
-                .collect(),
+                .as_ref()
+                .and_then(|spec| spec.ports.as_ref())
+                .map(|ports| {
+                    ports
+                        .iter()
+                        .map(|port| (port.name.clone(), port.port))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect())
 }
@@ -148,10 +236,10 @@ async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<ServicePorts>
 /// queue order.
 fn claims_of(
     environment: &TestEnvironment,
-    claims: &[TestEnvironmentClaim],
+    claims: &[Arc<TestEnvironmentClaim>],
 ) -> (Vec<String>, Vec<String>) {
     let name = environment.name_any();
-    let entries: Vec<QueueEntry<'_>> = claims.iter().map(QueueEntry::of).collect();
+    let entries: Vec<QueueEntry<'_>> = claims.iter().map(|claim| QueueEntry::of(claim)).collect();
     let queue = claims::queue(&entries, &name, &environment.spec.context);
     let current = environment
         .status

@@ -291,6 +291,14 @@ impl Step<'_> {
         );
     }
 
+    /// Teardown waits on others (the provider pruning, the namespace controller): look
+    /// again after a while even if no event says they are done, so a missed watch event
+    /// cannot leave an environment `destroying` for ever.
+    fn recheck_teardown(&self, decision: &mut Decision) {
+        let recheck = self.now + TEARDOWN_RECHECK;
+        decision.wake_at = Some(earliest(decision.wake_at, recheck));
+    }
+
     fn enter(&self, decision: &mut Decision, phase: Phase, ready: Verdict) {
         decision.status.phase = Some(phase);
         self.set(decision, ready);
@@ -367,6 +375,7 @@ impl Step<'_> {
                     message,
                 ),
             );
+            self.recheck_teardown(decision);
             return;
         }
         match &self.observed.namespace {
@@ -381,6 +390,7 @@ impl Step<'_> {
                     Some(blockers) => format!("namespace is terminating: {blockers}"),
                     None => "namespace is terminating".to_owned(),
                 };
+                self.recheck_teardown(decision);
                 notes.insert(0, message);
                 self.enter(decision, Phase::Destroying, not_ready("tearing down"));
                 self.set(
@@ -685,6 +695,9 @@ fn teardown_reason_of(ready_reason: &str) -> &'static str {
         _ => reason::EXPIRED,
     }
 }
+
+/// How often a teardown that waits on someone else is looked at again.
+pub const TEARDOWN_RECHECK: SignedDuration = SignedDuration::from_secs(10);
 
 fn earliest(current: Option<Timestamp>, candidate: Timestamp) -> Timestamp {
     current.map_or(candidate, |at| at.min(candidate))

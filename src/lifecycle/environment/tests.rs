@@ -1162,3 +1162,22 @@ fn the_provider_teardown_note_is_shown_while_its_app_is_deleted() {
         "{message}"
     );
 }
+
+#[test]
+fn a_teardown_waiting_on_others_is_looked_at_again_without_an_event() {
+    let recheck = |decision: &Decision| decision.wake_at;
+    let now = CREATED + 5;
+    let pruning = environment()
+        .in_phase(Phase::Destroying)
+        .decide(&world().app_deletion(AppDeletion::InProgress), now);
+    assert_eq!(recheck(&pruning), Some(at(now) + TEARDOWN_RECHECK));
+    let terminating = environment()
+        .in_phase(Phase::Destroying)
+        .decide(&world().no_app().terminating_namespace(None), now);
+    assert_eq!(recheck(&terminating), Some(at(now) + TEARDOWN_RECHECK));
+    let destroyed = environment()
+        .in_phase(Phase::Destroying)
+        .decide(&world().no_app().no_namespace(), now);
+    assert_eq!(destroyed.phase(), Phase::Destroyed);
+    assert_eq!(recheck(&destroyed), None, "nothing left to wait for");
+}

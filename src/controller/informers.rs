@@ -1,0 +1,123 @@
+//! One watch per kind the operator reads, each feeding a cache and the reconcilers'
+//! triggers — so an idle operator sends the API server nothing but those watches, and a
+//! reconciliation normally reads only memory.
+//!
+//! Each informer writes an event into its cache *before* handing it on as a trigger, so
+//! a reconciliation started by an event always sees at least that event. What the caches
+//! cannot prove is read fresh by the reconciler (see `observe`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
+use kube::api::Api;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// A cache of one kind, and whether it has listed everything once.
+pub struct Cache<K: Resource + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    pub store: Store<K>,
+    synced: Arc<AtomicBool>,
+}
+
+impl<K: Resource + Clone + 'static> Cache<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// True once the first list is complete; before that an absent object proves nothing.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// The object, if cached.
+    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.store.get(key)
+    }
+}
+
+impl<K: Resource + 'static> Clone for Cache<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        Cache {
+            store: self.store.clone(),
+            synced: self.synced.clone(),
+        }
+    }
+}
+
+/// What an informer hands on for every object it sees change (added, modified, deleted).
+pub type OnChange<K> = Box<dyn FnMut(&K, Change) + Send>;
+
+/// Whether the object was applied or deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Applied,
+    Deleted,
+}
+
+/// Starts watching `api` into `writer`'s cache; `on_change` runs after the cache took the
+/// event. Watch errors are retried with backoff and logged, never passed on (a GitOps
+/// controller that is not installed must not slow anything else down).
+pub fn spawn<K>(
+    kind: &str,
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+    mut on_change: OnChange<K>,
+) -> Cache<K>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let store = writer.as_reader();
+    let synced = Arc::new(AtomicBool::new(false));
+    let flag = synced.clone();
+    let kind = kind.to_owned();
+    let events = watcher(api, config)
+        .default_backoff()
+        // Managed fields are most of an object's size and nothing here reads them.
+        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    on_change(&object, Change::Applied);
+                }
+                Ok(watcher::Event::Delete(object)) => on_change(&object, Change::Deleted),
+                Ok(watcher::Event::InitDone) => {
+                    if !flag.swap(true, Ordering::AcqRel) {
+                        tracing::debug!(%kind, "cache synced");
+                    }
+                }
+                Ok(watcher::Event::Init) => {}
+                Err(error) => tracing::debug!(%error, %kind, "watch failed; retrying with backoff"),
+            }
+        }
+    });
+    Cache { store, synced }
+}
+
+/// Sends each of `targets` to `sender`, ignoring a closed channel (the operator is
+/// shutting down).
+pub fn trigger<K>(
+    sender: &UnboundedSender<ObjectRef<K>>,
+    targets: impl IntoIterator<Item = ObjectRef<K>>,
+) where
+    K: Resource,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    for target in targets {
+        let _ = sender.unbounded_send(target);
+    }
+}
