@@ -39,7 +39,7 @@ dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than
 # there are cores.
-test: lint check-crds test-assets ## Lint, unit tests, CRD freshness, real-control-plane tests.
+test: lint check-crds test-assets browser-tools ## Lint, unit tests, CRD freshness, real-control-plane tests.
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
@@ -76,6 +76,20 @@ $(ASSETS)/crds/.stamp: Makefile
 	install -m 0644 "$$argocd/manifests/crds/application-crd.yaml" $(@D)/argocd-application.yaml && \
 	install -m 0644 "$$argocd/manifests/crds/applicationset-crd.yaml" $(@D)/argocd-applicationset.yaml && \
 	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml
+	@touch $@
+
+# The dashboard's browser test drives Debian's Chromium with playwright-core (no browser
+# download). npm ci runs only when node_modules is missing or older than the lockfile.
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: browser-tools
+browser-tools: $(BROWSER_STAMP) ## Install the dashboard's browser test driver (cached) and check for Chromium.
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) not found: apt-get install chromium, or set CHROMIUM" >&2; exit 1; }
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
+	npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
 	@touch $@
 
 .PHONY: clean-test-assets
