@@ -39,7 +39,7 @@ dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than
 # there are cores.
-test: lint check-crds test-assets browser-tools ## Lint, unit tests, CRD freshness, real-control-plane tests.
+test: lint check-crds check-chart test-assets fuzz-tools browser-tools ## Lint, unit tests, CRD and chart checks, real-control-plane tests (with the API fuzzer and the dashboard's browser test).
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
@@ -52,8 +52,9 @@ lint: ## cargo fmt --check and clippy with warnings denied.
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types.
+crds: ## Regenerate crds/ from the Rust types (and the chart's copy).
 	$(CARGO) run -q --bin testmesh -- crds --output-dir crds
+	$(MAKE) chart-crds
 
 .PHONY: check-crds
 check-crds: ## Fail if crds/ differs from what the Rust types generate.
@@ -78,6 +79,22 @@ $(ASSETS)/crds/.stamp: Makefile
 	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml
 	@touch $@
 
+# schemathesis fuzzes the REST API in the integration tests. Python 3.11's ast module
+# crashes its coverage phase ("AST constructor recursion depth mismatch"), so a newer
+# Python is preferred when the machine has one.
+SCHEMATHESIS_VERSION := 4.32.5
+FUZZ_VENV := target/tools/schemathesis
+FUZZ_PYTHON ?= $(firstword $(wildcard /usr/bin/python3.1[2-9] $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3) python3)
+
+.PHONY: fuzz-tools
+fuzz-tools: $(FUZZ_VENV)/.installed-$(SCHEMATHESIS_VERSION) ## Install schemathesis (cached) for the API fuzz test.
+
+$(FUZZ_VENV)/.installed-$(SCHEMATHESIS_VERSION):
+	rm -rf $(FUZZ_VENV)
+	$(FUZZ_PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install -q --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+	@touch $@
+
 # The dashboard's browser test drives Debian's Chromium with playwright-core (no browser
 # download). npm ci runs only when node_modules is missing or older than the lockfile.
 BROWSER_DIR := tests/browser
@@ -95,3 +112,81 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
 .PHONY: clean-test-assets
 clean-test-assets: ## Remove the built control-plane binaries and run directories.
 	rm -rf $(ASSETS) target/testenv
+
+# --- Helm chart -------------------------------------------------------------------------
+# Tools are built from their Go modules into target/tools/bin (cached per version).
+# kubeconform validates against JSON schemas made offline from Kubernetes' OpenAPI spec
+# (the same release as the test control plane) and from the CRDs, by
+# hack/kube-json-schemas.py.
+
+CHART := charts/testmesh
+TOOLS := $(CURDIR)/target/tools
+TOOLS_BIN := $(TOOLS)/bin
+KUBE_SCHEMAS := $(TOOLS)/kube-schemas
+HELM := $(TOOLS_BIN)/helm
+KUBECONFORM := $(TOOLS_BIN)/kubeconform
+GOJQ := $(TOOLS_BIN)/gojq
+HELM_VERSION := v3.22.0
+KUBECONFORM_VERSION := v0.8.0
+GOJQ_VERSION := v0.12.19
+PROMETHEUS_OPERATOR_MODULE := github.com/prometheus-operator/prometheus-operator@v0.85.0
+# Like Helm's release build: its version, and the Kubernetes release `helm template`
+# and `helm lint` assume (the test control plane's).
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach pkg,lint/rules chartutil,-X helm.sh/helm/v3/pkg/$(pkg).k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$(pkg).k8sVersionMinor=$(KUBE_MINOR))
+# Renders with the optional objects on, so they are linted and validated too.
+CHART_ALL_ON := --set serviceMonitor.enabled=true --set networkPolicy.enabled=true
+KUBECONFORM_ARGS := -strict -summary -schema-location '$(KUBE_SCHEMAS)/{{ .ResourceKind }}{{ .KindSuffix }}.json'
+
+.PHONY: chart-tools
+chart-tools: $(TOOLS_BIN)/.helm-$(HELM_VERSION) $(TOOLS_BIN)/.kubeconform-$(KUBECONFORM_VERSION) $(KUBE_SCHEMAS)/.stamp ## Build helm and kubeconform, make the JSON schemas (cached).
+
+$(TOOLS_BIN)/.helm-$(HELM_VERSION):
+	@mkdir -p $(@D)
+	cd /tmp && CGO_ENABLED=0 GOBIN=$(TOOLS_BIN) $(GO) install -trimpath -ldflags='$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
+$(TOOLS_BIN)/.kubeconform-$(KUBECONFORM_VERSION):
+	@mkdir -p $(@D)
+	cd /tmp && CGO_ENABLED=0 GOBIN=$(TOOLS_BIN) $(GO) install -trimpath -ldflags='-s -w' github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	@touch $@
+
+$(TOOLS_BIN)/.gojq-$(GOJQ_VERSION):
+	@mkdir -p $(@D)
+	cd /tmp && CGO_ENABLED=0 GOBIN=$(TOOLS_BIN) $(GO) install -trimpath -ldflags='-s -w' github.com/itchyny/gojq/cmd/gojq@$(GOJQ_VERSION)
+	@touch $@
+
+# Kubernetes' own kinds from its OpenAPI spec; ours and ServiceMonitor from their CRDs
+# (gojq turns the YAML into JSON, as Python's standard library reads no YAML).
+$(KUBE_SCHEMAS)/.stamp: Makefile hack/kube-json-schemas.py tests/assets/go.mod $(wildcard crds/*.yaml) $(TOOLS_BIN)/.gojq-$(GOJQ_VERSION)
+	kubernetes=$$(cd /tmp && $(GO) mod download -json k8s.io/kubernetes@$(KUBE_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	prometheus=$$(cd /tmp && $(GO) mod download -json $(PROMETHEUS_OPERATOR_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	test -n "$$kubernetes" && test -n "$$prometheus" && \
+	rm -rf $(KUBE_SCHEMAS) && mkdir -p $(KUBE_SCHEMAS) && \
+	$(GOJQ) --yaml-input -c . crds/*.yaml "$$prometheus/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+		> $(TOOLS)/crds.jsonl && \
+	python3 hack/kube-json-schemas.py --openapi "$$kubernetes/api/openapi-spec/swagger.json" \
+		--crds $(TOOLS)/crds.jsonl --output $(KUBE_SCHEMAS)
+	@touch $@
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the chart (done by `make crds`).
+	rm -f $(CHART)/crds/*.yaml
+	install -m 0644 crds/*.yaml $(CHART)/crds/
+
+.PHONY: check-chart
+check-chart: chart-tools ## Lint the chart, validate what it renders, refuse misspelt values, CRD copy fresh.
+	@diff -ru crds $(CHART)/crds || { echo "$(CHART)/crds is stale: run 'make chart-crds' and commit the result" >&2; exit 1; }
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) $(CHART_ALL_ON)
+	$(HELM) template testmesh $(CHART) --namespace testmesh-system --include-crds \
+		| $(KUBECONFORM) $(KUBECONFORM_ARGS)
+	$(HELM) template testmesh $(CHART) --namespace testmesh-system --include-crds $(CHART_ALL_ON) \
+		--set replicaCount=1 --set operator.leaderElection.enabled=false \
+		| $(KUBECONFORM) $(KUBECONFORM_ARGS)
+	@if out=$$($(HELM) template testmesh $(CHART) --set replicaCont=3 2>&1); then \
+		echo "a misspelt value (replicaCont) was accepted" >&2; exit 1; \
+	else \
+		echo "$$out" | grep -q "additional properties 'replicaCont' not allowed" || { echo "$$out" >&2; exit 1; }; \
+		echo "misspelt value refused: $$(echo "$$out" | grep replicaCont | head -1)"; \
+	fi

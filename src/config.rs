@@ -70,6 +70,10 @@ pub struct RunConfig {
     #[arg(long, env = "TESTMESH_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: SocketAddr,
 
+    /// Address of the REST API and the dashboard (`/test-environments`).
+    #[arg(long, env = "TESTMESH_API_ADDRESS", default_value = "0.0.0.0:8000")]
+    pub api_address: SocketAddr,
+
     /// Run for leadership through a Lease in the operator namespace, so that of several
     /// replicas exactly one reconciles (every replica serves HTTP).
     #[arg(long, env = "TESTMESH_LEADER_ELECTION")]

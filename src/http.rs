@@ -30,8 +30,9 @@ pub fn router(health: Health) -> Router {
         .with_state(health)
 }
 
-/// Serves `router` on `address` until `shutdown` resolves.
+/// Serves `router` on `address` until `shutdown` resolves; `what` names it in the log.
 pub async fn serve(
+    what: &'static str,
     address: SocketAddr,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -40,7 +41,7 @@ pub async fn serve(
         .await
         .map_err(|source| Error::Http { address, source })?;
     let bound = listener.local_addr().unwrap_or(address);
-    tracing::info!(address = %bound, "serving /metrics, /livez and /readyz");
+    tracing::info!(address = %bound, "serving {what}");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

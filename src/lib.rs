@@ -7,10 +7,12 @@
 //! - [`controller`]: the operator process that observes, decides with the core and applies;
 //! - [`leadership`]: the Lease that lets exactly one of several replicas reconcile;
 //! - [`http`], [`metrics`], [`telemetry`], [`config`]: its operational surface;
+//! - [`api`]: the REST API and dashboard, acting with each caller's own Kubernetes token;
 //! - [`ci`]: `testmesh claim` / `testmesh release` for CI jobs.
 #![deny(warnings, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod ci;
 pub mod config;
 pub mod controller;

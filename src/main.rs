@@ -26,6 +26,8 @@ enum Command {
     Claim(Box<testmesh::ci::ClaimArgs>),
     /// For CI: release a claim (delete it), handing its environment to the next run.
     Release(testmesh::ci::ReleaseArgs),
+    /// Print the REST API's OpenAPI 3 document (also served at /api/v1/openapi.json).
+    Openapi,
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a
     /// directory (how `crds/` is generated: `make crds`).
     Crds {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Run(config) => run(*config),
         Command::Claim(args) => block_on(testmesh::ci::claim(*args)),
         Command::Release(args) => block_on(testmesh::ci::release(args)),
+        Command::Openapi => print_openapi(),
         Command::Crds { output_dir } => {
             testmesh::crdgen::write(output_dir.as_deref()).map_err(Into::into)
         }
@@ -52,6 +55,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_openapi() -> Result<(), Box<dyn std::error::Error>> {
+    let document = serde_json::to_string_pretty(&testmesh::api::openapi_document())?;
+    println!("{document}");
+    Ok(())
 }
 
 fn block_on<E: std::error::Error + 'static>(

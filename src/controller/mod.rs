@@ -23,6 +23,7 @@ use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::api;
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::http;
@@ -59,7 +60,10 @@ pub struct Context {
 /// process with [`Error::LeadershipLost`], so a new term always starts from fresh caches.
 pub async fn run(config: RunConfig) -> Result<()> {
     let identity = config.identity();
-    let client = connect(&identity).await?;
+    let cluster = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+    let client = connect(cluster.clone(), &identity)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
@@ -69,11 +73,21 @@ pub async fn run(config: RunConfig) -> Result<()> {
     // A standby replica is ready to serve; a sole replica once its caches have synced.
     let ready = Arc::new(AtomicBool::new(config.leader_election));
     let http = tokio::spawn(http::serve(
+        "/metrics, /livez and /readyz",
         config.http_address,
         http::router(http::Health {
             metrics: metrics.clone(),
             ready: ready.clone(),
         }),
+        shutdown.clone().cancelled_owned(),
+    ));
+    let api = tokio::spawn(http::serve(
+        "the REST API and dashboard",
+        config.api_address,
+        api::router(api::Cluster::without_credentials(
+            cluster,
+            &format!("testmesh-api/{} ({identity})", env!("CARGO_PKG_VERSION")),
+        )),
         shutdown.clone().cancelled_owned(),
     ));
     tracing::info!(
@@ -135,16 +149,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
         campaign.resign().await;
     }
     shutdown.cancel();
-    let _ = http.await;
+    let _ = tokio::join!(http, api);
     tracing::info!("testmesh operator stopped");
     outcome
 }
 
-/// A client that names this replica in its User-Agent, so audit logs tell replicas apart.
-async fn connect(identity: &str) -> Result<Client> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+/// The operator's client, naming this replica in its User-Agent so audit logs tell
+/// replicas apart.
+fn connect(mut config: kube::Config, identity: &str) -> Result<Client> {
     let agent = format!("testmesh/{} ({identity})", env!("CARGO_PKG_VERSION"));
     if let Ok(agent) = HeaderValue::from_str(&agent) {
         config.headers.push((USER_AGENT, agent));

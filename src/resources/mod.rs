@@ -5,7 +5,7 @@
 
 mod claim;
 mod environment;
-mod validation;
+pub(crate) mod validation;
 
 pub use claim::{
     DEFAULT_MAX_DURATION_MINUTES, TestEnvironmentClaim, TestEnvironmentClaimSpec,

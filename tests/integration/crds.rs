@@ -494,7 +494,16 @@ async fn invalid_claims_are_rejected_naming_the_field() {
 
 #[tokio::test]
 async fn examples_apply_cleanly() {
-    let (control_plane, _client, _workspace) = workspace("examples").await;
+    let (control_plane, client, _workspace) = workspace("examples").await;
+    // The GitOps controllers' own namespaces and CRDs, as a cluster running them has.
+    testmesh_testenv::argocd::install_crds(&client).await;
+    testmesh_testenv::flux::install_crds(&client).await;
+    for namespace in ["argocd", "flux-system"] {
+        let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n");
+        testmesh_testenv::apply_yaml(&client, &yaml)
+            .await
+            .expect("GitOps namespace");
+    }
     let examples = repo_root().join("examples");
     assert!(!yaml_files(&examples).is_empty());
     let mut kubectl = control_plane.kubectl();

@@ -1,6 +1,8 @@
 //! Integration tests against a real kube-apiserver, etcd and kube-controller-manager,
 //! started once for this test binary by `testmesh-testenv`.
 
+mod api;
+mod chart;
 mod claims;
 mod crds;
 mod flux;

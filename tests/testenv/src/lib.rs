@@ -32,6 +32,7 @@ mod certs;
 mod control_plane;
 mod error;
 pub mod flux;
+pub mod http_client;
 mod manifests;
 mod namespace;
 pub mod operator;

@@ -18,6 +18,8 @@ pub struct Operator {
     log: PathBuf,
     /// Where the operator serves `/metrics`, `/livez` and `/readyz`.
     pub http: SocketAddr,
+    /// Where the operator serves the REST API and the dashboard.
+    pub api: SocketAddr,
     args: Vec<String>,
 }
 
@@ -45,6 +47,7 @@ impl Operator {
             child: None,
             log: log_dir.join(format!("{workspace}-{number}.log")),
             http: free_address(),
+            api: free_address(),
             args,
         };
         operator.spawn();
@@ -62,6 +65,7 @@ impl Operator {
             .arg(&self.binary)
             .args(&self.args)
             .arg(format!("--http-address={}", self.http))
+            .arg(format!("--api-address={}", self.api))
             .env(
                 "KUBECONFIG",
                 ControlPlane::shared().operator_kubeconfig_path(),

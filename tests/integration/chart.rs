@@ -1,0 +1,508 @@
+//! The Helm chart on a real API server: everything it renders is accepted (server-side
+//! dry run, so admission and the API's own validation see it), its RBAC names no
+//! wildcard, and the operator — started with the Deployment's own environment under the
+//! chart's ServiceAccount — serves a claim through Argo CD and an environment through
+//! Flux, from creation to deleted record, with nothing but the chart's permissions.
+//!
+//! Rendering needs the helm that `make chart-tools` builds (`make test` builds it first).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use testmesh::lifecycle::{ClaimPhase, Phase};
+use testmesh::resources::{ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim};
+use testmesh_testenv::argocd::{self, ArgoCd};
+use testmesh_testenv::flux::{self, Flux};
+use testmesh_testenv::{ControlPlane, apply_yaml, with_temp_namespace};
+
+use crate::support::{REACTION, phase_of, repo_root, run, wait_for, workspace};
+
+/// The chart's RBAC and identity: applied for real in the lifecycle test.
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
+/// The helm `make chart-tools` builds.
+fn helm() -> PathBuf {
+    let helm = repo_root().join("target/tools/bin/helm");
+    assert!(
+        helm.is_file(),
+        "{} is missing: run `make chart-tools` (`make check-chart` and `make test` build it)",
+        helm.display()
+    );
+    helm
+}
+
+/// `helm template` of the chart as `release` in `namespace`, CRDs included, with
+/// `values` (written as JSON, which is YAML) over the defaults.
+fn render(release: &str, namespace: &str, values: &Value) -> String {
+    let dir = ControlPlane::shared().run_dir().join("chart");
+    std::fs::create_dir_all(&dir).expect("chart work directory");
+    let values_file = dir.join(format!("{release}-values.json"));
+    std::fs::write(&values_file, values.to_string()).expect("write values");
+    let mut helm = Command::new(helm());
+    helm.args(["template", release])
+        .arg(repo_root().join("charts/testmesh"))
+        .args(["--namespace", namespace, "--include-crds", "--values"])
+        .arg(&values_file);
+    let (ok, stdout, stderr) = run(helm);
+    assert!(ok, "helm template failed:\n{stderr}");
+    stdout
+}
+
+fn objects(rendered: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(rendered)
+        .expect("rendered YAML")
+        .into_iter()
+        .filter(|object| !object.is_null())
+        .collect()
+}
+
+fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or_default()
+}
+
+fn of_kind<'a>(objects: &'a [Value], wanted: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|object| kind(object) == wanted)
+        .unwrap_or_else(|| panic!("the chart renders no {wanted}"))
+}
+
+fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
+#[tokio::test]
+async fn everything_the_chart_renders_is_accepted_by_the_api_server() {
+    let (control_plane, _client, release_namespace) = workspace("chart").await;
+    let namespace = release_namespace.name();
+    // No ServiceMonitor: its CRD is not installed here (kubeconform checks it in
+    // `make check-chart`).
+    let rendered = render(
+        "chart",
+        namespace,
+        &json!({"networkPolicy": {"enabled": true}}),
+    );
+    let objects = objects(&rendered);
+    let kinds: BTreeSet<&str> = objects.iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ])
+    );
+
+    let dir = control_plane.run_dir().join("chart");
+    let manifest = write_file(&dir, &format!("{namespace}.yaml"), &rendered);
+    let mut kubectl = control_plane.kubectl();
+    kubectl
+        .args(["apply", "--dry-run=server", "-f"])
+        .arg(&manifest);
+    let (ok, stdout, stderr) = run(kubectl);
+    assert!(ok, "the API server refused the chart:\n{stdout}\n{stderr}");
+    let accepted = stdout
+        .lines()
+        .filter(|line| line.ends_with("(server dry run)"))
+        .count();
+    assert_eq!(accepted, objects.len(), "{stdout}");
+
+    for role in ["ClusterRole", "Role"] {
+        for rule in of_kind(&objects, role)["rules"].as_array().expect("rules") {
+            for field in [
+                "apiGroups",
+                "resources",
+                "verbs",
+                "resourceNames",
+                "nonResourceURLs",
+            ] {
+                let values = rule[field].as_array().cloned().unwrap_or_default();
+                assert!(
+                    values
+                        .iter()
+                        .all(|v| !v.as_str().unwrap_or("").contains('*')),
+                    "{role} has a wildcard in {field}: {rule}"
+                );
+            }
+        }
+    }
+}
+
+/// The operator process under the chart's ServiceAccount; killed when dropped, its log
+/// printed if the test failed. (The shared `Operator` fixture runs as an administrator on
+/// purpose; this one must not.)
+struct ChartOperator {
+    child: Child,
+    log: PathBuf,
+    metrics_port: u16,
+}
+
+impl ChartOperator {
+    /// Starts `testmesh` with the Deployment's args and environment, `pod` standing in
+    /// for the downward API's pod name and namespace.
+    fn start(deployment: &Value, pod: (&str, &str), kubeconfig: &Path, log: PathBuf) -> Self {
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|arg| arg.as_str().expect("arg"))
+            .collect();
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_testmesh")])
+            .args(&args);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("TESTMESH_") || key.starts_with("POD_") || key == "RUST_LOG" {
+                command.env_remove(key.as_ref());
+            }
+        }
+        for variable in container["env"].as_array().expect("env") {
+            let name = variable["name"].as_str().expect("env name");
+            let value = match (
+                variable["value"].as_str(),
+                variable["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            ) {
+                (Some(value), _) => value,
+                (None, Some("metadata.name")) => pod.0,
+                (None, Some("metadata.namespace")) => pod.1,
+                _ => panic!("cannot stand in for {variable}"),
+            };
+            command.env(name, value);
+        }
+        let log_file = std::fs::File::create(&log).expect("operator log");
+        let child = command
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start testmesh run");
+        let metrics_port = container["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|port| port["name"] == "metrics")
+            .and_then(|port| port["containerPort"].as_u64())
+            .expect("metrics port") as u16;
+        ChartOperator {
+            child,
+            log,
+            metrics_port,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The HTTP status of `path` on the metrics port, if it answers.
+    fn probe(&self, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for ChartOperator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- operator log {} ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[tokio::test]
+async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permissions() {
+    let (control_plane, client, workspace) = workspace("chart-rbac").await;
+    let workspace = workspace.name().to_owned();
+    let release = with_temp_namespace(&client, "chart-release")
+        .await
+        .expect("release namespace");
+    let release = release.name().to_owned();
+    argocd::install_crds(&client).await;
+    flux::install_crds(&client).await;
+    let argo_namespace = with_temp_namespace(&client, "chart-rbac-argocd")
+        .await
+        .expect("Argo CD namespace");
+    let flux_namespace = with_temp_namespace(&client, "chart-rbac-flux")
+        .await
+        .expect("Flux namespace");
+
+    let objects = objects(&render(
+        &release,
+        &release,
+        &json!({
+            "replicaCount": 1,
+            "operator": {
+                "watchNamespace": workspace,
+                "argocdNamespace": argo_namespace.name(),
+                "fluxNamespace": flux_namespace.name(),
+                // So that the operator deletes a record, too.
+                "destroyedRetention": "1s",
+                "logFormat": "text",
+                "logLevel": "info,testmesh=debug",
+                "listenAddress": "127.0.0.1",
+            },
+            "ports": {"http": free_port(), "metrics": free_port()},
+        }),
+    ));
+    let rbac: Vec<String> = objects
+        .iter()
+        .filter(|object| RBAC_KINDS.contains(&kind(object)))
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(rbac.len(), RBAC_KINDS.len(), "RBAC objects rendered");
+    apply_yaml(&client, &rbac.join("\n---\n"))
+        .await
+        .expect("apply the chart's RBAC");
+
+    let service_account = of_kind(&objects, "ServiceAccount")["metadata"]["name"]
+        .as_str()
+        .expect("ServiceAccount name")
+        .to_owned();
+    let mut kubectl = control_plane.kubectl();
+    kubectl.args([
+        "create",
+        "token",
+        &service_account,
+        "-n",
+        &release,
+        "--duration=1h",
+    ]);
+    let (ok, token, stderr) = run(kubectl);
+    assert!(ok, "kubectl create token: {stderr}");
+    let dir = control_plane.run_dir().join("chart");
+    std::fs::create_dir_all(&dir).expect("chart work directory");
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {
+            "server": control_plane.server_url(),
+            "certificate-authority": control_plane.ca_cert_path(),
+        }}],
+        "users": [{"name": service_account, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "chart", "context": {"cluster": "test", "user": service_account}}],
+        "current-context": "chart",
+    });
+    let kubeconfig = write_file(
+        &dir,
+        &format!("{release}.kubeconfig"),
+        &kubeconfig.to_string(),
+    );
+    let operator = ChartOperator::start(
+        of_kind(&objects, "Deployment"),
+        ("testmesh-0", &release),
+        &kubeconfig,
+        dir.join(format!("{release}-operator.log")),
+    );
+
+    // Ready: both caches have listed, and watch, with these permissions.
+    let deadline = Instant::now() + REACTION;
+    while operator.probe("/readyz") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A claim served through Argo CD, and an environment deployed by Flux.
+    let flux = Flux::new(&client, flux_namespace.name());
+    let flux_target = format!("{workspace}-flux-env");
+    flux.create("chart-kustomization", &flux_target).await;
+    flux.make_ready("chart-kustomization").await;
+    let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), &workspace);
+    let fluxed: TestEnvironment = serde_json::from_value(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironment",
+        "metadata": {"name": "chart-flux"},
+        "spec": {
+            "context": "chart-flux",
+            "provider": "flux",
+            "providerAppName": "chart-kustomization",
+            "namespace": flux_target,
+        }
+    }))
+    .expect("environment");
+    environments
+        .create(&PostParams::default(), &fluxed)
+        .await
+        .expect("create environment");
+
+    let namespace = format!("{workspace}-env");
+    let argo = ArgoCd::new(&client, argo_namespace.name());
+    argo.create_app("chart-app", &namespace).await;
+    argo.make_healthy("chart-app").await;
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &workspace);
+    let claim: TestEnvironmentClaim = serde_json::from_value(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironmentClaim",
+        "metadata": {"name": "chart-run"},
+        "spec": {
+            "context": "chart",
+            "template": {
+                "provider": "argocd",
+                "providerAppName": "chart-app",
+                "namespace": namespace,
+                "services": [{"name": "web"}],
+            }
+        }
+    }))
+    .expect("claim");
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create claim");
+    let bound = wait_for(&claims, "chart-run", REACTION, "bound", |claim| {
+        claim.and_then(|c| c.status.as_ref()).and_then(|s| s.phase) == Some(ClaimPhase::Bound)
+    })
+    .await
+    .expect("claim");
+    let environment = bound
+        .status
+        .and_then(|s| s.environment_name)
+        .expect("bound environment");
+    wait_for(
+        &environments,
+        "chart-flux",
+        REACTION,
+        "warm",
+        |environment| phase_of(environment) == Some(Phase::Warm),
+    )
+    .await;
+
+    // A Service appearing reaches the routing ConfigMap only through the Service watch.
+    let web: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"ports": [{"name": "http", "port": 8080}]}
+    }))
+    .expect("Service");
+    Api::<Service>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &web)
+        .await
+        .expect("create Service");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    wait_for(
+        &config_maps,
+        ROUTING_CONFIG_MAP,
+        REACTION,
+        "routing to web",
+        |config_map| {
+            config_map
+                .and_then(|c| c.data.as_ref())
+                .is_some_and(|data| data.contains_key("web"))
+        },
+    )
+    .await;
+
+    claims
+        .delete("chart-run", &DeleteParams::default())
+        .await
+        .expect("release claim");
+    for name in [environment.as_str(), "chart-flux"] {
+        environments
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"destroy": true}})),
+            )
+            .await
+            .expect("destroy");
+    }
+    for name in [environment.as_str(), "chart-flux"] {
+        wait_for(
+            &environments,
+            name,
+            Duration::from_secs(90),
+            "torn down and its record deleted",
+            |environment| environment.is_none(),
+        )
+        .await;
+    }
+
+    let log = operator.log();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something:\n{log}"
+    );
+    let user = format!("system:serviceaccount:{release}:{service_account}");
+    let writes: Vec<_> = control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|write| write.user == user)
+        .collect();
+    let refused: Vec<_> = writes.iter().filter(|write| write.code == 403).collect();
+    assert!(refused.is_empty(), "refused writes: {refused:#?}");
+    let made: BTreeSet<String> = writes
+        .iter()
+        .filter(|write| write.code < 300)
+        .map(|write| match &write.subresource {
+            Some(subresource) => format!("{} {}/{subresource}", write.verb, write.resource),
+            None => format!("{} {}", write.verb, write.resource),
+        })
+        .collect();
+    for expected in [
+        "create testenvironments",
+        "patch testenvironments",
+        "patch testenvironments/status",
+        "delete testenvironments",
+        "patch testenvironmentclaims/status",
+        "create namespaces",
+        "delete namespaces",
+        // Server-side apply creates the routing ConfigMap: a patch request, for which
+        // the API server also checks `create`.
+        "patch configmaps",
+        "delete applications",
+        "delete kustomizations",
+        "create events",
+        // Leader election (on by default): create the Lease, renew it with update.
+        "create leases",
+        "update leases",
+    ] {
+        assert!(
+            made.contains(expected),
+            "expected the operator to {expected}; it made: {made:#?}"
+        );
+    }
+}
