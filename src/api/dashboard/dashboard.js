@@ -7,7 +7,6 @@
 'use strict';
 
 (() => {
-  const API_ROOT = '/api/v1/workspaces/';
   const KNOWN_STATES = new Set([
     'cold', 'provisioning', 'warm', 'running', 'cooling', 'failed', 'destroying', 'destroyed',
   ]);
@@ -77,7 +76,11 @@
   }
 
   function workspacePath(name) {
-    return `${API_ROOT}${encodeURIComponent(name)}/test-environments`;
+    return `/api/v1/workspaces/${encodeURIComponent(name)}/test-environments`;
+  }
+
+  function watchPath(name) {
+    return `/api/v1/watch/workspaces/${encodeURIComponent(name)}/test-environments`;
   }
 
   function request(method, path, signal, accept) {
@@ -192,7 +195,8 @@
     row.badge.className = `badge badge-${state}`;
     row.badge.textContent = env.state || 'unknown';
     const why = [env.reason, env.message].filter(Boolean).join(': ');
-    const missing = (env.missing_services || []).length
+    const live = env.state !== 'destroying' && env.state !== 'destroyed';
+    const missing = live && (env.missing_services || []).length
       ? `missing services: ${env.missing_services.join(', ')}` : '';
     const detail = [why, missing].filter(Boolean).join(' · ');
     row.reason.textContent = detail;
@@ -206,7 +210,8 @@
       row.destroy.remove();
     } else {
       if (!row.destroy.isConnected) row.actions.append(row.destroy);
-      const busy = env.state === 'destroying' || destroyRequested.has(env.id);
+      const busy = env.state === 'destroying' || env.destroy_requested === true
+        || destroyRequested.has(env.id);
       row.destroy.disabled = busy;
       row.destroy.textContent = busy ? 'Destroying…' : 'Destroy';
     }
@@ -231,7 +236,8 @@
     } else if (env.state === 'running') {
       // A held environment never expires; its TTL restarts when the run releases it.
       text = 'in use';
-      title = env.claimed_by ? `held by claim ${env.claimed_by}` : '';
+      const holders = [].concat(env.claimed_by || []);
+      title = holders.length ? `held by claim ${holders.join(', ')}` : '';
     } else if (expires == null) {
       text = '—';
     } else {
@@ -338,8 +344,7 @@
       };
       try {
         heard();
-        const response = await request('GET', `${workspacePath(name)}?watch=true`, attempt.signal,
-          'text/event-stream');
+        const response = await request('GET', watchPath(name), attempt.signal, 'text/event-stream');
         if (!response.ok) {
           const error = await readError(response);
           if (stopsWatching(response.status, error, name)) return;
