@@ -34,7 +34,7 @@ run: ## Run the operator against the cluster of the current kubeconfig (ARGS= ad
 
 .PHONY: dev-cluster
 dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's CRDs (Ctrl-C stops it).
-	$(CARGO) run -q -p testmesh-testenv --bin testmesh-dev-cluster -- crds/*.yaml $(ASSETS)/crds/*.yaml
+	$(CARGO) run -q -p testmesh-testenv --bin testmesh-dev-cluster -- crds/*.yaml $(ASSETS)/crds/*.yaml tests/assets/gitops-namespaces.yaml
 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than

@@ -498,12 +498,12 @@ async fn examples_apply_cleanly() {
     // The GitOps controllers' own namespaces and CRDs, as a cluster running them has.
     testmesh_testenv::argocd::install_crds(&client).await;
     testmesh_testenv::flux::install_crds(&client).await;
-    for namespace in ["argocd", "flux-system"] {
-        let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n");
-        testmesh_testenv::apply_yaml(&client, &yaml)
-            .await
-            .expect("GitOps namespace");
-    }
+    let namespaces =
+        std::fs::read_to_string(repo_root().join("tests/assets/gitops-namespaces.yaml"))
+            .expect("GitOps namespaces manifest");
+    testmesh_testenv::apply_yaml(&client, &namespaces)
+        .await
+        .expect("GitOps namespaces");
     let examples = repo_root().join("examples");
     assert!(!yaml_files(&examples).is_empty());
     let mut kubectl = control_plane.kubectl();

@@ -324,14 +324,24 @@ impl ControlPlane {
 
     /// Every write the API server completed so far (create, update, patch, delete),
     /// from its audit log, oldest first.
-    pub fn audited_writes(&self) -> Result<Vec<AuditedWrite>> {
+    pub fn audited_writes(&self) -> Result<Vec<AuditedRequest>> {
+        Ok(self
+            .audited_requests()?
+            .into_iter()
+            .filter(|request| WRITE_VERBS.contains(&request.verb.as_str()))
+            .collect())
+    }
+
+    /// Every audited request so far: all writes, and the reads (get, list, watch) of
+    /// [`OPERATOR_USER`]. A watch is recorded when it ends.
+    pub fn audited_requests(&self) -> Result<Vec<AuditedRequest>> {
         let log = std::fs::read_to_string(&self.audit_log_path)
             .map_err(|e| Error::io(format!("read {}", self.audit_log_path.display()), e))?;
         Ok(log
             .lines()
             .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
             .filter(|event| event.stage == "ResponseComplete")
-            .map(|event| AuditedWrite {
+            .map(|event| AuditedRequest {
                 user: event.user.username,
                 user_agent: event.user_agent,
                 verb: event.verb,
@@ -608,14 +618,22 @@ fn write_file(path: &Path, contents: &str) -> Result<()> {
 
 /// Audit every write (metadata only) so tests can count what an operator changed; reads
 /// and watches are not recorded.
+/// Every write, and the operator identity's reads too (so a benchmark can count what an
+/// operator asks of the API server, watches included).
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
   - level: Metadata
     verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: Metadata
+    users: ["testmesh-operator"]
+    verbs: ["get", "list", "watch"]
   - level: None
 "#;
+
+/// The verbs that change something.
+const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 /// `token,user,uid,"groups"` lines for `--token-auth-file`.
 fn token_file_csv(tokens: &BTreeMap<String, String>, controller_manager_token: &str) -> String {
@@ -703,14 +721,14 @@ fn cleanup_stale_runs() {
     }
 }
 
-/// One write the API server completed, as recorded in its audit log.
+/// One request the API server completed, as recorded in its audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditedWrite {
+pub struct AuditedRequest {
     /// Who made the request.
     pub user: String,
     /// The client's User-Agent (TestMesh names its replica there).
     pub user_agent: String,
-    /// `create`, `update`, `patch`, `delete`, …
+    /// `create`, `update`, `patch`, `delete`, `get`, `list`, `watch`, …
     pub verb: String,
     /// Plural resource name, e.g. `namespaces`.
     pub resource: String,

@@ -40,7 +40,7 @@ mod process;
 
 pub use assets::ASSETS_ENV;
 pub use control_plane::{
-    ADMIN_USER, AuditedWrite, ControlPlane, OPERATOR_USER, TEST_USERS, TEST_USERS_GROUP,
+    ADMIN_USER, AuditedRequest, ControlPlane, OPERATOR_USER, TEST_USERS, TEST_USERS_GROUP,
 };
 pub use error::{Error, Result};
 pub use manifests::{
