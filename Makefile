@@ -39,7 +39,7 @@ dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than
 # there are cores.
-test: lint check-crds check-chart test-assets fuzz-tools ## Lint, unit tests, CRD and chart checks, real-control-plane tests (with the API fuzzer).
+test: lint check-crds check-chart test-assets fuzz-tools browser-tools ## Lint, unit tests, CRD and chart checks, real-control-plane tests (with the API fuzzer and the dashboard's browser test).
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
@@ -93,6 +93,20 @@ $(FUZZ_VENV)/.installed-$(SCHEMATHESIS_VERSION):
 	rm -rf $(FUZZ_VENV)
 	$(FUZZ_PYTHON) -m venv $(FUZZ_VENV)
 	$(FUZZ_VENV)/bin/pip install -q --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+	@touch $@
+
+# The dashboard's browser test drives Debian's Chromium with playwright-core (no browser
+# download). npm ci runs only when node_modules is missing or older than the lockfile.
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: browser-tools
+browser-tools: $(BROWSER_STAMP) ## Install the dashboard's browser test driver (cached) and check for Chromium.
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) not found: apt-get install chromium, or set CHROMIUM" >&2; exit 1; }
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
+	npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
 	@touch $@
 
 .PHONY: clean-test-assets

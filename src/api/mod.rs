@@ -8,6 +8,7 @@
 
 mod caller;
 mod claims;
+mod dashboard;
 mod environments;
 mod error;
 mod model;
@@ -31,9 +32,10 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// How often an idle event stream carries a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The API's routes.
+/// The API's routes, and the dashboard's at `/test-environments`.
 pub fn router(cluster: Cluster) -> Router {
     Router::new()
+        .merge(dashboard::routes())
         .route(OPENAPI_PATH, get(openapi::serve))
         .route(
             "/api/v1/workspaces/{workspace_id}/test-environments",
