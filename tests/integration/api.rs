@@ -13,7 +13,7 @@ use testmesh_testenv::http_client::{self, Answer};
 use crate::support::{Operated, operated_workspace, repo_root};
 
 /// A Role for TestMesh's objects in `workspace`, bound to `user`.
-fn role_for(workspace: &str, user: &str) -> String {
+pub fn role_for(workspace: &str, user: &str) -> String {
     format!(
         r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -35,11 +35,15 @@ subjects:
 }
 
 /// An operated workspace where `user` holds the Role; (workspace, user's token).
-async fn workspace_of(prefix: &str, user: &str) -> (Operated, String) {
+pub async fn workspace_of(prefix: &str, user: &str) -> (Operated, String) {
     workspace_with(prefix, user, &[]).await
 }
 
-async fn workspace_with(prefix: &str, user: &str, operator_args: &[&str]) -> (Operated, String) {
+pub async fn workspace_with(
+    prefix: &str,
+    user: &str,
+    operator_args: &[&str],
+) -> (Operated, String) {
     let t = operated_workspace(prefix, operator_args).await;
     apply_yaml(&t.client, &role_for(&t.workspace, user))
         .await
@@ -53,7 +57,7 @@ async fn workspace_with(prefix: &str, user: &str, operator_args: &[&str]) -> (Op
 }
 
 /// Calls the API without blocking the test's runtime.
-async fn call(
+pub async fn call(
     address: SocketAddr,
     method: &str,
     path: &str,
@@ -70,7 +74,7 @@ async fn call(
     .expect("request thread")
 }
 
-async fn wait_for_api(address: SocketAddr) {
+pub async fn wait_for_api(address: SocketAddr) {
     for _ in 0..300 {
         if std::net::TcpStream::connect(address).is_ok() {
             return;
@@ -80,7 +84,7 @@ async fn wait_for_api(address: SocketAddr) {
     panic!("the API did not listen on {address}");
 }
 
-fn environments(workspace: &str) -> String {
+pub fn environments(workspace: &str) -> String {
     format!("/api/v1/workspaces/{workspace}/test-environments")
 }
 

@@ -5,6 +5,7 @@ mod api;
 mod chart;
 mod claims;
 mod crds;
+mod dashboard;
 mod flux;
 mod ha;
 mod lifecycle;
