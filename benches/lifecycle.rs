@@ -1,154 +1,284 @@
-//! `make bench`: the operator's reaction times on a real control plane, measured by this
-//! client from watch events (never from the operator's own reports), next to the floor
-//! of one status write to the same API server. Prints a table and writes
+//! `make bench`: TestMesh on a real control plane, measured by this client from watch
+//! events and the objects' own timestamps (never from the operator's reports), next to
+//! the floor of one status write to the same API server. Prints one table and writes
 //! `target/bench/lifecycle.json`.
 //!
-//! Sizes are set for a 2-core machine; `TESTMESH_BENCH_SCALE` multiplies them.
+//! The run, in order: the floor; one environment's whole lifecycle (counting its API
+//! writes); 1,000 environments turned Healthy one at a time; 500 claims on a warm
+//! environment; the 1,000 expiring within about a minute; 10,000 environments held
+//! (memory), the operator restarted under them, and 5 idle minutes (requests counted from
+//! the API server's audit log). `TESTMESH_BENCH_SCALE` (e.g. `0.1`) shrinks the counts and
+//! the idle window for a quick look.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::json;
-use testmesh::lifecycle::conditions;
+use serde_json::{Value, json};
+use testmesh::lifecycle::{Phase, conditions};
 use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
 use testmesh_testenv::argocd::{self, ArgoCd};
 use testmesh_testenv::operator::Operator;
-use testmesh_testenv::{ControlPlane, OPERATOR_USER, install_crds_from_yaml, with_temp_namespace};
+use testmesh_testenv::{
+    AuditedRequest, ControlPlane, OPERATOR_USER, install_crds_from_yaml, with_temp_namespace,
+};
 use tokio::sync::Notify;
+
+/// Requests in flight while creating objects in bulk.
+const CONCURRENCY: usize = 32;
+const REVISION: &str = "4f2c1e9";
+const NEW_REVISION: &str = "7d0a5b3";
 
 /// Latencies of one figure, in milliseconds.
 struct Figure {
     name: &'static str,
+    bar: &'static str,
     samples: Vec<f64>,
+    /// The bar: (percentile, milliseconds) pairs that must hold.
+    limits: &'static [(f64, f64)],
 }
 
 impl Figure {
     fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.samples.clone();
         sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
         let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
         sorted[rank.clamp(1, sorted.len()) - 1]
     }
+
+    fn met(&self) -> bool {
+        self.limits
+            .iter()
+            .all(|(p, limit)| self.percentile(*p) <= *limit)
+    }
 }
 
-/// When each object was first seen satisfying a condition, from one watch.
+/// What the bench's one environment watch has seen of each environment.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    phase: Option<Phase>,
+    /// When Ready=True was first seen.
+    ready: Option<Instant>,
+    /// When the `destroying` phase was first seen, by wall clock.
+    teardown: Option<SystemTime>,
+    expires_at: Option<Timestamp>,
+    revision: Option<String>,
+    claimed_by: Vec<String>,
+}
+
 #[derive(Clone, Default)]
-struct FirstSeen {
-    at: Arc<Mutex<HashMap<String, Instant>>>,
+struct Environments {
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
     changed: Arc<Notify>,
 }
 
-impl FirstSeen {
-    fn follow<K>(&self, api: Api<K>, condition: fn(&K) -> bool)
-    where
-        K: kube::Resource
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-    {
-        let seen = self.clone();
+impl Environments {
+    fn follow(&self, api: Api<TestEnvironment>) {
+        let this = self.clone();
         tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .applied_objects()
                 .boxed();
-            // A watch error is retried by the watcher itself; only the end of the stream ends this.
             while let Some(event) = events.next().await {
-                let Ok(object) = event else { continue };
-                if condition(&object) {
-                    let now = Instant::now();
-                    seen.at
-                        .lock()
-                        .expect("lock")
-                        .entry(object.name_any())
-                        .or_insert(now);
-                    seen.changed.notify_waiters();
+                let Ok(environment) = event else { continue };
+                let (now, wall) = (Instant::now(), SystemTime::now());
+                let status = environment.status.clone().unwrap_or_default();
+                let mut seen = this.seen.lock().expect("lock");
+                let entry = seen.entry(environment.name_any()).or_default();
+                entry.phase = status.phase;
+                if conditions::is_true(&status.conditions, conditions::READY) {
+                    entry.ready.get_or_insert(now);
                 }
+                if status.phase == Some(Phase::Destroying) {
+                    entry.teardown.get_or_insert(wall);
+                }
+                entry.expires_at = status.expires_at.map(|t| t.0).or(entry.expires_at);
+                entry.revision = status.provider.and_then(|p| p.revision);
+                entry.claimed_by = status.claimed_by;
+                drop(seen);
+                this.changed.notify_waiters();
             }
         });
     }
 
-    async fn wait(&self, name: &str, timeout: Duration) -> Instant {
+    /// Waits until `done` holds for the seen state, failing after `timeout`.
+    async fn until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&HashMap<String, Seen>) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            // Registered before the check, so a notification in between is not missed.
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(at) = self.at.lock().expect("lock").get(name).copied() {
-                return at;
+            if let Some(value) = done(&self.seen.lock().expect("lock")) {
+                return value;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{name} did not get there within {timeout:?}"
-            );
-            let _ = tokio::time::timeout(left, notified).await;
+            assert!(!left.is_zero(), "{what}: not within {timeout:?}");
+            let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), notified).await;
         }
     }
 
-    fn forget(&self, name: &str) {
-        self.at.lock().expect("lock").remove(name);
+    async fn one(&self, name: &str, timeout: Duration, done: impl Fn(&Seen) -> bool) -> Seen {
+        self.until(name, timeout, |seen| {
+            seen.get(name).filter(|s| done(s)).cloned()
+        })
+        .await
+    }
+
+    /// Waits until `wanted` environments whose names start with `prefix` satisfy `done`.
+    async fn count(
+        &self,
+        prefix: &str,
+        wanted: usize,
+        timeout: Duration,
+        done: impl Fn(&Seen) -> bool,
+    ) {
+        let what = format!("{wanted} {prefix}*");
+        self.until(&what, timeout, |seen| {
+            let count = seen
+                .iter()
+                .filter(|(name, s)| name.starts_with(prefix) && done(s))
+                .count();
+            (count >= wanted).then_some(())
+        })
+        .await
     }
 }
 
-fn is_ready_environment(environment: &TestEnvironment) -> bool {
-    environment
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
-}
-
-fn is_ready_claim(claim: &TestEnvironmentClaim) -> bool {
-    claim
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
-}
-
-fn environment(name: &str, namespace: &str, app: &str) -> TestEnvironment {
+fn environment(name: &str, namespace: &str, ttl_minutes: u32) -> TestEnvironment {
     serde_json::from_value(json!({
         "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironment",
         "metadata": {"name": name},
-        "spec": {"context": name, "provider": "argocd", "providerAppName": app, "namespace": namespace, "ttlMinutes": 600}
+        "spec": {"context": name, "provider": "argocd", "providerAppName": name,
+                 "namespace": namespace, "ttlMinutes": ttl_minutes}
     }))
     .expect("environment")
 }
 
-fn operator_writes(control_plane: &ControlPlane, workspace: &str) -> Vec<String> {
+/// An Application, created with its status in one request (Argo CD's CRD has no status
+/// subresource).
+fn application(name: &str, destination: &str, healthy: bool) -> DynamicObject {
+    let mut app = argocd::application(name, destination);
+    app["status"] = if healthy {
+        healthy_status(&app, REVISION)
+    } else {
+        argocd::progressing_status()
+    };
+    serde_json::from_value(app).expect("Application")
+}
+
+fn healthy_status(app: &Value, revision: &str) -> Value {
+    let app: DynamicObject = serde_json::from_value(app.clone()).expect("Application");
+    let mut status = argocd::healthy_status(&app);
+    status["sync"]["revision"] = json!(revision);
+    status["operationState"]["operation"]["sync"]["revision"] = json!(revision);
+    status
+}
+
+fn claim(name: &str, environment: &str) -> TestEnvironmentClaim {
+    serde_json::from_value(json!({
+        "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironmentClaim",
+        "metadata": {"name": name},
+        "spec": {"context": environment, "environmentName": environment}
+    }))
+    .expect("claim")
+}
+
+/// Creates `count` environments named `{prefix}-{i}` with their Applications, `CONCURRENCY`
+/// requests at a time.
+async fn create_many(
+    argo: &ArgoCd,
+    environments: &Api<TestEnvironment>,
+    workspace: &str,
+    prefix: &str,
+    count: usize,
+    ttl_minutes: u32,
+    healthy: bool,
+) {
+    futures::stream::iter(0..count)
+        .map(Ok::<usize, kube::Error>)
+        .try_for_each_concurrent(CONCURRENCY, |i| async move {
+            let name = format!("{prefix}-{i:05}");
+            let namespace = format!("{workspace}-{prefix}-{i:05}");
+            argo.apps
+                .create(
+                    &PostParams::default(),
+                    &application(&name, &namespace, healthy),
+                )
+                .await?;
+            environments
+                .create(
+                    &PostParams::default(),
+                    &environment(&name, &namespace, ttl_minutes),
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+        .expect("create environments");
+}
+
+fn operator_requests(control_plane: &ControlPlane) -> Vec<AuditedRequest> {
     control_plane
-        .audited_writes()
+        .audited_requests()
         .expect("audit log")
         .into_iter()
-        .filter(|w| {
-            w.user == OPERATOR_USER && w.code < 300 && w.namespace.as_deref() == Some(workspace)
-        })
-        .map(|w| {
-            format!(
-                "{} {}{}",
-                w.verb,
-                w.resource,
-                w.subresource.map(|s| format!("/{s}")).unwrap_or_default()
-            )
-        })
+        .filter(|r| r.user == OPERATOR_USER && r.user_agent.starts_with("testmesh/"))
         .collect()
+}
+
+fn describe(request: &AuditedRequest) -> String {
+    let sub = request
+        .subresource
+        .as_ref()
+        .map(|s| format!("/{s}"))
+        .unwrap_or_default();
+    format!("{} {}{sub}", request.verb, request.resource)
+}
+
+fn received_at(request: &AuditedRequest) -> Timestamp {
+    request.received_at.parse().expect("audit timestamp")
+}
+
+/// Resident and peak resident memory of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn now() -> Timestamp {
+    Timestamp::try_from(SystemTime::now()).expect("clock")
 }
 
 #[tokio::main]
 async fn main() {
-    let scale: usize = std::env::var("TESTMESH_BENCH_SCALE")
+    let scale: f64 = std::env::var("TESTMESH_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(1.0);
+    let scaled = |n: usize| ((n as f64 * scale).round() as usize).max(1);
+    let started = Instant::now();
     let control_plane = ControlPlane::shared();
     let client: Client = control_plane.admin_client().await.expect("client");
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/crds")).expect("crds/") {
@@ -166,7 +296,7 @@ async fn main() {
         .expect("argocd namespace");
     let ws = workspace.name().to_owned();
     let argo = ArgoCd::new(&client, argo_namespace.name());
-    let _operator = Operator::start(
+    let mut operator = Operator::start(
         env!("CARGO_BIN_EXE_testmesh"),
         &ws,
         argo_namespace.name(),
@@ -174,180 +304,394 @@ async fn main() {
     );
     let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), &ws);
     let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &ws);
-    let env_ready = FirstSeen::default();
-    env_ready.follow(environments.clone(), is_ready_environment);
-    let claim_ready = FirstSeen::default();
-    claim_ready.follow(claims.clone(), is_ready_claim);
-    let timeout = Duration::from_secs(60);
+    let seen = Environments::default();
+    seen.follow(environments.clone());
+    let claim_ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let claim_changed = Arc::new(Notify::new());
+    {
+        let (ready, changed, claims) = (claim_ready.clone(), claim_changed.clone(), claims.clone());
+        tokio::spawn(async move {
+            let mut events = watcher(claims, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(claim)) = events.next().await {
+                let is_ready = claim
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
+                if is_ready {
+                    ready
+                        .lock()
+                        .expect("lock")
+                        .entry(claim.name_any())
+                        .or_insert_with(Instant::now);
+                    changed.notify_waiters();
+                }
+            }
+        });
+    }
+    let minute = Duration::from_secs(60);
     let mut figures = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
     // Floor: one status write by a single client.
-    let scratch = environment("scratch", &format!("{ws}-scratch"), "none");
-    let scratch_ops: Api<TestEnvironment> = Api::namespaced(client.clone(), &ws);
-    scratch_ops
-        .create(&PostParams::default(), &scratch)
+    environments
+        .create(
+            &PostParams::default(),
+            &environment("scratch", &format!("{ws}-scratch"), 600),
+        )
         .await
         .expect("scratch");
     let mut floor = Figure {
         name: "floor: one status write (merge patch)",
+        bar: "-",
         samples: Vec::new(),
+        limits: &[],
     };
-    for i in 0..200 * scale {
+    for i in 0..200 {
         let patch = json!({"status": {"routingPolicy": {"probe": format!("http://probe:{i}")}}});
         let started = Instant::now();
-        scratch_ops
+        environments
             .patch_status("scratch", &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect("status write");
         floor.samples.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    scratch_ops
+    environments
         .delete("scratch", &DeleteParams::default())
         .await
         .expect("delete scratch");
 
-    // Application turns Healthy → environment Ready.
-    let count = 50 * scale;
-    for i in 0..count {
-        let name = format!("env-{i:04}");
-        let namespace = format!("{ws}-{i:04}");
-        argo.create_app(&name, &namespace).await;
-        argo.set_status(&name, argocd::progressing_status()).await;
-        environments
-            .create(
-                &PostParams::default(),
-                &environment(&name, &namespace, &name),
-            )
-            .await
-            .expect("environment");
-    }
-    for i in 0..count {
-        let name = format!("env-{i:04}");
-        let provisioning = |e: Option<&TestEnvironment>| {
-            e.and_then(|e| e.status.as_ref()).and_then(|s| s.phase)
-                == Some(testmesh::lifecycle::Phase::Provisioning)
-        };
-        tokio::time::timeout(
-            timeout,
-            kube::runtime::wait::await_condition(environments.clone(), &name, provisioning),
+    // One whole lifecycle, for its writes; and the environment the claims will reuse.
+    let life_namespace = format!("{ws}-life");
+    let life_started = now();
+    argo.apps
+        .create(
+            &PostParams::default(),
+            &application("life", &life_namespace, true),
         )
         .await
-        .expect("provisioning in time")
-        .expect("watch");
-    }
+        .expect("app");
+    environments
+        .create(
+            &PostParams::default(),
+            &environment("life", &life_namespace, 1),
+        )
+        .await
+        .expect("life");
+    argo.apps
+        .create(
+            &PostParams::default(),
+            &application("reused", &format!("{ws}-reused"), true),
+        )
+        .await
+        .expect("app");
+    environments
+        .create(
+            &PostParams::default(),
+            &environment("reused", &format!("{ws}-reused"), 600),
+        )
+        .await
+        .expect("reused");
+    seen.one("life", minute, |s| s.ready.is_some()).await;
+    claims
+        .create(&PostParams::default(), &claim("life-run", "life"))
+        .await
+        .expect("claim");
+    seen.one("life", minute, |s| s.claimed_by == ["life-run"])
+        .await;
+    claims
+        .delete("life-run", &DeleteParams::default())
+        .await
+        .expect("release");
+    seen.one("reused", minute, |s| s.ready.is_some()).await;
+
+    // Application Healthy → environment Ready, one at a time, with 1,000 environments held.
+    let held = scaled(1000);
+    // Two minutes: the 1,000 turn Ready within about a minute and the claims follow, so
+    // they expire within about a minute of each other, after the claims are done.
+    let ttl = if scale < 0.5 { 1 } else { 2 };
+    create_many(&argo, &environments, &ws, "env", held, ttl, false).await;
+    seen.count("env-", held, 3 * minute, |s| {
+        s.phase == Some(Phase::Provisioning)
+    })
+    .await;
     let mut healthy_to_ready = Figure {
         name: "Application Healthy -> environment Ready",
+        bar: "p99 <= 100 ms",
         samples: Vec::new(),
+        limits: &[(99.0, 100.0)],
     };
-    for i in 0..count {
-        let name = format!("env-{i:04}");
-        let app = argo.apps.get(&name).await.expect("app");
-        let status = argocd::healthy_status(&app);
+    for i in 0..held {
+        let name = format!("env-{i:05}");
+        let app = argocd::application(&name, &format!("{ws}-env-{i:05}"));
         let started = Instant::now();
-        argo.set_status(&name, status).await;
-        let seen = env_ready.wait(&name, timeout).await;
+        argo.set_status(&name, healthy_status(&app, REVISION)).await;
+        let ready = seen.one(&name, minute, |s| s.ready.is_some()).await;
+        let at = ready.ready.expect("ready");
         healthy_to_ready
             .samples
-            .push(seen.duration_since(started).as_secs_f64() * 1e3);
+            .push(at.duration_since(started).as_secs_f64() * 1e3);
     }
     figures.push(healthy_to_ready);
 
-    // Claim created → claim Ready, on a warm environment (reuse), one run at a time.
-    // One long-lived watch of the environment's holders: a watch per run would take the
-    // client's pooled connection and make every create pay a new TLS handshake.
-    let (holders_tx, mut holders) = tokio::sync::watch::channel(vec!["?".to_owned()]);
-    let env_watch = environments.clone();
-    tokio::spawn(async move {
-        let config = watcher::Config::default().fields("metadata.name=env-0000");
-        let mut events = watcher(env_watch, config)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(event) = events.next().await {
-            if let Ok(environment) = event {
-                let _ =
-                    holders_tx.send(environment.status.map(|s| s.claimed_by).unwrap_or_default());
-            }
-        }
-    });
-    let writes_before = operator_writes(control_plane, &ws).len();
-    let runs = 100 * scale;
+    // Claim created → claim Ready on a warm environment, one run at a time.
+    let runs = scaled(500);
     let mut claim_to_ready = Figure {
         name: "claim created -> Ready on a warm environment",
+        bar: "p50 <= 30 ms, p99 <= 150 ms",
         samples: Vec::new(),
+        limits: &[(50.0, 30.0), (99.0, 150.0)],
     };
     for i in 0..runs {
-        let name = format!("run-{i:04}");
-        let claim: TestEnvironmentClaim = serde_json::from_value(json!({
-            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironmentClaim",
-            "metadata": {"name": name},
-            "spec": {"context": "env-0000", "environmentName": "env-0000"}
-        }))
-        .expect("claim");
+        let name = format!("run-{i:05}");
         let started = Instant::now();
         claims
-            .create(&PostParams::default(), &claim)
+            .create(&PostParams::default(), &claim(&name, "reused"))
             .await
             .expect("claim");
-        let seen = claim_ready.wait(&name, timeout).await;
+        let ready_at = loop {
+            let notified = claim_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = claim_ready.lock().expect("lock").get(&name).copied() {
+                break at;
+            }
+            assert!(
+                started.elapsed() < minute,
+                "{name} not ready within a minute"
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        };
         claim_to_ready
             .samples
-            .push(seen.duration_since(started).as_secs_f64() * 1e3);
+            .push(ready_at.duration_since(started).as_secs_f64() * 1e3);
         claims
             .delete(&name, &DeleteParams::default())
             .await
             .expect("release");
-        tokio::time::timeout(timeout, holders.wait_for(Vec::is_empty))
-            .await
-            .expect("released in time")
-            .expect("holder watch");
-        claim_ready.forget(&name);
+        seen.one("reused", minute, |s| s.claimed_by.is_empty())
+            .await;
     }
-    let claim_writes = operator_writes(control_plane, &ws)[writes_before..].to_vec();
     figures.push(claim_to_ready);
 
+    // expiresAt → teardown started, for the 1,000 (TTL 2 minutes from their readiness).
+    seen.count("env-", held, 5 * minute, |s| s.teardown.is_some())
+        .await;
+    let mut expiry = Figure {
+        name: "expiresAt -> teardown started",
+        bar: "p99 <= 1 s",
+        samples: Vec::new(),
+        limits: &[(99.0, 1000.0)],
+    };
+    let (first_expiry, last_expiry) = {
+        let seen = seen.seen.lock().expect("lock");
+        let mut span = (None::<Timestamp>, None::<Timestamp>);
+        for (name, s) in seen.iter().filter(|(n, _)| n.starts_with("env-")) {
+            let expires = s
+                .expires_at
+                .unwrap_or_else(|| panic!("{name}: no expiresAt"));
+            let teardown = s
+                .teardown
+                .unwrap_or_else(|| panic!("{name}: no teardown seen: {s:?}"));
+            let teardown = Timestamp::try_from(teardown).expect("time");
+            expiry
+                .samples
+                .push(teardown.duration_since(expires).as_secs_f64() * 1e3);
+            span.0 = Some(span.0.map_or(expires, |t| t.min(expires)));
+            span.1 = Some(span.1.map_or(expires, |t| t.max(expires)));
+        }
+        (span.0.expect("expiries"), span.1.expect("expiries"))
+    };
+    notes.push(format!(
+        "the {} expiries spread over {:.0} s",
+        expiry.samples.len(),
+        last_expiry.duration_since(first_expiry).as_secs_f64()
+    ));
+    figures.push(expiry);
+
+    // The whole lifecycle's writes (its TTL of one minute ran out meanwhile).
+    seen.one("life", 3 * minute, |s| s.phase == Some(Phase::Destroyed))
+        .await;
+    let life_writes: Vec<String> = operator_requests(control_plane)
+        .iter()
+        .filter(|r| r.code < 300 && received_at(r) >= life_started)
+        .filter(|r| !["get", "list", "watch"].contains(&r.verb.as_str()))
+        .filter(|r| {
+            let name = r.name.as_deref().unwrap_or_default();
+            name == "life"
+                || name == "life-run"
+                || name == life_namespace
+                || r.namespace.as_deref() == Some(life_namespace.as_str())
+                || (r.resource == "events" && name.starts_with("life"))
+        })
+        .map(describe)
+        .collect();
+    let life_events = life_writes
+        .iter()
+        .filter(|w| w.ends_with(" events"))
+        .count();
+
+    // 10,000 environments held: memory, restart, idle.
+    let many = scaled(10_000);
+    let creating = Instant::now();
+    create_many(&argo, &environments, &ws, "held", many, 600, true).await;
+    seen.count("held-", many, 15 * minute, |s| {
+        s.phase == Some(Phase::Warm) && s.revision.as_deref() == Some(REVISION)
+    })
+    .await;
+    notes.push(format!(
+        "{many} environments created and warm in {:.0} s",
+        creating.elapsed().as_secs_f64()
+    ));
+    let (rss_held, _) = memory_mib(operator.pid().expect("operator pid"));
+
+    operator.kill();
+    futures::stream::iter(0..many)
+        .map(Ok::<usize, kube::Error>)
+        .try_for_each_concurrent(CONCURRENCY, |i| {
+            let argo = &argo;
+            let ws = &ws;
+            async move {
+                let name = format!("held-{i:05}");
+                let app = argocd::application(&name, &format!("{ws}-held-{i:05}"));
+                let patch = json!({"status": healthy_status(&app, NEW_REVISION)});
+                argo.apps
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await
+        .expect("new revisions");
+    let restarted = Instant::now();
+    operator.restart();
+    seen.count("held-", many, 5 * minute, |s| {
+        s.revision.as_deref() == Some(NEW_REVISION)
+    })
+    .await;
+    let restart_seconds = restarted.elapsed().as_secs_f64();
+
+    // Idle: nothing changes for the operator's objects; count what it asks for.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_from = now();
+    let idle_window = Duration::from_secs_f64(300.0 * scale.min(1.0));
+    tokio::time::sleep(idle_window).await;
+    let idle_to = now();
+    let idle: Vec<AuditedRequest> = operator_requests(control_plane)
+        .into_iter()
+        .filter(|r| r.verb != "watch")
+        .filter(|r| {
+            let at = received_at(r);
+            at >= idle_from && at < idle_to
+        })
+        .collect();
+    let (rss_after, peak) = memory_mib(operator.pid().expect("operator pid"));
+    let pid = operator.pid().expect("operator pid");
+    let cpu_seconds = cpu_seconds(pid);
+
+    // The table.
     let floor_p50 = floor.percentile(50.0);
+    let floor_p99 = floor.percentile(99.0);
     println!();
     println!(
-        "{:<48} {:>7} {:>9} {:>9} {:>9} {:>12}",
-        "figure", "n", "p50 ms", "p99 ms", "max ms", "p50 x floor"
+        "{:<46} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<28} met",
+        "figure", "n", "p50 ms", "p99 ms", "max ms", "p50/floor", "p99/floor", "bar"
     );
     for figure in std::iter::once(&floor).chain(&figures) {
         println!(
-            "{:<48} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>12.1}",
+            "{:<46} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>10.1}  {:<28} {}",
             figure.name,
             figure.samples.len(),
             figure.percentile(50.0),
             figure.percentile(99.0),
             figure.percentile(100.0),
-            figure.percentile(50.0) / floor_p50
+            figure.percentile(50.0) / floor_p50,
+            figure.percentile(99.0) / floor_p99,
+            figure.bar,
+            if figure.limits.is_empty() {
+                ""
+            } else if figure.met() {
+                "yes"
+            } else {
+                "NO"
+            }
         );
     }
-    let events = claim_writes
-        .iter()
-        .filter(|w| w.starts_with("create events") || w.starts_with("patch events"))
-        .count();
-    let object_writes = claim_writes.len() - events;
-    println!(
-        "operator API writes per claim (create -> Ready -> release): {:.2} object writes + {:.2} events (n={runs})",
-        object_writes as f64 / runs as f64,
-        events as f64 / runs as f64
+    let scalar = |name: &str, n: usize, value: String, bar: &str, met: bool| {
+        println!(
+            "{name:<46} {n:>6} {value:>51}  {bar:<28} {}",
+            if met { "yes" } else { "NO" }
+        );
+    };
+    scalar(
+        &format!("{many} environments held: operator RSS"),
+        many,
+        format!("{rss_held:.1} MiB (after restart {rss_after:.1}, peak {peak:.1})"),
+        "<= 100 MiB",
+        rss_held.max(rss_after) <= 100.0,
     );
-    let mut by_kind: HashMap<&str, usize> = HashMap::new();
-    for write in &claim_writes {
+    scalar(
+        &format!("restart with {many}: all reconciled"),
+        many,
+        format!("{restart_seconds:.1} s"),
+        "<= 60 s",
+        restart_seconds <= 60.0,
+    );
+    scalar(
+        &format!(
+            "idle {:.0} min: requests other than watches",
+            idle_window.as_secs_f64() / 60.0
+        ),
+        many,
+        format!("{}", idle.len()),
+        "0",
+        idle.is_empty(),
+    );
+    scalar(
+        "API writes for one full lifecycle",
+        1,
+        format!(
+            "{} ({} object writes + {life_events} events)",
+            life_writes.len(),
+            life_writes.len() - life_events
+        ),
+        "<= 10",
+        life_writes.len() <= 10,
+    );
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for write in &life_writes {
         *by_kind.entry(write.as_str()).or_default() += 1;
     }
-    let mut by_kind: Vec<_> = by_kind.into_iter().collect();
-    by_kind.sort();
-    println!("  by request: {by_kind:?}");
+    println!("  lifecycle writes: {by_kind:?}");
+    let idle_kinds: BTreeMap<String, usize> = idle.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(describe(r)).or_default() += 1;
+        m
+    });
+    if !idle.is_empty() {
+        println!("  idle requests: {idle_kinds:?}");
+    }
+    println!("  operator CPU: {cpu_seconds:.1} s over the whole run");
+    for note in &notes {
+        println!("  {note}");
+    }
+    println!("  bench took {:.0} s", started.elapsed().as_secs_f64());
 
     let report = json!({
-        "figures": std::iter::once(&floor).chain(&figures).map(|f| json!({
-            "name": f.name, "n": f.samples.len(),
+        "scale": scale,
+        "floor": {"n": floor.samples.len(), "p50_ms": floor_p50, "p99_ms": floor_p99},
+        "figures": figures.iter().map(|f| json!({
+            "name": f.name, "n": f.samples.len(), "bar": f.bar, "met": f.met(),
             "p50_ms": f.percentile(50.0), "p99_ms": f.percentile(99.0), "max_ms": f.percentile(100.0),
-            "p50_over_floor": f.percentile(50.0) / floor_p50,
+            "p50_over_floor": f.percentile(50.0) / floor_p50, "p99_over_floor": f.percentile(99.0) / floor_p99,
         })).collect::<Vec<_>>(),
-        "writes_per_claim": {"objects": object_writes as f64 / runs as f64, "events": events as f64 / runs as f64, "n": runs},
+        "held": {"environments": many, "rss_mib": rss_held, "rss_after_restart_mib": rss_after, "peak_rss_mib": peak},
+        "restart_seconds": restart_seconds,
+        "idle": {"seconds": idle_window.as_secs_f64(), "requests": idle.len(), "by_kind": idle_kinds},
+        "lifecycle_writes": {"total": life_writes.len(), "events": life_events, "by_kind": by_kind},
+        "operator_cpu_seconds": cpu_seconds,
+        "notes": notes,
     });
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench");
     std::fs::create_dir_all(dir).expect("target/bench");
@@ -355,4 +699,33 @@ async fn main() {
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
         .expect("write report");
     println!("written to {path}");
+    operator.kill();
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which may contain spaces) start at ")".
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/pid/stat: 12 and 13 after ")".
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }

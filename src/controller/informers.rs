@@ -6,11 +6,12 @@
 //! a reconciliation started by an event always sees at least that event. What the caches
 //! cannot prove is read fresh by the reconciler (see `observe`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -119,5 +120,32 @@ pub fn trigger<K>(
 {
     for target in targets {
         let _ = sender.unbounded_send(target);
+    }
+}
+
+/// Starts an informer with `start` once the CRD `crd` exists, and keeps it in `cache`: a
+/// GitOps controller that is not installed costs one quiet watch, not a failing list every
+/// few seconds.
+pub async fn once_installed<K>(
+    crds: Api<CustomResourceDefinition>,
+    crd: String,
+    cache: Arc<OnceLock<Cache<K>>>,
+    start: impl FnOnce() -> Cache<K>,
+) where
+    K: Resource + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={crd}"));
+    let events = watcher(crds, config).default_backoff().applied_objects();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(_) => {
+                tracing::info!(%crd, "CRD installed; watching its objects");
+                let _ = cache.set(start());
+                return;
+            }
+            Err(error) => tracing::debug!(%error, %crd, "CRD watch failed; retrying with backoff"),
+        }
     }
 }

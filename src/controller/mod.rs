@@ -8,8 +8,8 @@ mod environment;
 mod informers;
 mod observe;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::header::{HeaderValue, USER_AGENT};
@@ -17,6 +17,7 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -63,8 +64,9 @@ pub struct Caches {
     pub claims: Store<TestEnvironmentClaim>,
     /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
     pub namespaces: Cache<Namespace>,
-    /// Argo CD Applications and Flux Kustomizations, by provider.
-    pub apps: Vec<(Provider, Cache<DynamicObject>)>,
+    /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
+    /// CRD is installed.
+    pub apps: Vec<(Provider, Arc<OnceLock<Cache<DynamicObject>>>)>,
     /// Every Service of the cluster, for routing.
     pub services: Cache<Service>,
     /// The `testmesh-routing` ConfigMaps.
@@ -76,7 +78,7 @@ impl Caches {
         self.apps
             .iter()
             .find(|(p, _)| *p == provider)
-            .map(|(_, cache)| cache)
+            .and_then(|(_, cache)| cache.get())
     }
 }
 
@@ -312,18 +314,28 @@ async fn reconcile(
             let default_namespace = adapter.default_namespace().to_owned();
             let environments = environments.clone();
             let environment_refs = environment_refs.clone();
-            let cache = informers::spawn(
-                &resource.kind,
-                Api::all_with(client.clone(), &resource),
-                watcher::Config::default(),
-                reflector::store::Writer::new(resource.clone()),
-                Box::new(move |app: &DynamicObject, _| {
-                    informers::trigger(
-                        &environment_refs,
-                        environments_of_app(&environments, provider, &default_namespace, app),
-                    );
-                }),
-            );
+            let apps_api = Api::all_with(client.clone(), &resource);
+            let start = move || {
+                informers::spawn(
+                    &resource.kind,
+                    apps_api,
+                    watcher::Config::default(),
+                    reflector::store::Writer::new(resource.clone()),
+                    Box::new(move |app: &DynamicObject, _| {
+                        informers::trigger(
+                            &environment_refs,
+                            environments_of_app(&environments, provider, &default_namespace, app),
+                        );
+                    }),
+                )
+            };
+            let cache = Arc::new(OnceLock::new());
+            tokio::spawn(informers::once_installed(
+                Api::<CustomResourceDefinition>::all(client.clone()),
+                crd_name(&adapter.api_resource()),
+                cache.clone(),
+                start,
+            ));
             (provider, cache)
         })
         .collect();
@@ -404,6 +416,11 @@ async fn reconcile(
         .run(claim::reconcile, claim::error_policy, ctx)
         .for_each(log_outcome);
     futures::join!(environments_done, claims_done);
+}
+
+/// `<plural>.<group>`: the name of the CRD that defines `resource`.
+fn crd_name(resource: &kube::discovery::ApiResource) -> String {
+    format!("{}.{}", resource.plural, resource.group)
 }
 
 /// Ready once the environment and claim caches have listed everything.
