@@ -409,10 +409,9 @@ async fn main() {
 
     // Application Healthy → environment Ready, one at a time, with 1,000 environments held.
     let held = scaled(1000);
-    // Two minutes: the 1,000 turn Ready within about a minute and the claims follow, so
-    // they expire within about a minute of each other, after the claims are done.
-    let ttl = if scale < 0.5 { 1 } else { 2 };
-    create_many(&argo, &environments, &ws, "env", held, ttl, false).await;
+    // Two minutes: the 1,000 turn Ready over a minute and the claims follow, so they
+    // expire over a minute, after the claims are done.
+    create_many(&argo, &environments, &ws, "env", held, 2, false).await;
     seen.count("env-", held, 3 * minute, |s| {
         s.phase == Some(Phase::Provisioning)
     })
@@ -423,9 +422,14 @@ async fn main() {
         samples: Vec::new(),
         limits: &[(99.0, 100.0)],
     };
+    // Paced over a minute, so that their TTLs run out spread over a minute as well.
+    let pace = Duration::from_secs(60) / u32::try_from(held).expect("count");
+    let flips_start = Instant::now();
     for i in 0..held {
         let name = format!("env-{i:05}");
         let app = argocd::application(&name, &format!("{ws}-env-{i:05}"));
+        tokio::time::sleep_until((flips_start + pace * u32::try_from(i).expect("index")).into())
+            .await;
         let started = Instant::now();
         argo.set_status(&name, healthy_status(&app, REVISION)).await;
         let ready = seen.one(&name, minute, |s| s.ready.is_some()).await;
@@ -532,6 +536,12 @@ async fn main() {
         .iter()
         .filter(|w| w.ends_with(" events"))
         .count();
+
+    // Their teardowns end before the next part, which must start from quiet.
+    seen.count("env-", held, 10 * minute, |s| {
+        s.phase == Some(Phase::Destroyed)
+    })
+    .await;
 
     // 10,000 environments held: memory, restart, idle.
     let many = scaled(10_000);

@@ -15,7 +15,7 @@ use super::Context;
 use super::apply::{self, Applied};
 use super::observe::{self, Source};
 use crate::error::{Error, Result};
-use crate::lifecycle::environment::decide;
+use crate::lifecycle::environment::{Effect, decide};
 use crate::lifecycle::{Phase, conditions, ttl};
 use crate::resources::{TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus};
 
@@ -97,6 +97,20 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         if apply::apply(*effect, environment, &uid, &world, ctx).await? == Applied::Raced {
             tracing::info!(?effect, "the world changed meanwhile; deciding again");
             return Ok(Action::requeue(RACE_RETRY));
+        }
+    }
+    if effects.contains(&Effect::CreateNamespace) {
+        // The namespace exists now: when the app is already healthy, the environment is
+        // ready in this same pass, and one status write says so instead of two.
+        world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
+        decision = decide(environment, &world.observed, &ctx.timing, now);
+        for effect in decision
+            .effects
+            .iter()
+            .filter(|e| **e == Effect::PublishRouting)
+        {
+            tracing::info!(?effect, phase = %decision.phase(), "applying");
+            apply::apply(*effect, environment, &uid, &world, ctx).await?;
         }
     }
 

@@ -55,6 +55,8 @@ where
     }
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// What an informer hands on for every object it sees change (added, modified, deleted).
 pub type OnChange<K> = Box<dyn FnMut(&K, Change) + Send>;
 
@@ -73,6 +75,7 @@ pub fn spawn<K>(
     api: Api<K>,
     config: watcher::Config,
     writer: Writer<K>,
+    trim: impl Fn(&mut K) + Send + Sync + 'static,
     mut on_change: OnChange<K>,
 ) -> Cache<K>
 where
@@ -85,8 +88,13 @@ where
     let kind = kind.to_owned();
     let events = watcher(api, config)
         .default_backoff()
-        // Managed fields are most of an object's size and nothing here reads them.
-        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        // Managed fields and kubectl's last-applied copy are most of an object's size, and
+        // nothing here reads them.
+        .modify(move |object: &mut K| {
+            object.managed_fields_mut().clear();
+            object.annotations_mut().remove(LAST_APPLIED);
+            trim(object);
+        })
         .reflect(writer);
     tokio::spawn(async move {
         let mut events = std::pin::pin!(events);

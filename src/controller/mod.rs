@@ -264,6 +264,7 @@ async fn reconcile(
             environments_api,
             watcher::Config::default(),
             environment_writer,
+            |_| {},
             Box::new(move |environment: &TestEnvironment, change| {
                 if change == Change::Applied {
                     let _ = environment_objects.unbounded_send(Ok(environment.clone()));
@@ -280,6 +281,7 @@ async fn reconcile(
             claims_api,
             watcher::Config::default(),
             claim_writer,
+            |_| {},
             Box::new(move |claim: &TestEnvironmentClaim, change| {
                 if change == Change::Applied {
                     let _ = claim_objects.unbounded_send(Ok(claim.clone()));
@@ -299,6 +301,7 @@ async fn reconcile(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
             reflector::store::Writer::default(),
+            |_| {},
             Box::new(move |namespace: &Namespace, _| {
                 let owner = environment_of_namespace(namespace)
                     .filter(|env| scope.is_none() || env.namespace == scope);
@@ -315,12 +318,14 @@ async fn reconcile(
             let environments = environments.clone();
             let environment_refs = environment_refs.clone();
             let apps_api = Api::all_with(client.clone(), &resource);
+            let trim = adapter.cache_trim();
             let start = move || {
                 informers::spawn(
                     &resource.kind,
                     apps_api,
                     watcher::Config::default(),
                     reflector::store::Writer::new(resource.clone()),
+                    trim,
                     Box::new(move |app: &DynamicObject, _| {
                         informers::trigger(
                             &environment_refs,
@@ -347,6 +352,7 @@ async fn reconcile(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
             reflector::store::Writer::default(),
+            |_| {},
             Box::new(move |service: &Service, _| {
                 let namespace = service.namespace().unwrap_or_default();
                 informers::trigger(
@@ -363,6 +369,7 @@ async fn reconcile(
             Api::<ConfigMap>::all(client.clone()),
             watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
             reflector::store::Writer::default(),
+            |_| {},
             Box::new(move |config_map: &ConfigMap, _| {
                 let namespace = config_map.namespace().unwrap_or_default();
                 informers::trigger(

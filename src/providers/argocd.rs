@@ -54,6 +54,27 @@ pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
 }
 
+/// Keeps only what [`interpret`] reads: of `status.resources` the ones not Healthy
+/// (health messages name them); not the sync history, the summary or the last sync's
+/// per-resource results.
+pub fn trim_for_cache(app: &mut DynamicObject) {
+    let Some(status) = app.data.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for unread in ["history", "summary"] {
+        status.remove(unread);
+    }
+    if let Some(operation) = status
+        .get_mut("operationState")
+        .and_then(Value::as_object_mut)
+    {
+        operation.remove("syncResult");
+    }
+    if let Some(resources) = status.get_mut("resources").and_then(Value::as_array_mut) {
+        resources.retain(|resource| resource.pointer("/health/status") != Some(&json!("Healthy")));
+    }
+}
+
 /// Interprets `app` for an environment whose namespace is `environment_namespace`.
 pub fn interpret(app: &DynamicObject, environment_namespace: &str) -> AppReport {
     let application = Application::read(app);

@@ -80,6 +80,19 @@ pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
 }
 
+/// Keeps only what [`interpret`] reads: not the inventory of applied objects or the
+/// history of past reconciliations.
+pub fn trim_for_cache(kustomization: &mut DynamicObject) {
+    if let Some(status) = kustomization
+        .data
+        .get_mut("status")
+        .and_then(Value::as_object_mut)
+    {
+        status.remove("inventory");
+        status.remove("history");
+    }
+}
+
 /// Interprets `kustomization` for an environment whose namespace is `environment_namespace`.
 pub fn interpret(kustomization: &DynamicObject, environment_namespace: &str) -> AppReport {
     let kustomization = Kustomization::read(kustomization);

@@ -25,6 +25,12 @@ pub trait GitOpsProvider: Send + Sync {
     fn teardown_note(&self, _app: &DynamicObject) -> Option<String> {
         None
     }
+
+    /// What drops the parts [`GitOpsProvider::interpret`] never reads before an object is
+    /// cached: a provider's status can list every object it deployed.
+    fn cache_trim(&self) -> fn(&mut DynamicObject) {
+        |_| {}
+    }
 }
 
 /// Argo CD: environments are deployed by an `Application`.
@@ -44,6 +50,10 @@ impl GitOpsProvider for ArgoCd {
 
     fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport {
         argocd::interpret(app, environment_namespace)
+    }
+
+    fn cache_trim(&self) -> fn(&mut DynamicObject) {
+        argocd::trim_for_cache
     }
 }
 
@@ -69,6 +79,10 @@ impl GitOpsProvider for Flux {
     /// kustomize-controller deletes a Kustomization without pruning when it is suspended,
     /// when its `deletionPolicy` is `Orphan`, or when `prune` is off under the default
     /// policy; what it deployed then goes only with the namespace.
+    fn cache_trim(&self) -> fn(&mut DynamicObject) {
+        flux::trim_for_cache
+    }
+
     fn teardown_note(&self, app: &DynamicObject) -> Option<String> {
         let spec = &app.data["spec"];
         let policy = spec["deletionPolicy"].as_str().unwrap_or("MirrorPrune");

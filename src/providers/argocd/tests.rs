@@ -1138,3 +1138,39 @@ fn messages_name_the_application_without_a_namespace_when_it_has_none() {
         "Argo CD Application testmesh-pr-123: Healthy and Synced at 4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     );
 }
+
+#[test]
+fn the_cached_copy_keeps_what_interpretation_reads() {
+    let mut app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "a", "namespace": "argocd"},
+        "spec": {"destination": {"namespace": "review"}},
+        "status": {
+            "health": {"status": "Degraded"},
+            "sync": {"status": "Synced", "revision": "abc"},
+            "history": [{"revision": "abc"}],
+            "summary": {"images": ["x"]},
+            "operationState": {"phase": "Succeeded", "syncResult": {"resources": [{"name": "x"}]}},
+            "resources": [
+                {"kind": "Deployment", "name": "api", "health": {"status": "Degraded"}},
+                {"kind": "Service", "name": "api", "health": {"status": "Healthy"}},
+                {"kind": "ConfigMap", "name": "settings"}
+            ]
+        }
+    }))
+    .expect("app");
+    let before = interpret(&app, "review");
+    trim_for_cache(&mut app);
+    assert_eq!(interpret(&app, "review"), before);
+    let status = &app.data["status"];
+    assert!(status.get("history").is_none() && status.get("summary").is_none());
+    assert!(status["operationState"].get("syncResult").is_none());
+    assert_eq!(status["operationState"]["phase"], "Succeeded");
+    let kept: Vec<&str> = status["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(kept, ["Deployment", "ConfigMap"]);
+}

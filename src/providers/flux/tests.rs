@@ -1043,3 +1043,16 @@ fn messages_name_the_kustomization_without_a_namespace_when_it_has_none() {
         format!("Flux Kustomization testmesh-pr-123: applied at {REVISION}")
     );
 }
+
+#[test]
+fn the_cached_copy_drops_the_inventory_and_history() {
+    let mut fixture = ready();
+    fixture.status()["history"] = json!([{"digest": "sha256:1"}]);
+    let mut object: DynamicObject = serde_json::from_value(fixture.0).expect("object");
+    assert!(object.data["status"].get("inventory").is_some());
+    let before = interpret(&object, ENVIRONMENT_NAMESPACE);
+    trim_for_cache(&mut object);
+    assert_eq!(interpret(&object, ENVIRONMENT_NAMESPACE), before);
+    assert!(object.data["status"].get("inventory").is_none());
+    assert!(object.data["status"].get("history").is_none());
+}
