@@ -46,6 +46,10 @@ test: lint check-crds check-chart test-assets fuzz-tools ## Lint, unit tests, CR
 bench: test-assets ## Measure reaction times on the real control plane; writes target/bench/lifecycle.json.
 	$(CARGO) bench --bench lifecycle
 
+.PHONY: bench-peer
+bench-peer: test-assets peer-tools ## The peer TTL cleaner alone on 1,000 expiring namespaces; writes target/bench/peer.json.
+	$(CARGO) bench --bench peer
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied.
 	$(CARGO) fmt --all -- --check
