@@ -351,6 +351,7 @@ impl ControlPlane {
                 name: event.object_ref.name,
                 code: event.response_status.map_or(0, |s| s.code),
                 received_at: event.request_received_timestamp,
+                request_uri: event.request_uri,
             })
             .collect())
     }
@@ -616,8 +617,6 @@ fn write_file(path: &Path, contents: &str) -> Result<()> {
     std::fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
-/// Audit every write (metadata only) so tests can count what an operator changed; reads
-/// and watches are not recorded.
 /// Every write, and the operator identity's reads too (so a benchmark can count what an
 /// operator asks of the API server, watches included).
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
@@ -742,6 +741,10 @@ pub struct AuditedRequest {
     pub code: u16,
     /// When the API server received the request (RFC 3339, microseconds).
     pub received_at: String,
+    /// Path and query as sent, e.g. `/api/v1/namespaces?labelSelector=…`; the only
+    /// name of a non-resource request such as discovery (`/api`, `/apis`), which has
+    /// an empty `resource`.
+    pub request_uri: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -757,6 +760,8 @@ struct AuditEvent {
     response_status: Option<AuditResponseStatus>,
     #[serde(default)]
     request_received_timestamp: String,
+    #[serde(default, rename = "requestURI")]
+    request_uri: String,
 }
 
 #[derive(serde::Deserialize)]
