@@ -21,7 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, reflector, watcher};
+use kube::runtime::{Controller, controller, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,9 @@ use crate::resources::{
 use informers::{Cache, Change};
 
 pub use apply::FIELD_MANAGER;
+
+/// Reconciliations of one kind in flight at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// Everything a reconciliation needs besides the object itself.
 pub struct Context {
@@ -381,10 +384,15 @@ async fn reconcile(
     };
     tokio::spawn(report_ready(environment_cache, claim_cache, ready));
 
+    // Bounded, so that thousands of environments reconciled at once (a restart, a burst of
+    // expiries) share a few connections instead of opening one each.
+    let bounded = || controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let environment_controller = Controller::for_stream(environment_events, environments.clone())
+        .with_config(bounded())
         .reconcile_on(environment_triggers);
-    let claim_controller =
-        Controller::for_stream(claim_events, claims.clone()).reconcile_on(claim_triggers);
+    let claim_controller = Controller::for_stream(claim_events, claims.clone())
+        .with_config(bounded())
+        .reconcile_on(claim_triggers);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
