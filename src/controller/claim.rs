@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::Context;
 use super::apply::FIELD_MANAGER;
-use super::observe::Source;
+use super::observe::{Source, cached_in, listed_in};
 use crate::error::{Error, Result};
 use crate::lifecycle::claims::{self, ClaimDecision, QueueEntry, Target, decide_claim};
 use crate::lifecycle::reuse::{self, Candidate};
@@ -89,38 +89,15 @@ async fn decide_from(
     ctx: &Context,
     source: Source,
 ) -> Result<ClaimDecision> {
-    let in_workspace = |namespace: Option<String>| namespace.as_deref() == Some(workspace);
     let (environments, claims): (Vec<Arc<TestEnvironment>>, Vec<Arc<TestEnvironmentClaim>>) =
         match source {
             Source::Cache => (
-                ctx.caches
-                    .environments
-                    .state()
-                    .into_iter()
-                    .filter(|e| in_workspace(e.namespace()))
-                    .collect(),
-                ctx.caches
-                    .claims
-                    .state()
-                    .into_iter()
-                    .filter(|c| in_workspace(c.namespace()))
-                    .collect(),
+                cached_in(&ctx.caches.environments, workspace),
+                cached_in(&ctx.caches.claims, workspace),
             ),
             Source::ApiServer => (
-                Api::<TestEnvironment>::namespaced(ctx.client.clone(), workspace)
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect(),
-                Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), workspace)
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect(),
+                listed_in(&ctx.client, workspace).await?,
+                listed_in(&ctx.client, workspace).await?,
             ),
         };
     let entries: Vec<QueueEntry<'_>> = claims.iter().map(|c| QueueEntry::of(c)).collect();

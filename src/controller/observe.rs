@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
-use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use super::Context;
 use crate::error::Result;
@@ -96,22 +98,8 @@ pub async fn observe(
     };
     let workspace = environment.namespace().unwrap_or_default();
     let claims: Vec<Arc<TestEnvironmentClaim>> = match source {
-        Source::Cache => ctx
-            .caches
-            .claims
-            .state()
-            .into_iter()
-            .filter(|claim| claim.namespace().as_deref() == Some(workspace.as_str()))
-            .collect(),
-        Source::ApiServer => {
-            Api::<TestEnvironmentClaim>::namespaced(ctx.client.clone(), &workspace)
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .map(Arc::new)
-                .collect()
-        }
+        Source::Cache => cached_in(&ctx.caches.claims, &workspace),
+        Source::ApiServer => listed_in(&ctx.client, &workspace).await?,
     };
     let (holders, waiting) = claims_of(environment, &claims);
     let (routing, published_routing) = if matches!(
@@ -198,20 +186,9 @@ async fn observe_routing(
 async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<Vec<ServicePorts>> {
     let cache = &ctx.caches.services;
     let services: Vec<Arc<Service>> = if source == Source::Cache && cache.is_synced() {
-        cache
-            .store
-            .state()
-            .into_iter()
-            .filter(|service| service.namespace().as_deref() == Some(namespace))
-            .collect()
+        cached_in(&cache.store, namespace)
     } else {
-        Api::<Service>::namespaced(ctx.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect()
+        listed_in(&ctx.client, namespace).await?
     };
     Ok(services
         .iter()
@@ -230,6 +207,31 @@ async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<V
                 .unwrap_or_default(),
         })
         .collect())
+}
+
+/// The cached objects of one namespace.
+pub fn cached_in<K>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|object| object.namespace().as_deref() == Some(namespace))
+        .collect()
+}
+
+/// Every object of one namespace, fresh from the API server.
+pub async fn listed_in<K>(client: &Client, namespace: &str) -> Result<Vec<Arc<K>>>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let listed = Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?;
+    Ok(listed.items.into_iter().map(Arc::new).collect())
 }
 
 /// The claims that hold the environment and still want it, and those waiting for it in
