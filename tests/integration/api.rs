@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kube::Api;
 use serde_json::{Value, json};
+use testmesh::resources::TestEnvironment;
 use testmesh_testenv::apply_yaml;
 use testmesh_testenv::http_client::{self, Answer};
 
@@ -48,6 +50,24 @@ pub async fn workspace_with(
     apply_yaml(&t.client, &role_for(&t.workspace, user))
         .await
         .expect("grant the Role");
+    // The API server's authorizer learns of a new binding through its own watch: wait
+    // until the grant is in force before testing with it.
+    let as_user: Api<TestEnvironment> = Api::namespaced(
+        t.control_plane
+            .user_client(user)
+            .await
+            .expect("user client"),
+        &t.workspace,
+    );
+    let mut granted = false;
+    for _ in 0..100 {
+        if as_user.list(&Default::default()).await.is_ok() {
+            granted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(granted, "the Role for {user} never took effect");
     let token = t
         .control_plane
         .user_token(user)
