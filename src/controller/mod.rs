@@ -261,39 +261,24 @@ async fn reconcile(
 
     let environment_cache = {
         let claims = claims.clone();
-        let claim_refs = claim_refs.clone();
-        informers::spawn(
+        controlled_informer(
             "TestEnvironment",
             environments_api,
-            watcher::Config::default(),
             environment_writer,
-            |_| {},
-            Box::new(move |environment: &TestEnvironment, change| {
-                if change == Change::Applied {
-                    let _ = environment_objects.unbounded_send(Ok(environment.clone()));
-                }
-                informers::trigger(&claim_refs, claims_of_environment(&claims, environment));
-            }),
+            environment_objects,
+            claim_refs,
+            move |environment| claims_of_environment(&claims, environment),
         )
     };
     let claim_cache = {
         let environments = environments.clone();
-        let environment_refs = environment_refs.clone();
-        informers::spawn(
+        controlled_informer(
             "TestEnvironmentClaim",
             claims_api,
-            watcher::Config::default(),
             claim_writer,
-            |_| {},
-            Box::new(move |claim: &TestEnvironmentClaim, change| {
-                if change == Change::Applied {
-                    let _ = claim_objects.unbounded_send(Ok(claim.clone()));
-                }
-                informers::trigger(
-                    &environment_refs,
-                    environments_of_claim(&environments, claim),
-                );
-            }),
+            claim_objects,
+            environment_refs.clone(),
+            move |claim| environments_of_claim(&environments, claim),
         )
     };
     let namespaces = {
@@ -431,6 +416,41 @@ async fn reconcile(
         .run(claim::reconcile, claim::error_policy, ctx)
         .for_each(log_outcome);
     futures::join!(environments_done, claims_done);
+}
+
+/// The informer of a controller's own kind: applied objects go to that controller, and
+/// every change (deletions too) to the objects of the other controller it concerns.
+fn controlled_informer<K, O>(
+    kind: &str,
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    objects: mpsc::UnboundedSender<Result<K, watcher::Error>>,
+    concerned: mpsc::UnboundedSender<ObjectRef<O>>,
+    concerns: impl Fn(&K) -> Vec<ObjectRef<O>> + Send + 'static,
+) -> Cache<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    O: kube::Resource<DynamicType = ()> + 'static,
+{
+    informers::spawn(
+        kind,
+        api,
+        watcher::Config::default(),
+        writer,
+        |_| {},
+        Box::new(move |object: &K, change| {
+            if change == Change::Applied {
+                let _ = objects.unbounded_send(Ok(object.clone()));
+            }
+            informers::trigger(&concerned, concerns(object));
+        }),
+    )
 }
 
 /// `<plural>.<group>`: the name of the CRD that defines `resource`.
