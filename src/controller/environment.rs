@@ -74,7 +74,7 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let mut now = Timestamp::now();
     let mut decision = decide(environment, &world.observed, &ctx.timing, now);
     // Creating, deleting and entering teardown are decided again on a fresh read.
-    if !decision.effects.is_empty()
+    if decision.effects.iter().any(|e| e.creates_or_deletes())
         || (decision.phase().is_tearing_down() && !previous.is_tearing_down())
     {
         world = observe::observe(environment, &uid, ctx, Source::ApiServer).await?;

@@ -137,6 +137,18 @@ pub enum Effect {
     PublishRouting,
 }
 
+impl Effect {
+    /// Creates or deletes an object: decided only on a fresh read of the world, since a
+    /// stale view is how things get created or deleted twice. Publishing the routing is
+    /// an idempotent apply of what the status already says.
+    pub fn creates_or_deletes(self) -> bool {
+        match self {
+            Effect::CreateNamespace | Effect::DeleteApp | Effect::DeleteNamespace => true,
+            Effect::PublishRouting => false,
+        }
+    }
+}
+
 /// The outcome of one decision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {

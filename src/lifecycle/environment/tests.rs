@@ -1181,3 +1181,24 @@ fn a_teardown_waiting_on_others_is_looked_at_again_without_an_event() {
     assert_eq!(destroyed.phase(), Phase::Destroyed);
     assert_eq!(recheck(&destroyed), None, "nothing left to wait for");
 }
+
+#[test]
+fn only_creating_and_deleting_need_a_fresh_read() {
+    let fresh: Vec<Effect> = [
+        Effect::CreateNamespace,
+        Effect::DeleteApp,
+        Effect::DeleteNamespace,
+        Effect::PublishRouting,
+    ]
+    .into_iter()
+    .filter(|e| e.creates_or_deletes())
+    .collect();
+    assert_eq!(
+        fresh,
+        [
+            Effect::CreateNamespace,
+            Effect::DeleteApp,
+            Effect::DeleteNamespace
+        ]
+    );
+}
