@@ -362,7 +362,9 @@ async fn reconcile(
                 let namespace = config_map.namespace().unwrap_or_default();
                 informers::trigger(
                     &environment_refs,
-                    environments_deployed_in(&environments, &namespace),
+                    refs_where(&environments, |env| {
+                        env.spec.template.namespace == namespace
+                    }),
                 );
             }),
         )
@@ -477,6 +479,20 @@ async fn log_outcome<T, E: std::fmt::Display>(result: std::result::Result<T, E>)
     }
 }
 
+/// References to the cached objects `concerned` picks: the trigger maps below differ
+/// only in their predicate.
+fn refs_where<K>(store: &Store<K>, concerned: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|object| concerned(object))
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
+        .collect()
+}
+
 /// The environments a claim may concern: the one it names or holds, and the live ones of
 /// its context.
 fn environments_of_claim(
@@ -487,19 +503,14 @@ fn environments_of_claim(
     let holding = claim
         .status
         .as_ref()
-        .and_then(|s| s.environment_name.clone());
-    environments
-        .state()
-        .iter()
-        .filter(|env| env.namespace() == workspace)
-        .filter(|env| {
-            let name = env.name_any();
-            claim.spec.environment_name.as_deref() == Some(name.as_str())
-                || holding.as_deref() == Some(name.as_str())
-                || env.spec.context == claim.spec.context
-        })
-        .map(|env| ObjectRef::from_obj(env.as_ref()))
-        .collect()
+        .and_then(|s| s.environment_name.as_deref());
+    refs_where(environments, |env| {
+        let name = env.name_any();
+        env.namespace() == workspace
+            && (claim.spec.environment_name.as_deref() == Some(name.as_str())
+                || holding == Some(name.as_str())
+                || env.spec.context == claim.spec.context)
+    })
 }
 
 /// The claims an environment's change may concern: those of its context or naming it.
@@ -509,16 +520,11 @@ fn claims_of_environment(
 ) -> Vec<ObjectRef<TestEnvironmentClaim>> {
     let workspace = environment.namespace();
     let name = environment.name_any();
-    claims
-        .state()
-        .iter()
-        .filter(|claim| claim.namespace() == workspace)
-        .filter(|claim| {
-            claim.spec.context == environment.spec.context
-                || claim.spec.environment_name.as_deref() == Some(name.as_str())
-        })
-        .map(|claim| ObjectRef::from_obj(claim.as_ref()))
-        .collect()
+    refs_where(claims, |claim| {
+        claim.namespace() == workspace
+            && (claim.spec.context == environment.spec.context
+                || claim.spec.environment_name.as_deref() == Some(name.as_str()))
+    })
 }
 
 /// A namespace TestMesh created points back at its environment.
@@ -539,21 +545,16 @@ fn environments_of_app(
 ) -> Vec<ObjectRef<TestEnvironment>> {
     let app_namespace = app.namespace().unwrap_or_default();
     let app_name = app.name_any();
-    environments
-        .state()
-        .iter()
-        .filter(|env| {
-            let spec = &env.spec.template;
-            spec.provider == provider
-                && spec.provider_app_name == app_name
-                && spec
-                    .provider_app_namespace
-                    .as_deref()
-                    .unwrap_or(default_namespace)
-                    == app_namespace
-        })
-        .map(|env| ObjectRef::from_obj(env.as_ref()))
-        .collect()
+    refs_where(environments, |env| {
+        let spec = &env.spec.template;
+        spec.provider == provider
+            && spec.provider_app_name == app_name
+            && spec
+                .provider_app_namespace
+                .as_deref()
+                .unwrap_or(default_namespace)
+                == app_namespace
+    })
 }
 
 /// The environments whose routing reads Services of `namespace`: deployed there, or
@@ -562,33 +563,15 @@ fn environments_routing_from(
     environments: &Store<TestEnvironment>,
     namespace: &str,
 ) -> Vec<ObjectRef<TestEnvironment>> {
-    environments
-        .state()
-        .iter()
-        .filter(|env| {
-            let template = &env.spec.template;
-            template.namespace == namespace
-                || template
-                    .routing
-                    .as_ref()
-                    .and_then(|r| r.baseline_namespace.as_deref())
-                    == Some(namespace)
-        })
-        .map(|env| ObjectRef::from_obj(env.as_ref()))
-        .collect()
-}
-
-/// The environments deployed into `namespace`.
-fn environments_deployed_in(
-    environments: &Store<TestEnvironment>,
-    namespace: &str,
-) -> Vec<ObjectRef<TestEnvironment>> {
-    environments
-        .state()
-        .iter()
-        .filter(|env| env.spec.template.namespace == namespace)
-        .map(|env| ObjectRef::from_obj(env.as_ref()))
-        .collect()
+    refs_where(environments, |env| {
+        let template = &env.spec.template;
+        template.namespace == namespace
+            || template
+                .routing
+                .as_ref()
+                .and_then(|r| r.baseline_namespace.as_deref())
+                == Some(namespace)
+    })
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.
