@@ -149,20 +149,20 @@ impl Collector for PhaseCollector {
             None,
             MetricType::Gauge,
         )?;
-        for phase in Phase::ALL {
-            let count = environments
-                .iter()
-                .filter(|env| {
-                    env.status
-                        .as_ref()
-                        .and_then(|s| s.phase)
-                        .unwrap_or(Phase::Cold)
-                        == phase
-                })
-                .count();
+        let mut counts = [0_i64; Phase::ALL.len()];
+        for environment in &environments {
+            let phase = environment
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(Phase::Cold);
+            if let Some(index) = Phase::ALL.iter().position(|p| *p == phase) {
+                counts[index] += 1;
+            }
+        }
+        for (phase, count) in Phase::ALL.iter().zip(counts) {
             let labels = [("phase", phase.as_str())];
-            ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX))
-                .encode(family.encode_family(&labels)?)?;
+            ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }
