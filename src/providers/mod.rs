@@ -3,6 +3,8 @@
 //! one entry in [`Providers`], and no change to the reconciler.
 
 pub mod argocd;
+#[cfg(test)]
+mod checks;
 pub mod flux;
 mod json;
 

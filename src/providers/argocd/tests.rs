@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::providers::checks::{ENVIRONMENT_NAMESPACE, Reported, check_deletion, check_readiness};
 
-const ENVIRONMENT_NAMESPACE: &str = "review-pr-123";
 const APP: &str = "Argo CD Application argocd/testmesh-pr-123";
 const REVISION: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 const CHART_REVISION: &str = "1.4.2";
@@ -13,6 +13,18 @@ const CHART_REVISION: &str = "1.4.2";
 /// An Application, built up like a sentence: `application().healthy().synced()…`.
 #[derive(Clone, Debug)]
 struct Fixture(Value);
+
+impl Reported for Fixture {
+    const APP: &'static str = APP;
+
+    fn json(&self) -> &Value {
+        &self.0
+    }
+
+    fn interpret(object: &DynamicObject, environment_namespace: &str) -> AppReport {
+        interpret(object, environment_namespace)
+    }
+}
 
 /// A freshly created Application that Argo CD has not looked at yet.
 fn application() -> Fixture {
@@ -260,31 +272,6 @@ impl Fixture {
             "blockOwnerDeletion": true,
         }]);
         self
-    }
-
-    fn report(&self) -> AppReport {
-        let app: DynamicObject =
-            serde_json::from_value(self.0.clone()).expect("the fixture is a valid object");
-        interpret(&app, ENVIRONMENT_NAMESPACE)
-    }
-}
-
-/// Checks each `(case, application, readiness, message without the app prefix)`.
-fn check_readiness<const N: usize>(cases: [(&str, Fixture, Readiness, &str); N]) {
-    for (case, app, readiness, message) in cases {
-        let report = app.report();
-        assert_eq!(
-            (&report.readiness, report.message.as_str()),
-            (&readiness, format!("{APP}: {message}").as_str()),
-            "{case}"
-        );
-    }
-}
-
-/// Checks each `(case, application, deletion)`.
-fn check_deletion<const N: usize>(cases: [(&str, Fixture, AppDeletion); N]) {
-    for (case, app, deletion) in cases {
-        assert_eq!(app.report().deletion, deletion, "{case}");
     }
 }
 

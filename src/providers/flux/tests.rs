@@ -4,8 +4,10 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::providers::checks::{
+    ENVIRONMENT_NAMESPACE, Reported, check_deletion, check_health, check_readiness,
+};
 
-const ENVIRONMENT_NAMESPACE: &str = "review-pr-123";
 const APP: &str = "Flux Kustomization flux-system/testmesh-pr-123";
 const REVISION: &str = "pr-123@sha1:4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 const NEXT_REVISION: &str = "pr-123@sha1:9c1185a5c5e9fc54612808977ee8f548b2258d31";
@@ -15,6 +17,18 @@ const NO_HEALTH_CHECKS: &str =
 /// A Kustomization, built up like a sentence: `kustomization().ready()…`.
 #[derive(Clone, Debug)]
 struct Fixture(Value);
+
+impl Reported for Fixture {
+    const APP: &'static str = APP;
+
+    fn json(&self) -> &Value {
+        &self.0
+    }
+
+    fn interpret(object: &DynamicObject, environment_namespace: &str) -> AppReport {
+        interpret(object, environment_namespace)
+    }
+}
 
 /// A freshly created Kustomization that kustomize-controller has not looked at yet.
 fn kustomization() -> Fixture {
@@ -230,38 +244,6 @@ impl Fixture {
             labels["kustomize.toolkit.fluxcd.io/namespace"] = json!(namespace);
         }
         self
-    }
-
-    fn report(&self) -> AppReport {
-        let object: DynamicObject =
-            serde_json::from_value(self.0.clone()).expect("the fixture is a valid object");
-        interpret(&object, ENVIRONMENT_NAMESPACE)
-    }
-}
-
-/// Checks each `(case, kustomization, readiness, message without the prefix)`.
-fn check_readiness<const N: usize>(cases: [(&str, Fixture, Readiness, &str); N]) {
-    for (case, kustomization, readiness, message) in cases {
-        let report = kustomization.report();
-        assert_eq!(
-            (&report.readiness, report.message.as_str()),
-            (&readiness, format!("{APP}: {message}").as_str()),
-            "{case}"
-        );
-    }
-}
-
-/// Checks each `(case, kustomization, health)`.
-fn check_health<const N: usize>(cases: [(&str, Fixture, &str); N]) {
-    for (case, kustomization, health) in cases {
-        assert_eq!(kustomization.report().health, health, "{case}");
-    }
-}
-
-/// Checks each `(case, kustomization, deletion)`.
-fn check_deletion<const N: usize>(cases: [(&str, Fixture, AppDeletion); N]) {
-    for (case, kustomization, deletion) in cases {
-        assert_eq!(kustomization.report().deletion, deletion, "{case}");
     }
 }
 
