@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::header::{HeaderValue, USER_AGENT};
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{StreamExt, stream};
 use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -248,10 +248,9 @@ async fn reconcile(
         },
     };
 
-    // Each controller's own objects, and the references other kinds' changes map to.
-    let (environment_objects, environment_events) = mpsc::unbounded();
+    // What each controller is to reconcile: its own objects as they change, and those
+    // other kinds' changes concern. The informers' caches hold the objects themselves.
     let (environment_refs, environment_triggers) = mpsc::unbounded();
-    let (claim_objects, claim_events) = mpsc::unbounded();
     let (claim_refs, claim_triggers) = mpsc::unbounded();
     let environment_writer = reflector::store::Writer::default();
     let environments = environment_writer.as_reader();
@@ -265,8 +264,8 @@ async fn reconcile(
             "TestEnvironment",
             environments_api,
             environment_writer,
-            environment_objects,
-            claim_refs,
+            environment_refs.clone(),
+            claim_refs.clone(),
             move |environment| claims_of_environment(&claims, environment),
         )
     };
@@ -276,7 +275,7 @@ async fn reconcile(
             "TestEnvironmentClaim",
             claims_api,
             claim_writer,
-            claim_objects,
+            claim_refs,
             environment_refs.clone(),
             move |claim| environments_of_claim(&environments, claim),
         )
@@ -374,10 +373,10 @@ async fn reconcile(
     // Bounded, so that thousands of environments reconciled at once (a restart, a burst of
     // expiries) share a few connections instead of opening one each.
     let bounded = || controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
-    let environment_controller = Controller::for_stream(environment_events, environments.clone())
+    let environment_controller = Controller::for_stream(stream::empty(), environments.clone())
         .with_config(bounded())
         .reconcile_on(environment_triggers);
-    let claim_controller = Controller::for_stream(claim_events, claims.clone())
+    let claim_controller = Controller::for_stream(stream::empty(), claims.clone())
         .with_config(bounded())
         .reconcile_on(claim_triggers);
     let ctx = Arc::new(Context {
@@ -426,7 +425,7 @@ fn controlled_informer<K, O>(
     kind: &str,
     api: Api<K>,
     writer: reflector::store::Writer<K>,
-    objects: mpsc::UnboundedSender<Result<K, watcher::Error>>,
+    own: mpsc::UnboundedSender<ObjectRef<K>>,
     concerned: mpsc::UnboundedSender<ObjectRef<O>>,
     concerns: impl Fn(&K) -> Vec<ObjectRef<O>> + Send + 'static,
 ) -> Cache<K>
@@ -448,7 +447,7 @@ where
         |_| {},
         Box::new(move |object: &K, change| {
             if change == Change::Applied {
-                let _ = objects.unbounded_send(Ok(object.clone()));
+                informers::trigger(&own, [ObjectRef::from_obj(object)]);
             }
             informers::trigger(&concerned, concerns(object));
         }),
