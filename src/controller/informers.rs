@@ -6,7 +6,6 @@
 //! a reconciliation started by an event always sees at least that event. What the caches
 //! cannot prove is read fresh by the reconciler (see `observe`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
@@ -18,6 +17,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 /// A cache of one kind, and whether it has listed everything once.
 pub struct Cache<K: Resource + 'static>
@@ -25,7 +25,7 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     pub store: Store<K>,
-    synced: Arc<AtomicBool>,
+    synced: watch::Receiver<bool>,
 }
 
 impl<K: Resource + Clone + 'static> Cache<K>
@@ -34,7 +34,12 @@ where
 {
     /// True once the first list is complete; before that an absent object proves nothing.
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        *self.synced.borrow()
+    }
+
+    /// Resolves once the first list is complete (at once if it is).
+    pub async fn synced(&self) {
+        let _ = self.synced.clone().wait_for(|synced| *synced).await;
     }
 
     /// The object, if cached.
@@ -83,8 +88,7 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let store = writer.as_reader();
-    let synced = Arc::new(AtomicBool::new(false));
-    let flag = synced.clone();
+    let (flag, synced) = watch::channel(false);
     let kind = kind.to_owned();
     let events = watcher(api, config)
         .default_backoff()
@@ -105,7 +109,7 @@ where
                 }
                 Ok(watcher::Event::Delete(object)) => on_change(&object, Change::Deleted),
                 Ok(watcher::Event::InitDone) => {
-                    if !flag.swap(true, Ordering::AcqRel) {
+                    if !flag.send_replace(true) {
                         tracing::debug!(%kind, "cache synced");
                     }
                 }

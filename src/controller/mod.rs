@@ -465,9 +465,7 @@ async fn report_ready(
     claims: Cache<TestEnvironmentClaim>,
     ready: Arc<AtomicBool>,
 ) {
-    while !(environments.is_synced() && claims.is_synced()) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    futures::join!(environments.synced(), claims.synced());
     ready.store(true, Ordering::Relaxed);
     tracing::info!("caches synced; ready");
 }
