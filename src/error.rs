@@ -16,6 +16,8 @@ pub enum Error {
     Connect(#[source] kube::Error),
     #[error("lost the leader Lease; exiting so that only the new leader reconciles")]
     LeadershipLost,
+    #[error("cannot read back a cached object: {0}")]
+    Unpack(#[from] serde_json::Error),
 }
 
 impl Error {
@@ -30,6 +32,7 @@ impl Error {
             Error::Http { .. } => "http",
             Error::Connect(_) => "connect",
             Error::LeadershipLost => "leadership_lost",
+            Error::Unpack(_) => "unpack",
         }
     }
 }

@@ -8,8 +8,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
@@ -72,32 +72,36 @@ pub enum Change {
     Deleted,
 }
 
-/// Starts watching `api` into `writer`'s cache; `on_change` runs after the cache took the
-/// event. Watch errors are retried with backoff and logged, never passed on (a GitOps
-/// controller that is not installed must not slow anything else down).
-pub fn spawn<K>(
+/// Starts watching `api` into `writer`'s cache, keeping of each object what `keep` makes
+/// of it; `on_change` runs after the cache took the event. Watch errors are retried with
+/// backoff and logged, never passed on (a GitOps controller that is not installed must
+/// not slow anything else down).
+pub fn spawn<K, S>(
     kind: &str,
     api: Api<K>,
     config: watcher::Config,
-    writer: Writer<K>,
-    trim: impl Fn(&mut K) + Send + Sync + 'static,
-    mut on_change: OnChange<K>,
-) -> Cache<K>
+    writer: Writer<S>,
+    mut keep: impl FnMut(K) -> S + Send + 'static,
+    mut on_change: OnChange<S>,
+) -> Cache<S>
 where
-    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
+    S: Resource + Clone + Send + Sync + 'static,
+    S::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let store = writer.as_reader();
     let (flag, synced) = watch::channel(false);
     let kind = kind.to_owned();
     let events = watcher(api, config)
         .default_backoff()
-        // Managed fields and kubectl's last-applied copy are most of an object's size, and
-        // nothing here reads them.
-        .modify(move |object: &mut K| {
-            object.managed_fields_mut().clear();
-            object.annotations_mut().remove(LAST_APPLIED);
-            trim(object);
+        .map_ok(move |event| {
+            map_objects(event, |mut object| {
+                // Managed fields and kubectl's last-applied copy are most of an object's
+                // size, and nothing here reads them.
+                object.managed_fields_mut().clear();
+                object.annotations_mut().remove(LAST_APPLIED);
+                keep(object)
+            })
         })
         .reflect(writer);
     tokio::spawn(async move {
@@ -119,6 +123,17 @@ where
         }
     });
     Cache { store, synced }
+}
+
+/// The same event, carrying `f` of each object.
+fn map_objects<K, S>(event: watcher::Event<K>, mut f: impl FnMut(K) -> S) -> watcher::Event<S> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(f(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(f(object)),
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(f(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// Sends each of `targets` to `sender`, ignoring a closed channel (the operator is

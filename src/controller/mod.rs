@@ -5,8 +5,10 @@
 mod apply;
 mod claim;
 mod environment;
+mod events;
 mod informers;
 mod observe;
+mod packed;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,7 +21,6 @@ use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, controller, reflector, watcher};
 use kube::{Client, ResourceExt};
@@ -38,7 +39,9 @@ use crate::resources::{
     ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, ROUTING_CONFIG_MAP,
     TestEnvironment, TestEnvironmentClaim,
 };
+use events::Recorder;
 use informers::{Cache, Change};
+use packed::PackedApp;
 
 pub use apply::FIELD_MANAGER;
 
@@ -69,7 +72,7 @@ pub struct Caches {
     pub namespaces: Cache<Namespace>,
     /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
     /// CRD is installed.
-    pub apps: Vec<(Provider, Arc<OnceLock<Cache<DynamicObject>>>)>,
+    pub apps: Vec<(Provider, Arc<OnceLock<Cache<PackedApp>>>)>,
     /// Every Service of the cluster, for routing.
     pub services: Cache<Service>,
     /// The `testmesh-routing` ConfigMaps.
@@ -77,7 +80,7 @@ pub struct Caches {
 }
 
 impl Caches {
-    pub fn apps_of(&self, provider: Provider) -> Option<&Cache<DynamicObject>> {
+    pub fn apps_of(&self, provider: Provider) -> Option<&Cache<PackedApp>> {
         self.apps
             .iter()
             .find(|(p, _)| *p == provider)
@@ -288,7 +291,12 @@ async fn reconcile(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
             reflector::store::Writer::default(),
-            |_| {},
+            // Its labels only selected it; its spec is the namespace controller's.
+            |mut namespace: Namespace| {
+                namespace.labels_mut().clear();
+                namespace.spec = None;
+                namespace
+            },
             Box::new(move |namespace: &Namespace, _| {
                 let owner = environment_of_namespace(namespace)
                     .filter(|env| scope.is_none() || env.namespace == scope);
@@ -312,8 +320,11 @@ async fn reconcile(
                     apps_api,
                     watcher::Config::default(),
                     reflector::store::Writer::new(resource.clone()),
-                    trim,
-                    Box::new(move |app: &DynamicObject, _| {
+                    move |mut app: DynamicObject| {
+                        trim(&mut app);
+                        PackedApp::pack(app)
+                    },
+                    Box::new(move |app: &PackedApp, _| {
                         informers::trigger(
                             &environment_refs,
                             environments_of_app(&environments, provider, &default_namespace, app),
@@ -339,7 +350,7 @@ async fn reconcile(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
             reflector::store::Writer::default(),
-            |_| {},
+            |service| service,
             Box::new(move |service: &Service, _| {
                 let namespace = service.namespace().unwrap_or_default();
                 informers::trigger(
@@ -356,7 +367,12 @@ async fn reconcile(
             Api::<ConfigMap>::all(client.clone()),
             watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
             reflector::store::Writer::default(),
-            |_| {},
+            // Only its data is compared with the policy.
+            |mut config_map: ConfigMap| {
+                config_map.labels_mut().clear();
+                config_map.annotations_mut().clear();
+                config_map
+            },
             Box::new(move |config_map: &ConfigMap, _| {
                 let namespace = config_map.namespace().unwrap_or_default();
                 informers::trigger(
@@ -380,13 +396,7 @@ async fn reconcile(
         .with_config(bounded())
         .reconcile_on(claim_triggers);
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "testmesh".into(),
-                instance: Some(identity),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), "testmesh", &identity),
         client,
         providers,
         policy: config.namespace_policy(),
@@ -444,7 +454,7 @@ where
         api,
         watcher::Config::default(),
         writer,
-        |_| {},
+        |object| object,
         Box::new(move |object: &K, change| {
             if change == Change::Applied {
                 informers::trigger(&own, [ObjectRef::from_obj(object)]);
@@ -538,7 +548,7 @@ fn environments_of_app(
     environments: &Store<TestEnvironment>,
     provider: Provider,
     default_namespace: &str,
-    app: &DynamicObject,
+    app: &PackedApp,
 ) -> Vec<ObjectRef<TestEnvironment>> {
     let app_namespace = app.namespace().unwrap_or_default();
     let app_name = app.name_any();

@@ -73,9 +73,10 @@ pub async fn observe(
         .apps_of(spec.provider)
         .filter(|cache| source == Source::Cache && cache.is_synced());
     let app = match cached_apps {
-        Some(cache) => {
-            cache.get(&ObjectRef::new_with(&spec.provider_app_name, resource).within(app_namespace))
-        }
+        Some(cache) => cache
+            .get(&ObjectRef::new_with(&spec.provider_app_name, resource).within(app_namespace))
+            .map(|packed| packed.unpack().map(Arc::new))
+            .transpose()?,
         None => api.get_opt(&spec.provider_app_name).await?.map(Arc::new),
     };
     let (app_state, app) = match app {
