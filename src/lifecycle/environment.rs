@@ -438,6 +438,11 @@ impl Step<'_> {
                         message,
                     ),
                 );
+                // The final form `stay_destroyed` keeps, so the record needs no second
+                // write (a destroy request is a new generation).
+                for condition in &mut decision.status.conditions {
+                    condition.observed_generation = Some(self.generation);
+                }
             }
         }
     }

@@ -724,6 +724,28 @@ fn teardown_reports_what_blocks_the_namespace() {
     );
 }
 
+/// A destroy request is a new generation: the `destroyed` write stamps it on every
+/// condition, as the destroyed record keeps them, so nothing is written after it.
+#[test]
+fn the_destroyed_write_is_final_even_for_a_new_generation() {
+    let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
+    let ready_at_generation_1 = warm.decide(&world(), CREATED + 1);
+    let destroying = warm
+        .after(&ready_at_generation_1)
+        .generation(2)
+        .in_phase(Phase::Destroying);
+    let gone = world()
+        .no_app()
+        .no_namespace()
+        .teardown(TeardownRequest::Destroy);
+    let done = destroying.decide(&gone, CREATED + 2);
+    assert_eq!(done.phase(), Phase::Destroyed);
+    let mut record = destroying.clone();
+    record.0.status = Some(stored(&done));
+    let again = record.decide(&gone, CREATED + 3);
+    assert_eq!(again.status, stored(&done), "no second write");
+}
+
 #[test]
 fn teardown_keeps_its_cause_and_start_across_decisions() {
     let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
