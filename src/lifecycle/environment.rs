@@ -202,6 +202,7 @@ pub fn decide(
     };
 
     if previous == Phase::Destroyed {
+        keep_last_seen_app(&mut decision, &current, &observed.app);
         step.stay_destroyed(&mut decision);
         return decision;
     }
@@ -253,6 +254,7 @@ pub fn decide(
         _ => None,
     };
     if let Some(cause) = teardown_reason {
+        keep_last_seen_app(&mut decision, &current, &observed.app);
         step.tear_down(&mut decision, cause);
         return decision;
     }
@@ -272,6 +274,15 @@ pub fn decide(
         Some(Time(expires_at))
     };
     decision
+}
+
+/// Once teardown has begun, an app that is gone leaves its last observed summary in the
+/// status: teardown deleted it (or it was gone already), the record keeps what was
+/// deployed, and the app's disappearance costs no status write of its own.
+fn keep_last_seen_app(decision: &mut Decision, current: &TestEnvironmentStatus, app: &AppState) {
+    if *app == AppState::Missing && current.provider.is_some() {
+        decision.status.provider = current.provider.clone();
+    }
 }
 
 /// When an idle environment expires: TTL after its last use, or after its creation if it

@@ -747,6 +747,51 @@ fn the_destroyed_write_is_final_even_for_a_new_generation() {
 }
 
 #[test]
+fn the_app_gone_during_teardown_leaves_its_last_summary() {
+    let warm = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .health_since("Healthy", CREATED);
+    let now = CREATED + minutes(60);
+    let entering = warm.decide(&world(), now);
+    let last_seen = entering.status.provider.clone();
+    assert_eq!(
+        last_seen.as_ref().and_then(|p| p.health.as_deref()),
+        Some("Healthy")
+    );
+    let gone = warm
+        .clone()
+        .after(&entering)
+        .decide(&world().no_app(), now + 1);
+    assert_eq!(gone.status.provider, last_seen, "tearing down");
+    let done = warm
+        .clone()
+        .after(&gone)
+        .decide(&world().no_app().no_namespace(), now + 2);
+    assert_eq!(done.phase(), Phase::Destroyed);
+    assert_eq!(done.status.provider, last_seen, "destroyed");
+    let later = warm
+        .after(&done)
+        .decide(&world().no_app().no_namespace(), now + 3);
+    assert_eq!(later.status, done.status, "the record stays as written");
+
+    // Before teardown a missing app is reported as such: it counts towards a failure.
+    let provisioning = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .health_since("Healthy", CREATED)
+        .decide(&world().no_app(), CREATED + 5);
+    assert_eq!(
+        provisioning
+            .status
+            .provider
+            .and_then(|p| p.health)
+            .as_deref(),
+        Some("Missing")
+    );
+}
+
+#[test]
 fn teardown_keeps_its_cause_and_start_across_decisions() {
     let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
     let started = warm.decide(&world().teardown(TeardownRequest::Destroy), CREATED + 5);
