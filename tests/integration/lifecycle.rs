@@ -173,6 +173,10 @@ async fn cold_to_warm_to_expired_to_destroyed() {
         app_deleted.duration_since(expires),
     );
     let writes = operator_writes(&t, "happy-app", &namespace);
+    assert!(
+        writes.iter().any(|w| w == "patch testenvironments"),
+        "created without the finalizer, the environment gets it from the operator: {writes:?}"
+    );
     let object_writes = writes.iter().filter(|w| !w.ends_with("events")).count();
     println!(
         "operator writes for one lifecycle: {object_writes} object writes + {} events: {writes:?}",
