@@ -43,7 +43,8 @@ test: lint check-crds check-chart test-assets fuzz-tools browser-tools ## Lint, 
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
-bench: test-assets peer-tools ## The figures of issue 8 on the real control plane, beside the peer TTL cleaner; writes target/bench/lifecycle.json.
+# chart-tools: the lifecycle runs with the chart's admission policy, rendered by helm.
+bench: test-assets peer-tools chart-tools ## The figures of issue 8 on the real control plane, beside the peer TTL cleaner; writes target/bench/lifecycle.json.
 	$(CARGO) bench --bench lifecycle
 
 .PHONY: bench-peer
