@@ -17,8 +17,9 @@ use crate::lifecycle::conditions::{self, READY};
 use crate::lifecycle::{ClaimPhase, Phase};
 use crate::resources::validation::{DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE};
 use crate::resources::{
-    DEFAULT_TTL_MINUTES, EnvironmentTemplate, Provider, RoutingSpec, ServiceSpec, TestEnvironment,
-    TestEnvironmentClaim, TestEnvironmentClaimSpec, TestEnvironmentSpec,
+    DEFAULT_TTL_MINUTES, EnvironmentTemplate, Provider, RoutingSpec, ServiceSpec,
+    TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimSpec,
+    TestEnvironmentSpec,
 };
 
 /// A test environment.
@@ -327,9 +328,13 @@ impl From<&Condition> for ConditionView {
 }
 
 impl NewEnvironment {
-    /// The TestEnvironment to create: named `id`, or generated from the context.
+    /// The TestEnvironment to create: named `id`, or generated from the context, and
+    /// carrying the teardown finalizer from birth (so the operator has none to add).
     pub fn into_resource(self) -> TestEnvironment {
-        let metadata = object_meta(self.id, &self.context);
+        let metadata = ObjectMeta {
+            finalizers: Some(vec![TEARDOWN_FINALIZER.to_owned()]),
+            ..object_meta(self.id, &self.context)
+        };
         let template = NewTemplate {
             name: self.name,
             provider: self.provider,

@@ -22,7 +22,7 @@ use crate::lifecycle::claims::{self, ClaimDecision, QueueEntry, Target, decide_c
 use crate::lifecycle::reuse::{self, Candidate};
 use crate::lifecycle::{ClaimPhase, Phase, conditions, ttl};
 use crate::resources::{
-    CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TestEnvironment,
+    CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TEARDOWN_FINALIZER, TestEnvironment,
     TestEnvironmentClaim, TestEnvironmentSpec,
 };
 
@@ -227,7 +227,8 @@ fn is_tearing_down(environment: &TestEnvironment) -> bool {
             .is_some_and(Phase::is_tearing_down)
 }
 
-/// Creates the environment a claim asked for from its template, marked as made for it.
+/// Creates the environment a claim asked for from its template, marked as made for it and
+/// carrying the teardown finalizer from birth.
 async fn create_environment(
     claim: &TestEnvironmentClaim,
     uid: &str,
@@ -250,6 +251,8 @@ async fn create_environment(
                 CREATED_FOR_CLAIM_ANNOTATION.to_owned(),
                 claim.name_any(),
             )])),
+            // Born with it: the environment reconciler has no finalizer to add.
+            finalizers: Some(vec![TEARDOWN_FINALIZER.to_owned()]),
             ..ObjectMeta::default()
         },
         spec: TestEnvironmentSpec {

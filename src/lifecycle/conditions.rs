@@ -49,9 +49,13 @@ pub mod reason {
     pub const DESTROY_REQUESTED: &str = "DestroyRequested";
     /// The TestEnvironment object is being deleted.
     pub const DELETED: &str = "Deleted";
-    /// Teardown waits for the provider's app to be deleted (it prunes what it deployed).
+    /// Teardown is under way and waits on nobody: the app is deleted, then the namespace.
+    pub const TEARING_DOWN: &str = "TearingDown";
+    /// Teardown waits for the provider, which is deleting its app (pruning what it
+    /// deployed).
     pub const WAITING_FOR_APP_DELETION: &str = "WaitingForAppDeletion";
-    /// Teardown waits for the namespace to finish terminating.
+    /// Teardown waits for a terminating namespace that reports what blocks it; also the
+    /// `Ready` reason when the namespace is deleted outside of a teardown.
     pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
     /// Every declared service is routed.
     pub const ALL_SERVICES_ROUTED: &str = "AllServicesRouted";

@@ -107,6 +107,15 @@ pub enum TeardownRequest {
     Delete,
 }
 
+/// Where teardown stands with the provider's app while it still exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppStep {
+    /// The operator deletes it: on the next look it is gone, or its provider is deleting it.
+    Deleting,
+    /// The provider is deleting it and pruning what it deployed: a wait on someone else.
+    ProviderDeleting,
+}
+
 /// Everything the reconciler observed about one environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -202,6 +211,7 @@ pub fn decide(
     };
 
     if previous == Phase::Destroyed {
+        keep_last_seen_app(&mut decision, &current, &observed.app);
         step.stay_destroyed(&mut decision);
         return decision;
     }
@@ -253,6 +263,7 @@ pub fn decide(
         _ => None,
     };
     if let Some(cause) = teardown_reason {
+        keep_last_seen_app(&mut decision, &current, &observed.app);
         step.tear_down(&mut decision, cause);
         return decision;
     }
@@ -272,6 +283,15 @@ pub fn decide(
         Some(Time(expires_at))
     };
     decision
+}
+
+/// Once teardown has begun, an app that is gone leaves its last observed summary in the
+/// status: teardown deleted it (or it was gone already), the record keeps what was
+/// deployed, and the app's disappearance costs no status write of its own.
+fn keep_last_seen_app(decision: &mut Decision, current: &TestEnvironmentStatus, app: &AppState) {
+    if *app == AppState::Missing && current.provider.is_some() {
+        decision.status.provider = current.provider.clone();
+    }
 }
 
 /// When an idle environment expires: TTL after its last use, or after its creation if it
@@ -340,105 +360,153 @@ impl Step<'_> {
 
     /// Deletes the provider's app (so it prunes what it deployed), then the namespace;
     /// reports `destroyed` only when the namespace is gone.
+    ///
+    /// `Destroyed=False` names a wait only when there is one on someone else: the
+    /// provider deleting its app (`WaitingForAppDeletion`), or a terminating namespace
+    /// that reports what blocks it (`NamespaceTerminating`). Otherwise it says
+    /// `TearingDown`, with a message that is the same at every step, so a teardown that
+    /// nobody holds up costs two status writes: entering it and finishing it.
     fn tear_down(&self, decision: &mut Decision, cause: &'static str) {
         let status = &mut decision.status;
         status.teardown_started_at.get_or_insert(Time(self.now));
+        // What holds for the whole teardown, shown with every step.
         let mut notes = Vec::new();
         // The app is only this environment's to delete if the namespace it deploys into
         // is: an environment that never created its namespace (refused, taken, or torn
         // down before provisioning) deletes no app, whatever the app's destination says.
         let owns_namespace = matches!(self.observed.namespace, NamespaceState::Owned { .. });
-        let waiting_for_app = match &self.observed.app {
+        let mut app_kept = false;
+        let app = match &self.observed.app {
             AppState::Present(app) => match &app.deletion {
                 AppDeletion::Deletable if owns_namespace => {
                     decision.effects.push(Effect::DeleteApp);
-                    true
+                    Some(AppStep::Deleting)
                 }
                 AppDeletion::Deletable => {
+                    app_kept = true;
                     notes.push(
                         "provider app kept: the environment does not own the namespace it deploys into"
                             .to_owned(),
                     );
-                    false
+                    None
                 }
-                AppDeletion::InProgress => true,
+                AppDeletion::InProgress => Some(AppStep::ProviderDeleting),
                 AppDeletion::Retained(why) => {
+                    app_kept = true;
                     notes.push(format!("provider app kept: {why}"));
-                    false
+                    None
                 }
             },
-            AppState::Missing => false,
+            AppState::Missing => None,
         };
-        let not_ready =
-            |message: &str| Verdict::new(conditions::READY, ConditionStatus::False, cause, message);
-        if waiting_for_app {
-            let mut message =
-                "waiting for the provider to delete its app and prune what it deployed".to_owned();
-            if let Some(note) = &self.observed.teardown_note {
-                message = format!("{message}; {note}");
-            }
-            self.enter(decision, Phase::Destroying, not_ready("tearing down"));
-            self.set(
-                decision,
-                Verdict::new(
-                    conditions::DESTROYED,
-                    ConditionStatus::False,
-                    reason::WAITING_FOR_APP_DELETION,
-                    message,
-                ),
-            );
-            self.recheck_teardown(decision);
-            return;
+        if app.is_some()
+            && let Some(note) = &self.observed.teardown_note
+        {
+            notes.push(note.clone());
         }
-        match &self.observed.namespace {
-            NamespaceState::Owned {
-                terminating,
-                blockers,
-            } => {
+        let with_notes = |message: &str| {
+            std::iter::once(message.to_owned())
+                .chain(notes.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let tearing_down = || {
+            let plan = if app_kept {
+                "deleting the namespace"
+            } else {
+                "deleting the provider's app, then the namespace"
+            };
+            (reason::TEARING_DOWN, with_notes(plan))
+        };
+        let (destroyed_reason, message) = match (app, &self.observed.namespace) {
+            (Some(AppStep::ProviderDeleting), _) => (
+                reason::WAITING_FOR_APP_DELETION,
+                with_notes("waiting for the provider to delete its app and prune what it deployed"),
+            ),
+            (Some(AppStep::Deleting), _) => tearing_down(),
+            (
+                None,
+                NamespaceState::Owned {
+                    terminating: true,
+                    blockers: Some(blockers),
+                },
+            ) => (
+                reason::NAMESPACE_TERMINATING,
+                with_notes(&format!("namespace is terminating: {blockers}")),
+            ),
+            (None, NamespaceState::Owned { terminating, .. }) => {
                 if !terminating {
                     decision.effects.push(Effect::DeleteNamespace);
                 }
-                let message = match blockers {
-                    Some(blockers) => format!("namespace is terminating: {blockers}"),
-                    None => "namespace is terminating".to_owned(),
-                };
-                self.recheck_teardown(decision);
-                notes.insert(0, message);
-                self.enter(decision, Phase::Destroying, not_ready("tearing down"));
-                self.set(
-                    decision,
-                    Verdict::new(
-                        conditions::DESTROYED,
-                        ConditionStatus::False,
-                        reason::NAMESPACE_TERMINATING,
-                        notes.join("; "),
-                    ),
-                );
+                tearing_down()
             }
-            NamespaceState::Absent | NamespaceState::NotOwned | NamespaceState::Refused(_) => {
+            (
+                None,
+                NamespaceState::Absent | NamespaceState::NotOwned | NamespaceState::Refused(_),
+            ) => {
                 if !matches!(self.observed.namespace, NamespaceState::Absent) {
                     notes.push("namespace kept: not created by this environment".to_owned());
                 }
-                decision.status.destroyed_at = Some(Time(self.now));
-                decision.status.claimed_by.clear();
-                decision.status.held_since = None;
-                decision.status.holder_reused = None;
-                self.enter(decision, Phase::Destroyed, not_ready("destroyed"));
-                let message = if notes.is_empty() {
-                    "namespace deleted".to_owned()
-                } else {
-                    notes.join("; ")
-                };
-                self.set(
-                    decision,
-                    Verdict::new(
-                        conditions::DESTROYED,
-                        ConditionStatus::True,
-                        reason::TEARDOWN_COMPLETE,
-                        message,
-                    ),
-                );
+                self.finish_teardown(decision, cause, notes);
+                return;
             }
+        };
+        self.enter(
+            decision,
+            Phase::Destroying,
+            Verdict::new(
+                conditions::READY,
+                ConditionStatus::False,
+                cause,
+                "tearing down",
+            ),
+        );
+        self.set(
+            decision,
+            Verdict::new(
+                conditions::DESTROYED,
+                ConditionStatus::False,
+                destroyed_reason,
+                message,
+            ),
+        );
+        self.recheck_teardown(decision);
+    }
+
+    /// The namespace is gone (or was never this environment's): `destroyed`, in the
+    /// final form [`Step::stay_destroyed`] keeps, so the record needs no second write.
+    fn finish_teardown(&self, decision: &mut Decision, cause: &'static str, notes: Vec<String>) {
+        let status = &mut decision.status;
+        status.destroyed_at = Some(Time(self.now));
+        status.claimed_by.clear();
+        status.held_since = None;
+        status.holder_reused = None;
+        self.enter(
+            decision,
+            Phase::Destroyed,
+            Verdict::new(
+                conditions::READY,
+                ConditionStatus::False,
+                cause,
+                "destroyed",
+            ),
+        );
+        let message = if notes.is_empty() {
+            "namespace deleted".to_owned()
+        } else {
+            notes.join("; ")
+        };
+        self.set(
+            decision,
+            Verdict::new(
+                conditions::DESTROYED,
+                ConditionStatus::True,
+                reason::TEARDOWN_COMPLETE,
+                message,
+            ),
+        );
+        for condition in &mut decision.status.conditions {
+            condition.observed_generation = Some(self.generation);
         }
     }
 

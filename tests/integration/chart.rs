@@ -4,6 +4,9 @@
 //! chart's ServiceAccount — serves a claim through Argo CD and an environment through
 //! Flux, from creation to deleted record, with nothing but the chart's permissions.
 //!
+//! On Kubernetes 1.36 (the test control plane's release) the chart's admission policy
+//! gives environments their teardown finalizer as they are created.
+//!
 //! Rendering needs the helm that `make chart-tools` builds (`make test` builds it first).
 
 use std::collections::BTreeSet;
@@ -17,12 +20,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use testmesh::lifecycle::{ClaimPhase, Phase};
-use testmesh::resources::{ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim};
+use testmesh::resources::{
+    ROUTING_CONFIG_MAP, TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentClaim,
+};
 use testmesh_testenv::argocd::{self, ArgoCd};
+use testmesh_testenv::chart;
 use testmesh_testenv::flux::{self, Flux};
-use testmesh_testenv::{ControlPlane, apply_yaml, with_temp_namespace};
+use testmesh_testenv::{OPERATOR_USER, apply_yaml, with_temp_namespace};
 
-use crate::support::{REACTION, phase_of, repo_root, run, wait_for, workspace};
+use crate::support::{REACTION, operated_workspace, phase_of, run, wait_for, workspace};
 
 /// The chart's RBAC and identity: applied for real in the lifecycle test.
 const RBAC_KINDS: [&str; 5] = [
@@ -33,32 +39,10 @@ const RBAC_KINDS: [&str; 5] = [
     "RoleBinding",
 ];
 
-/// The helm `make chart-tools` builds.
-fn helm() -> PathBuf {
-    let helm = repo_root().join("target/tools/bin/helm");
-    assert!(
-        helm.is_file(),
-        "{} is missing: run `make chart-tools` (`make check-chart` and `make test` build it)",
-        helm.display()
-    );
-    helm
-}
-
 /// `helm template` of the chart as `release` in `namespace`, CRDs included, with
-/// `values` (written as JSON, which is YAML) over the defaults.
+/// `values` over the defaults, for the test control plane's API versions.
 fn render(release: &str, namespace: &str, values: &Value) -> String {
-    let dir = ControlPlane::shared().run_dir().join("chart");
-    std::fs::create_dir_all(&dir).expect("chart work directory");
-    let values_file = dir.join(format!("{release}-values.json"));
-    std::fs::write(&values_file, values.to_string()).expect("write values");
-    let mut helm = Command::new(helm());
-    helm.args(["template", release])
-        .arg(repo_root().join("charts/testmesh"))
-        .args(["--namespace", namespace, "--include-crds", "--values"])
-        .arg(&values_file);
-    let (ok, stdout, stderr) = run(helm);
-    assert!(ok, "helm template failed:\n{stderr}");
-    stdout
+    chart::render(release, namespace, values, &["--include-crds"])
 }
 
 fn objects(rendered: &str) -> Vec<Value> {
@@ -106,6 +90,8 @@ async fn everything_the_chart_renders_is_accepted_by_the_api_server() {
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
             "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
@@ -294,6 +280,17 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
     apply_yaml(&client, &rbac.join("\n---\n"))
         .await
         .expect("apply the chart's RBAC");
+    // As on a Kubernetes 1.36 cluster: environments are born with their finalizer.
+    let policy: Vec<String> = objects
+        .iter()
+        .filter(|object| kind(object).starts_with("MutatingAdmissionPolicy"))
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(policy.len(), 2, "the admission policy and its binding");
+    apply_yaml(&client, &policy.join("\n---\n"))
+        .await
+        .expect("apply the chart's admission policy");
+    chart::wait_for_teardown_finalizer_policy(&client, &workspace).await;
 
     let service_account = of_kind(&objects, "ServiceAccount")["metadata"]["name"]
         .as_str()
@@ -484,6 +481,8 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
         .collect();
     for expected in [
         "create testenvironments",
+        // Removing the finalizer once a deleted record is torn down (the admission
+        // policy added it).
         "patch testenvironments",
         "patch testenvironments/status",
         "delete testenvironments",
@@ -505,4 +504,62 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
             "expected the operator to {expected}; it made: {made:#?}"
         );
     }
+}
+
+/// With the chart's admission policy in place, a TestEnvironment created with a plain
+/// create has the teardown finalizer in the create response, finalizers it already has
+/// are kept, and the operator patches nothing into it on the way to `warm`.
+#[tokio::test]
+async fn the_charts_admission_policy_gives_environments_their_finalizer_at_birth() {
+    let t = operated_workspace("chart-policy", &[]).await;
+    chart::install_teardown_finalizer_policy(&t.client, &t.workspace).await;
+    let namespace = t.healthy_app("born-app").await;
+    let created = t
+        .create(&t.environment("born", &namespace, "born-app", 30))
+        .await;
+    assert_eq!(
+        created.metadata.finalizers,
+        Some(vec![TEARDOWN_FINALIZER.to_owned()])
+    );
+
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for (given, expected) in [
+        (
+            vec!["example.com/keep"],
+            vec!["example.com/keep", TEARDOWN_FINALIZER],
+        ),
+        (vec![TEARDOWN_FINALIZER], vec![TEARDOWN_FINALIZER]),
+        (vec![], vec![TEARDOWN_FINALIZER]),
+    ] {
+        let mut environment = t.environment("dry-run", &namespace, "born-app", 30);
+        environment.metadata.finalizers = Some(given.iter().map(|f| (*f).to_owned()).collect());
+        let created = t
+            .environments
+            .create(&dry_run, &environment)
+            .await
+            .expect("dry-run create");
+        assert_eq!(
+            created.metadata.finalizers.unwrap_or_default(),
+            expected,
+            "created with {given:?}"
+        );
+    }
+
+    t.wait_phase("born", Phase::Warm, REACTION).await;
+    let finalizer_patches: Vec<_> = t
+        .control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.user == OPERATOR_USER && w.resource == "testenvironments")
+        .filter(|w| w.subresource.is_none() && w.verb == "patch")
+        .filter(|w| w.namespace.as_deref() == Some(t.workspace.as_str()))
+        .collect();
+    assert!(
+        finalizer_patches.is_empty(),
+        "the operator patched the environment: {finalizer_patches:#?}"
+    );
 }

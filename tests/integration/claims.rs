@@ -165,6 +165,18 @@ async fn a_warm_environment_is_reused_and_release_starts_its_ttl() {
         .await
         .expect("list");
     assert_eq!(environments.items.len(), 1, "one environment per context");
+    let finalizer_patches = t
+        .control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.user == OPERATOR_USER && w.resource == "testenvironments")
+        .filter(|w| w.verb == "patch" && w.subresource.is_none())
+        .count();
+    assert_eq!(
+        finalizer_patches, 0,
+        "the environment was created with its finalizer"
+    );
 }
 
 #[tokio::test]

@@ -119,16 +119,16 @@ async fn cold_to_warm_to_expired_to_destroyed() {
         "{metrics}"
     );
 
-    // While the namespace terminates, the environment says what still blocks it.
+    // While it tears down, the environment says so.
     let terminating = wait_for(
         &t.environments,
         "happy",
         Duration::from_secs(120),
-        "tearing down its namespace",
+        "tearing down",
         |e| {
             e.and_then(|e| e.status.as_ref())
                 .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-                .is_some_and(|c| c.reason == "NamespaceTerminating" || c.status == "True")
+                .is_some_and(|c| c.reason == "TearingDown" || c.status == "True")
         },
     )
     .await
@@ -173,6 +173,10 @@ async fn cold_to_warm_to_expired_to_destroyed() {
         app_deleted.duration_since(expires),
     );
     let writes = operator_writes(&t, "happy-app", &namespace);
+    assert!(
+        writes.iter().any(|w| w == "patch testenvironments"),
+        "created without the finalizer, the environment gets it from the operator: {writes:?}"
+    );
     let object_writes = writes.iter().filter(|w| !w.ends_with("events")).count();
     println!(
         "operator writes for one lifecycle: {object_writes} object writes + {} events: {writes:?}",
@@ -354,6 +358,113 @@ async fn kubectl_delete_tears_down_through_the_finalizer() {
         t.argo.get("delete-app").await.is_none(),
         "Application deleted"
     );
+}
+
+/// The operator's status writes for the environment `name`, received from `since` on.
+fn status_writes_since(t: &Operated, name: &str, since: Timestamp) -> Vec<String> {
+    t.control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.user == OPERATOR_USER && w.code < 300)
+        .filter(|w| w.resource == "testenvironments" && w.subresource.as_deref() == Some("status"))
+        .filter(|w| w.name.as_deref() == Some(name))
+        .filter(|w| {
+            w.received_at
+                .parse::<Timestamp>()
+                .is_ok_and(|at| at >= since)
+        })
+        .map(|w| format!("{} {}", w.received_at, w.request_uri))
+        .collect()
+}
+
+/// An Application without a finalizer is gone as soon as it is deleted, and an empty
+/// namespace terminates without reporting blockers: nothing waits on anyone, and the
+/// status is written twice — entering teardown (before any delete) and `destroyed`.
+#[tokio::test]
+async fn a_teardown_nobody_holds_up_writes_the_status_twice() {
+    let t = operated_workspace("twowrites", &[]).await;
+    let namespace = t.healthy_app("quick-app").await;
+    t.create(&t.environment("quick", &namespace, "quick-app", 30))
+        .await;
+    t.wait_phase("quick", Phase::Warm, REACTION).await;
+
+    let destroy_requested = Timestamp::now();
+    let destroyed = t.destroy("quick").await;
+    assert!(t.namespace(&namespace).await.is_none());
+    assert!(t.argo.get("quick-app").await.is_none());
+    let destroyed_condition = destroyed
+        .status
+        .as_ref()
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default();
+    assert_eq!(
+        destroyed_condition,
+        ("True".into(), "TeardownComplete".into())
+    );
+    // Nothing more is written once destroyed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = status_writes_since(&t, "quick", destroy_requested);
+    assert_eq!(
+        writes.len(),
+        2,
+        "status writes during teardown: {writes:#?}"
+    );
+}
+
+/// A namespace held up by a finalizer says so while it waits, and the environment
+/// finishes by itself once the finalizer is gone.
+#[tokio::test]
+async fn a_namespace_held_up_by_a_finalizer_is_reported_until_it_is_free() {
+    let t = operated_workspace("held", &[]).await;
+    let namespace = t.healthy_app("held-app").await;
+    t.create(&t.environment("held", &namespace, "held-app", 30))
+        .await;
+    t.wait_phase("held", Phase::Warm, REACTION).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(t.client.clone(), &namespace);
+    let stuck: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "stuck", "finalizers": ["example.com/hold"]}
+    }))
+    .expect("ConfigMap");
+    config_maps
+        .create(&PostParams::default(), &stuck)
+        .await
+        .expect("a ConfigMap with a finalizer");
+
+    let destroy = json!({"spec": {"destroy": true}});
+    t.environments
+        .patch("held", &PatchParams::default(), &Patch::Merge(&destroy))
+        .await
+        .expect("destroy");
+    let blocked = wait_for(
+        &t.environments,
+        "held",
+        Duration::from_secs(60),
+        "reporting what holds the namespace",
+        |e| {
+            e.and_then(|e| e.status.as_ref())
+                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+                .is_some_and(|c| c.reason == "NamespaceTerminating")
+        },
+    )
+    .await
+    .expect("environment");
+    let message = crate::support::destroyed_message(&blocked);
+    assert!(message.contains("example.com/hold"), "{message}");
+    assert_eq!(
+        blocked.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Destroying)
+    );
+
+    let release = json!({"metadata": {"finalizers": null}});
+    config_maps
+        .patch("stuck", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .expect("remove the finalizer");
+    t.wait_phase("held", Phase::Destroyed, Duration::from_secs(120))
+        .await;
+    assert!(t.namespace(&namespace).await.is_none());
 }
 
 #[tokio::test]

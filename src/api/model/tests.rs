@@ -29,6 +29,11 @@ fn the_seed_payload_becomes_one_test_environment() {
     let resource = new.into_resource();
     assert_eq!(resource.metadata.name, None);
     assert_eq!(resource.metadata.generate_name.as_deref(), Some("pr-123-"));
+    assert_eq!(
+        resource.metadata.finalizers,
+        Some(vec![TEARDOWN_FINALIZER.to_owned()]),
+        "born with the teardown finalizer"
+    );
     let expected: TestEnvironmentSpec = serde_json::from_value(json!({
         "context": "pr-123",
         "displayName": "PR-123 Review Environment",
@@ -209,6 +214,7 @@ fn a_claim_request_becomes_one_claim() {
     .expect("claim");
     let claim = new.into_resource();
     assert_eq!(claim.metadata.generate_name.as_deref(), Some("pr-123-"));
+    assert_eq!(claim.metadata.finalizers, None, "claims carry no finalizer");
     assert_eq!(claim.spec.max_duration_minutes, 120);
     assert_eq!(
         claim.spec.template.as_ref().map(|t| t.namespace.as_str()),

@@ -724,6 +724,320 @@ fn teardown_reports_what_blocks_the_namespace() {
     );
 }
 
+/// One side of a teardown situation: its name and how it changes the observed world.
+type Situation = (&'static str, fn(World) -> World);
+
+/// What a teardown step must do: phase, `Destroyed` reason and message, effects.
+struct Outcome {
+    phase: Phase,
+    reason: &'static str,
+    message: String,
+    effects: &'static [Effect],
+}
+
+fn outcome(
+    phase: Phase,
+    reason: &'static str,
+    message: impl Into<String>,
+    effects: &'static [Effect],
+) -> Outcome {
+    Outcome {
+        phase,
+        reason,
+        message: message.into(),
+        effects,
+    }
+}
+
+/// Every teardown step: what the app and the namespace are, against what is deleted and
+/// what `Destroyed` says.
+#[test]
+fn teardown_table() {
+    use Phase::{Destroyed, Destroying};
+    use reason::{
+        NAMESPACE_TERMINATING, TEARDOWN_COMPLETE, TEARING_DOWN, WAITING_FOR_APP_DELETION,
+    };
+    const DELETE_APP: &[Effect] = &[Effect::DeleteApp];
+    const DELETE_NAMESPACE: &[Effect] = &[Effect::DeleteNamespace];
+    const NONE: &[Effect] = &[];
+    let plan = "deleting the provider's app, then the namespace";
+    let pruning = "waiting for the provider to delete its app and prune what it deployed";
+    let retained = "provider app kept: owned by ApplicationSet x";
+    let kept = format!("deleting the namespace; {retained}");
+    let blocked = "namespace is terminating: configmaps has 1 resource";
+    let foreign = "namespace kept: not created by this environment";
+    let not_ours = "provider app kept: the environment does not own the namespace it deploys into";
+    let apps: [Situation; 4] = [
+        ("app deletable", |w| w),
+        ("app being deleted by its provider", |w| {
+            w.app_deletion(AppDeletion::InProgress)
+        }),
+        ("app retained", |w| {
+            w.app_deletion(AppDeletion::Retained("owned by ApplicationSet x".into()))
+        }),
+        ("app missing", World::no_app),
+    ];
+    let namespaces: [Situation; 6] = [
+        ("namespace owned", |w| w),
+        ("namespace terminating", |w| w.terminating_namespace(None)),
+        ("namespace terminating with blockers", |w| {
+            w.terminating_namespace(Some("configmaps has 1 resource"))
+        }),
+        ("namespace absent", World::no_namespace),
+        ("namespace not owned", World::foreign_namespace),
+        ("namespace refused", World::refused_namespace),
+    ];
+    // App by app (rows), namespace by namespace (columns).
+    let expected = [
+        [
+            outcome(Destroying, TEARING_DOWN, plan, DELETE_APP),
+            outcome(Destroying, TEARING_DOWN, plan, DELETE_APP),
+            outcome(Destroying, TEARING_DOWN, plan, DELETE_APP),
+            outcome(Destroyed, TEARDOWN_COMPLETE, not_ours, NONE),
+            outcome(
+                Destroyed,
+                TEARDOWN_COMPLETE,
+                format!("{not_ours}; {foreign}"),
+                NONE,
+            ),
+            outcome(
+                Destroyed,
+                TEARDOWN_COMPLETE,
+                format!("{not_ours}; {foreign}"),
+                NONE,
+            ),
+        ],
+        [
+            outcome(Destroying, WAITING_FOR_APP_DELETION, pruning, NONE),
+            outcome(Destroying, WAITING_FOR_APP_DELETION, pruning, NONE),
+            outcome(Destroying, WAITING_FOR_APP_DELETION, pruning, NONE),
+            outcome(Destroying, WAITING_FOR_APP_DELETION, pruning, NONE),
+            outcome(Destroying, WAITING_FOR_APP_DELETION, pruning, NONE),
+            outcome(Destroying, WAITING_FOR_APP_DELETION, pruning, NONE),
+        ],
+        [
+            outcome(Destroying, TEARING_DOWN, kept.clone(), DELETE_NAMESPACE),
+            outcome(Destroying, TEARING_DOWN, kept, NONE),
+            outcome(
+                Destroying,
+                NAMESPACE_TERMINATING,
+                format!("{blocked}; {retained}"),
+                NONE,
+            ),
+            outcome(Destroyed, TEARDOWN_COMPLETE, retained, NONE),
+            outcome(
+                Destroyed,
+                TEARDOWN_COMPLETE,
+                format!("{retained}; {foreign}"),
+                NONE,
+            ),
+            outcome(
+                Destroyed,
+                TEARDOWN_COMPLETE,
+                format!("{retained}; {foreign}"),
+                NONE,
+            ),
+        ],
+        [
+            outcome(Destroying, TEARING_DOWN, plan, DELETE_NAMESPACE),
+            outcome(Destroying, TEARING_DOWN, plan, NONE),
+            outcome(Destroying, NAMESPACE_TERMINATING, blocked, NONE),
+            outcome(Destroyed, TEARDOWN_COMPLETE, "namespace deleted", NONE),
+            outcome(Destroyed, TEARDOWN_COMPLETE, foreign, NONE),
+            outcome(Destroyed, TEARDOWN_COMPLETE, foreign, NONE),
+        ],
+    ];
+    let now = CREATED + 5;
+    for ((app, with_app), row) in apps.iter().zip(&expected) {
+        for ((namespace, with_namespace), expected) in namespaces.iter().zip(row) {
+            let name = format!("{app}, {namespace}");
+            let decision = environment()
+                .in_phase(Destroying)
+                .decide(&with_namespace(with_app(world())), now);
+            let condition = condition(&decision, DESTROYED);
+            assert_eq!(decision.phase(), expected.phase, "{name}: phase");
+            assert_eq!(
+                condition.reason, expected.reason,
+                "{name}: Destroyed reason"
+            );
+            assert_eq!(
+                condition.message, expected.message,
+                "{name}: Destroyed message"
+            );
+            let done = expected.phase == Destroyed;
+            assert_eq!(
+                condition.status,
+                if done { "True" } else { "False" },
+                "{name}: Destroyed status"
+            );
+            assert_eq!(decision.effects, expected.effects, "{name}: effects");
+            assert_eq!(
+                ready(&decision),
+                ("False", reason::EXPIRED),
+                "{name}: Ready"
+            );
+            assert_eq!(
+                decision.wake_at.is_some(),
+                !done,
+                "{name}: looked at again while waiting"
+            );
+        }
+    }
+}
+
+/// Replays a teardown step by step as the reconciler does (decide, store what changed,
+/// decide again), and returns the status writes it took.
+fn status_writes_along(env: Env, steps: &[World]) -> Vec<(Phase, String)> {
+    let mut env = env;
+    let mut writes = Vec::new();
+    for (i, world) in steps.iter().enumerate() {
+        let decision = env.decide(world, CREATED + minutes(60) + i as i64);
+        let next = stored(&decision);
+        if env.0.status.as_ref() != Some(&next) {
+            let destroyed = condition(&decision, DESTROYED).reason.clone();
+            writes.push((decision.phase(), destroyed));
+            env.0.status = Some(next);
+        }
+    }
+    writes
+}
+
+#[test]
+fn a_teardown_nobody_holds_up_writes_the_status_twice() {
+    let warm = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .health_since("Healthy", CREATED);
+    let writes = status_writes_along(
+        warm,
+        &[
+            // Expired: entering teardown is written first, before any delete.
+            world(),
+            // The pass that deletes the app.
+            world(),
+            // The app had no finalizer: gone at once; the namespace is deleted.
+            world().no_app(),
+            // The namespace controller empties it (no blockers reported), then it is gone.
+            world().no_app().terminating_namespace(None),
+            world().no_app().terminating_namespace(None),
+            world().no_app().no_namespace(),
+            // Destroyed: nothing more to say.
+            world().no_app().no_namespace(),
+        ],
+    );
+    assert_eq!(
+        writes,
+        [
+            (Phase::Destroying, reason::TEARING_DOWN.to_owned()),
+            (Phase::Destroyed, reason::TEARDOWN_COMPLETE.to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn waits_on_others_are_written_and_so_is_their_end() {
+    let warm = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .health_since("Healthy", CREATED);
+    let writes = status_writes_along(
+        warm,
+        &[
+            world(),
+            world(),
+            // Argo CD prunes behind its finalizer.
+            world().app_deletion(AppDeletion::InProgress),
+            world().app_deletion(AppDeletion::InProgress),
+            world().no_app(),
+            // Something in the namespace holds it up for a while.
+            world()
+                .no_app()
+                .terminating_namespace(Some("configmaps has 1 resource")),
+            world().no_app().terminating_namespace(None),
+            world().no_app().no_namespace(),
+        ],
+    );
+    let reasons: Vec<&str> = writes.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            reason::TEARING_DOWN,
+            reason::WAITING_FOR_APP_DELETION,
+            reason::TEARING_DOWN,
+            reason::NAMESPACE_TERMINATING,
+            reason::TEARING_DOWN,
+            reason::TEARDOWN_COMPLETE,
+        ]
+    );
+}
+
+#[test]
+fn the_app_gone_during_teardown_leaves_its_last_summary() {
+    let warm = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .health_since("Healthy", CREATED);
+    let now = CREATED + minutes(60);
+    let entering = warm.decide(&world(), now);
+    let last_seen = entering.status.provider.clone();
+    assert_eq!(
+        last_seen.as_ref().and_then(|p| p.health.as_deref()),
+        Some("Healthy")
+    );
+    let gone = warm
+        .clone()
+        .after(&entering)
+        .decide(&world().no_app(), now + 1);
+    assert_eq!(gone.status.provider, last_seen, "tearing down");
+    let done = warm
+        .clone()
+        .after(&gone)
+        .decide(&world().no_app().no_namespace(), now + 2);
+    assert_eq!(done.phase(), Phase::Destroyed);
+    assert_eq!(done.status.provider, last_seen, "destroyed");
+    let later = warm
+        .after(&done)
+        .decide(&world().no_app().no_namespace(), now + 3);
+    assert_eq!(later.status, done.status, "the record stays as written");
+
+    // Before teardown a missing app is reported as such: it counts towards a failure.
+    let provisioning = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED)
+        .health_since("Healthy", CREATED)
+        .decide(&world().no_app(), CREATED + 5);
+    assert_eq!(
+        provisioning
+            .status
+            .provider
+            .and_then(|p| p.health)
+            .as_deref(),
+        Some("Missing")
+    );
+}
+
+/// A destroy request is a new generation: the `destroyed` write stamps it on every
+/// condition, as the destroyed record keeps them, so nothing is written after it.
+#[test]
+fn the_destroyed_write_is_final_even_for_a_new_generation() {
+    let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
+    let ready_at_generation_1 = warm.decide(&world(), CREATED + 1);
+    let destroying = warm
+        .after(&ready_at_generation_1)
+        .generation(2)
+        .in_phase(Phase::Destroying);
+    let gone = world()
+        .no_app()
+        .no_namespace()
+        .teardown(TeardownRequest::Destroy);
+    let done = destroying.decide(&gone, CREATED + 2);
+    assert_eq!(done.phase(), Phase::Destroyed);
+    let mut record = destroying.clone();
+    record.0.status = Some(stored(&done));
+    let again = record.decide(&gone, CREATED + 3);
+    assert_eq!(again.status, stored(&done), "no second write");
+}
+
 #[test]
 fn teardown_keeps_its_cause_and_start_across_decisions() {
     let warm = environment().in_phase(Phase::Warm).last_used(CREATED);
@@ -763,9 +1077,11 @@ fn any_observed() -> impl Strategy<Value = World> {
         Just(NamespaceState::Absent),
         Just(NamespaceState::NotOwned),
         Just(NamespaceState::Refused("denied".into())),
-        any::<bool>().prop_map(|terminating| NamespaceState::Owned {
-            terminating,
-            blockers: None
+        (any::<bool>(), any::<bool>()).prop_map(|(terminating, blocked)| {
+            NamespaceState::Owned {
+                terminating,
+                blockers: (terminating && blocked).then(|| "pods has 1 resource".to_owned()),
+            }
         }),
     ];
     let readiness = prop_oneof![
@@ -1199,6 +1515,37 @@ fn only_creating_and_deleting_need_a_fresh_read() {
             Effect::CreateNamespace,
             Effect::DeleteApp,
             Effect::DeleteNamespace
+        ]
+    );
+}
+
+/// An explicit destroy is a new generation: the `destroyed` write stamps it on every
+/// condition, as the destroyed record keeps them, so nothing is written after it.
+#[test]
+fn a_destroy_request_is_written_twice_too() {
+    let warm = environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .health_since("Healthy", CREATED);
+    let mut ready_at_generation_1 = warm.clone();
+    let decision = ready_at_generation_1.decide(&world(), CREATED + 1);
+    ready_at_generation_1 = ready_at_generation_1.after(&decision);
+    let destroy = TeardownRequest::Destroy;
+    let writes = status_writes_along(
+        ready_at_generation_1.generation(2),
+        &[
+            world().teardown(destroy),
+            world().teardown(destroy),
+            world().no_app().teardown(destroy),
+            world().no_app().no_namespace().teardown(destroy),
+            world().no_app().no_namespace().teardown(destroy),
+        ],
+    );
+    assert_eq!(
+        writes,
+        [
+            (Phase::Destroying, reason::TEARING_DOWN.to_owned()),
+            (Phase::Destroyed, reason::TEARDOWN_COMPLETE.to_owned()),
         ]
     );
 }

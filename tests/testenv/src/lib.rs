@@ -29,6 +29,7 @@
 pub mod argocd;
 mod assets;
 mod certs;
+pub mod chart;
 mod control_plane;
 mod error;
 pub mod flux;
