@@ -41,7 +41,7 @@ use crate::resources::{
 };
 use events::Recorder;
 use informers::{Cache, Change};
-use packed::PackedApp;
+use packed::Packed;
 
 pub use apply::FIELD_MANAGER;
 
@@ -63,24 +63,27 @@ pub struct Context {
     pub caches: Caches,
 }
 
+/// A provider's apps (Argo CD Applications or Flux Kustomizations).
+pub type AppCache = Cache<Packed<DynamicObject>>;
+
 /// The informers' caches: everything a reconciliation normally reads.
 #[derive(Clone)]
 pub struct Caches {
     pub environments: Store<TestEnvironment>,
     pub claims: Store<TestEnvironmentClaim>,
     /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
-    pub namespaces: Cache<Namespace>,
+    pub namespaces: Cache<Packed<Namespace>>,
     /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
     /// CRD is installed.
-    pub apps: Vec<(Provider, Arc<OnceLock<Cache<PackedApp>>>)>,
+    pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
     /// Every Service of the cluster, for routing.
     pub services: Cache<Service>,
     /// The `testmesh-routing` ConfigMaps.
-    pub routing_maps: Cache<ConfigMap>,
+    pub routing_maps: Cache<Packed<ConfigMap>>,
 }
 
 impl Caches {
-    pub fn apps_of(&self, provider: Provider) -> Option<&Cache<PackedApp>> {
+    pub fn apps_of(&self, provider: Provider) -> Option<&AppCache> {
         self.apps
             .iter()
             .find(|(p, _)| *p == provider)
@@ -295,10 +298,13 @@ async fn reconcile(
             |mut namespace: Namespace| {
                 namespace.labels_mut().clear();
                 namespace.spec = None;
-                namespace
+                Packed::pack(&namespace)
             },
-            Box::new(move |namespace: &Namespace, _| {
-                let owner = environment_of_namespace(namespace)
+            Box::new(move |namespace: &Packed<Namespace>, _| {
+                let owner = namespace
+                    .unpack()
+                    .ok()
+                    .and_then(|namespace| environment_of_namespace(&namespace))
                     .filter(|env| scope.is_none() || env.namespace == scope);
                 informers::trigger(&environment_refs, owner);
             }),
@@ -322,9 +328,9 @@ async fn reconcile(
                     reflector::store::Writer::new(resource.clone()),
                     move |mut app: DynamicObject| {
                         trim(&mut app);
-                        PackedApp::pack(app)
+                        Packed::pack(&app)
                     },
-                    Box::new(move |app: &PackedApp, _| {
+                    Box::new(move |app: &Packed<DynamicObject>, _| {
                         informers::trigger(
                             &environment_refs,
                             environments_of_app(&environments, provider, &default_namespace, app),
@@ -371,9 +377,9 @@ async fn reconcile(
             |mut config_map: ConfigMap| {
                 config_map.labels_mut().clear();
                 config_map.annotations_mut().clear();
-                config_map
+                Packed::pack(&config_map)
             },
-            Box::new(move |config_map: &ConfigMap, _| {
+            Box::new(move |config_map: &Packed<ConfigMap>, _| {
                 let namespace = config_map.namespace().unwrap_or_default();
                 informers::trigger(
                     &environment_refs,
@@ -548,10 +554,10 @@ fn environments_of_app(
     environments: &Store<TestEnvironment>,
     provider: Provider,
     default_namespace: &str,
-    app: &PackedApp,
+    app: &Packed<DynamicObject>,
 ) -> Vec<ObjectRef<TestEnvironment>> {
     let app_namespace = app.namespace().unwrap_or_default();
-    let app_name = app.name_any();
+    let app_name = app.name();
     refs_where(environments, |env| {
         let spec = &env.spec.template;
         spec.provider == provider

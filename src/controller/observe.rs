@@ -142,7 +142,7 @@ async fn read_namespace(
     let cache = &ctx.caches.namespaces;
     if source == Source::Cache && cache.is_synced() {
         if let Some(namespace) = cache.get(&ObjectRef::new(name)) {
-            return Ok(Some(namespace));
+            return Ok(Some(Arc::new(namespace.unpack()?)));
         }
         let destroyed = environment.status.as_ref().and_then(|s| s.phase) == Some(Phase::Destroyed);
         if destroyed {
@@ -174,7 +174,9 @@ async fn observe_routing(
     let maps = &ctx.caches.routing_maps;
     let published = if source == Source::Cache && maps.is_synced() {
         maps.get(&ObjectRef::new(ROUTING_CONFIG_MAP).within(&template.namespace))
-            .map(|config_map| config_map.data.clone().unwrap_or_default())
+            .map(|config_map| config_map.unpack())
+            .transpose()?
+            .map(|config_map| config_map.data.unwrap_or_default())
     } else {
         Api::<ConfigMap>::namespaced(ctx.client.clone(), &template.namespace)
             .get_opt(ROUTING_CONFIG_MAP)

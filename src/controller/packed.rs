@@ -1,84 +1,130 @@
-//! A provider's app as the cache keeps it: its metadata, and the rest as JSON text.
+//! Objects as the caches keep them: a name to find them by, and the rest as JSON text.
 //!
-//! An Argo CD Application or Flux Kustomization arrives as a `DynamicObject`, whose body
-//! is a `serde_json::Value` tree with a map node for every nested object: a plain
-//! Application costs about 9 KiB of heap that way, and an operator holding ten thousand
-//! environments holds ten thousand apps. Kept as the compact text it serializes to (after
-//! the provider's trim), the same Application costs about a tenth of that. A
-//! reconciliation parses back only the app it reads, which takes microseconds next to
-//! the API requests around it.
+//! The caches hold one namespace, one routing ConfigMap and one provider app per
+//! environment, and are read by key: one object per reconciliation. Held as Rust values
+//! they cost far more than their text: an Argo CD Application as a `DynamicObject` is a
+//! `serde_json::Value` tree with a map node per nested object (about 9 KiB), and even a
+//! namespace carries a full `ObjectMeta` and a B-tree node for two annotations (about
+//! 1.5 KiB). Kept as the compact text they serialize to (after the informer's trim) they
+//! cost a few hundred bytes, and a reconciliation parses back the one it reads in
+//! microseconds. TestEnvironments and claims are not packed: the triggers scan them.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use kube::Resource;
-use kube::api::{ApiResource, DynamicObject, ObjectMeta};
-use kube::core::{DynamicResourceScope, TypeMeta};
+use kube::runtime::reflector::Lookup;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// An app with its body packed into JSON text.
-#[derive(Clone, Debug)]
-pub struct PackedApp {
-    types: Option<TypeMeta>,
-    metadata: ObjectMeta,
-    /// Everything but the metadata (`spec`, `status`, …), as compact JSON.
+/// An object of kind `K`, packed into JSON text.
+pub struct Packed<K> {
+    name: Box<str>,
+    namespace: Option<Box<str>>,
+    /// The whole object, as compact JSON.
     body: Box<str>,
+    kind: PhantomData<fn() -> K>,
 }
 
-impl PackedApp {
-    pub fn pack(app: DynamicObject) -> PackedApp {
-        PackedApp {
-            types: app.types,
-            metadata: app.metadata,
-            body: app.data.to_string().into_boxed_str(),
+impl<K: Resource + Serialize + DeserializeOwned> Packed<K> {
+    pub fn pack(object: &K) -> Packed<K> {
+        let meta = object.meta();
+        Packed {
+            name: meta.name.as_deref().unwrap_or_default().into(),
+            namespace: meta.namespace.as_deref().map(Into::into),
+            // Kubernetes objects always serialize (their maps have string keys); were one
+            // not to, reading it back fails the reconciliation with the error.
+            body: serde_json::to_string(object)
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, name = meta.name.as_deref(), "cannot cache object");
+                    String::new()
+                })
+                .into_boxed_str(),
+            kind: PhantomData,
         }
     }
 
-    /// The app as it was packed.
-    pub fn unpack(&self) -> Result<DynamicObject, serde_json::Error> {
-        Ok(DynamicObject {
-            types: self.types.clone(),
-            metadata: self.metadata.clone(),
-            data: serde_json::from_str(&self.body)?,
-        })
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The object as it was packed.
+    pub fn unpack(&self) -> Result<K, serde_json::Error> {
+        serde_json::from_str(&self.body)
     }
 }
 
-/// The same identity as the `DynamicObject` it packs, so caches and references key it
-/// alike.
-impl Resource for PackedApp {
-    type DynamicType = ApiResource;
-    type Scope = DynamicResourceScope;
+impl<K> Clone for Packed<K> {
+    fn clone(&self) -> Self {
+        Packed {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            body: self.body.clone(),
+            kind: PhantomData,
+        }
+    }
+}
 
-    fn kind(resource: &ApiResource) -> Cow<'_, str> {
-        DynamicObject::kind(resource)
+impl<K> std::fmt::Debug for Packed<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// Keyed like the object it packs, so a cache of packed objects is looked up with the
+/// same references. The resourceVersion and UID are left out of the key: lookups ignore
+/// them.
+impl<K: Resource> Lookup for Packed<K> {
+    type DynamicType = K::DynamicType;
+
+    fn kind(dyntype: &Self::DynamicType) -> Cow<'_, str> {
+        K::kind(dyntype)
     }
 
-    fn group(resource: &ApiResource) -> Cow<'_, str> {
-        DynamicObject::group(resource)
+    fn group(dyntype: &Self::DynamicType) -> Cow<'_, str> {
+        K::group(dyntype)
     }
 
-    fn version(resource: &ApiResource) -> Cow<'_, str> {
-        DynamicObject::version(resource)
+    fn version(dyntype: &Self::DynamicType) -> Cow<'_, str> {
+        K::version(dyntype)
     }
 
-    fn api_version(resource: &ApiResource) -> Cow<'_, str> {
-        DynamicObject::api_version(resource)
+    fn plural(dyntype: &Self::DynamicType) -> Cow<'_, str> {
+        K::plural(dyntype)
     }
 
-    fn plural(resource: &ApiResource) -> Cow<'_, str> {
-        DynamicObject::plural(resource)
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.name))
     }
 
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        self.namespace.as_deref().map(Cow::Borrowed)
     }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
     use serde_json::json;
 
     use super::*;
@@ -93,11 +139,41 @@ mod tests {
             "status": {"health": {"status": "Healthy"}, "resources": [{"kind": "Service"}]}
         }))
         .expect("app");
-        let packed = PackedApp::pack(app.clone());
-        assert_eq!(packed.meta(), &app.metadata);
-        let unpacked = packed.unpack().expect("unpack");
+        let unpacked = Packed::pack(&app).unpack().expect("unpack");
         assert_eq!(unpacked.types, app.types);
         assert_eq!(unpacked.metadata, app.metadata);
         assert_eq!(unpacked.data, app.data);
+    }
+
+    #[test]
+    fn a_cache_of_packed_objects_is_read_with_the_objects_references() {
+        let namespace: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "review-pr-1", "uid": "u-1", "resourceVersion": "7",
+                         "annotations": {"testmesh.io/environment-uid": "e-1"}},
+            "status": {"phase": "Active"}
+        }))
+        .expect("namespace");
+        let mut writer: Writer<Packed<Namespace>> = Writer::default();
+        writer.apply_watcher_event(&watcher::Event::Apply(Packed::pack(&namespace)));
+        let cached = writer
+            .as_reader()
+            .get(&ObjectRef::new("review-pr-1"))
+            .expect("found by name");
+        assert_eq!(cached.unpack().expect("unpack"), namespace);
+
+        let resource = ApiResource::erase::<Namespace>(&());
+        let app: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "namespace": "b"}
+        }))
+        .expect("object");
+        let mut writer: Writer<Packed<DynamicObject>> = Writer::new(resource.clone());
+        writer.apply_watcher_event(&watcher::Event::Apply(Packed::pack(&app)));
+        assert!(
+            writer
+                .as_reader()
+                .get(&ObjectRef::new_with("a", resource).within("b"))
+                .is_some(),
+            "namespaced, with a runtime kind"
+        );
     }
 }
