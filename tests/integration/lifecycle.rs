@@ -190,6 +190,36 @@ async fn cold_to_warm_to_expired_to_destroyed() {
             .is_some(),
         "the record is kept"
     );
+    // Entering `destroying` and `destroyed` share the reason `Expired`: each is an Event of
+    // its own with its own note, not one folded into a series that keeps the first note.
+    let notes = {
+        let mut kubectl = t.control_plane.kubectl();
+        kubectl.args([
+            "get",
+            "events",
+            "-n",
+            &t.workspace,
+            "--field-selector=involvedObject.name=happy",
+            "-o",
+            "jsonpath={range .items[*]}{.message}|{.series.count}{\"\\n\"}{end}",
+        ]);
+        run(kubectl).1
+    };
+    for transition in [
+        "cold → provisioning",
+        "provisioning → warm",
+        "warm → destroying",
+        "destroying → destroyed",
+    ] {
+        assert!(
+            notes.lines().any(|n| n.starts_with(transition)),
+            "an event for {transition}: {notes}"
+        );
+    }
+    assert!(
+        notes.lines().all(|n| n.ends_with('|')),
+        "no event is a series: {notes}"
+    );
     let (_, metrics) = t.operator.get("/metrics");
     assert!(
         metrics.contains("testmesh_ttl_expiry_lateness_seconds_count 1"),
