@@ -675,14 +675,20 @@ async fn main() {
         "0",
         idle.is_empty(),
     );
+    // Reported both ways: writes to the objects of the lifecycle, and with the Event
+    // that every phase change publishes.
+    let object_writes = life_writes.len() - life_events;
     scalar(
-        "API writes for one full lifecycle",
+        "API writes for one full lifecycle: objects",
         1,
-        format!(
-            "{} ({} object writes + {life_events} events)",
-            life_writes.len(),
-            life_writes.len() - life_events
-        ),
+        format!("{object_writes}"),
+        "<= 10",
+        object_writes <= 10,
+    );
+    scalar(
+        "  the same with its events",
+        1,
+        format!("{} ({life_events} events)", life_writes.len()),
         "<= 10",
         life_writes.len() <= 10,
     );

@@ -17,7 +17,7 @@ use testmesh::resources::TestEnvironmentClaim;
 use testmesh_testenv::OPERATOR_USER;
 
 use crate::support::REACTION;
-use crate::support::{Operated, operated_workspace, run, wait_for};
+use crate::support::{Operated, events, operated_workspace, run, wait_for};
 use testmesh_testenv::argocd::progressing_status;
 
 impl Operated {
@@ -354,18 +354,14 @@ async fn an_expired_lease_releases_the_environment_and_marks_the_claim() {
         ["next"],
         "handed on to the next run"
     );
-    let mut kubectl = t.control_plane.kubectl();
-    kubectl.args([
-        "get",
-        "events",
-        "-n",
-        &t.workspace,
-        "--field-selector=involvedObject.name=forgotten,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
     assert!(
-        run(kubectl).1.contains("LeaseExpired"),
+        events(
+            t.control_plane,
+            &t.workspace,
+            "involvedObject.name=forgotten,type=Warning",
+            "{.items[*].reason}",
+        )
+        .contains("LeaseExpired"),
         "a Warning event marks the expiry"
     );
 }

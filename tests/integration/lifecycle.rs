@@ -14,7 +14,7 @@ use testmesh::resources::{ENVIRONMENT_UID_ANNOTATION, TEARDOWN_FINALIZER};
 use testmesh_testenv::OPERATOR_USER;
 
 use crate::support::REACTION;
-use crate::support::{Operated, operated_workspace, ready_of, run, wait_for};
+use crate::support::{Operated, events, operated_workspace, ready_of, run, wait_for};
 use testmesh_testenv::argocd::{application, progressing_status};
 
 /// Writes the operator made for one environment, from the API server's audit log.
@@ -192,19 +192,12 @@ async fn cold_to_warm_to_expired_to_destroyed() {
     );
     // Entering `destroying` and `destroyed` share the reason `Expired`: each is an Event of
     // its own with its own note, not one folded into a series that keeps the first note.
-    let notes = {
-        let mut kubectl = t.control_plane.kubectl();
-        kubectl.args([
-            "get",
-            "events",
-            "-n",
-            &t.workspace,
-            "--field-selector=involvedObject.name=happy",
-            "-o",
-            "jsonpath={range .items[*]}{.message}|{.series.count}{\"\\n\"}{end}",
-        ]);
-        run(kubectl).1
-    };
+    let notes = events(
+        t.control_plane,
+        &t.workspace,
+        "involvedObject.name=happy",
+        "{range .items[*]}{.message}|{.series.count}{\"\\n\"}{end}",
+    );
     for transition in [
         "cold → provisioning",
         "provisioning → warm",
@@ -330,22 +323,15 @@ async fn provisioning_failures_are_reported_with_a_reason_and_recover() {
     t.argo.make_healthy("op-failed").await;
     let recovered = t.wait_phase("op-failed", Phase::Warm, REACTION).await;
     assert_eq!(ready_of(&recovered), ("True".into(), "Available".into()));
-    let events = {
-        let mut kubectl = t.control_plane.kubectl();
-        kubectl.args([
-            "get",
-            "events",
-            "-n",
-            &t.workspace,
-            "--field-selector=involvedObject.name=op-failed",
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
-        run(kubectl).1
-    };
+    let reasons = events(
+        t.control_plane,
+        &t.workspace,
+        "involvedObject.name=op-failed",
+        "{.items[*].reason}",
+    );
     assert!(
-        events.contains("AppFailed") && events.contains("Available"),
-        "events on every transition: {events}"
+        reasons.contains("AppFailed") && reasons.contains("Available"),
+        "events on every transition: {reasons}"
     );
 }
 

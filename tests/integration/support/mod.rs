@@ -69,6 +69,27 @@ pub fn run(mut command: std::process::Command) -> (bool, String, String) {
     )
 }
 
+/// The events of `namespace` that `selector` picks (a field selector), printed with the
+/// JSONPath template `jsonpath`.
+pub fn events(
+    control_plane: &ControlPlane,
+    namespace: &str,
+    selector: &str,
+    jsonpath: &str,
+) -> String {
+    let mut kubectl = control_plane.kubectl();
+    kubectl.args([
+        "get",
+        "events",
+        "-n",
+        namespace,
+        &format!("--field-selector={selector}"),
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ]);
+    run(kubectl).1
+}
+
 /// Waits until the object `name` satisfies `condition`, failing the test after `timeout`
 /// with the object's last state.
 pub async fn wait_for<K>(

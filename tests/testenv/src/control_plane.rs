@@ -333,10 +333,15 @@ impl ControlPlane {
     }
 
     /// Every audited request so far: all writes, and the reads (get, list, watch) of
-    /// [`OPERATOR_USER`]. A watch is recorded when it ends.
+    /// [`OPERATOR_USER`]. A watch is recorded when it ends. The API server rotates its
+    /// audit log every 100 MB (`audit-<time>.log` beside `audit.log`), which a long
+    /// benchmark passes: the rotated files are read first, oldest first.
     pub fn audited_requests(&self) -> Result<Vec<AuditedRequest>> {
-        let log = std::fs::read_to_string(&self.audit_log_path)
-            .map_err(|e| Error::io(format!("read {}", self.audit_log_path.display()), e))?;
+        let mut log = String::new();
+        for path in self.audit_log_files()? {
+            log += &std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        }
         Ok(log
             .lines()
             .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
@@ -354,6 +359,33 @@ impl ControlPlane {
                 request_uri: event.request_uri,
             })
             .collect())
+    }
+
+    /// The audit log's rotated files, oldest first, then the current one.
+    fn audit_log_files(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.audit_log_path.parent().unwrap_or(Path::new("."));
+        let current = self.audit_log_path.file_name().unwrap_or_default();
+        let stem = self
+            .audit_log_path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let rotated_prefix = format!("{stem}-");
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+        let mut rotated: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| {
+                path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name.starts_with(&rotated_prefix) && name.ends_with(".log")
+                })
+            })
+            .collect();
+        // Rotated names carry their time (`audit-2026-11-24T12-43-17.213.log`).
+        rotated.sort();
+        rotated.push(dir.join(current));
+        Ok(rotated)
     }
 
     /// Directory with `etcd.log`, `kube-apiserver.log`, `kube-controller-manager.log`.
