@@ -14,25 +14,18 @@ use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Reporter};
 
 /// Publishes events as one reporting controller instance.
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
-    /// `reportingController`, e.g. `testmesh`.
-    controller: String,
-    /// `reportingInstance`: this replica.
-    instance: String,
+    reporter: Reporter,
 }
 
 impl Recorder {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Recorder {
-        Recorder {
-            client,
-            controller: controller.to_owned(),
-            instance: instance.to_owned(),
-        }
+    pub fn new(client: Client, reporter: Reporter) -> Recorder {
+        Recorder { client, reporter }
     }
 
     /// Creates `event` about `regarding`, in `regarding`'s namespace.
@@ -43,41 +36,50 @@ impl Recorder {
     ) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let events: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
+        let event = build(&self.reporter, event, regarding, Timestamp::now());
         events
-            .create(
-                &PostParams::default(),
-                &self.build(event, regarding, Timestamp::now()),
-            )
+            .create(&PostParams::default(), &event)
             .await
             .map(|_| ())
     }
+}
 
-    fn build(&self, event: &Event, regarding: &ObjectReference, now: Timestamp) -> KubeEvent {
-        let object = regarding.name.as_deref().unwrap_or(&self.controller);
-        KubeEvent {
-            metadata: ObjectMeta {
-                // Unique per object and instant, as `kubectl` and client-go name them.
-                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
-                namespace: regarding.namespace.clone(),
-                ..ObjectMeta::default()
-            },
-            event_time: Some(MicroTime(now)),
-            type_: Some(
-                match event.type_ {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .to_owned(),
-            ),
-            reason: Some(event.reason.clone()),
-            action: Some(event.action.clone()),
-            note: event.note.clone(),
-            regarding: Some(regarding.clone()),
-            related: event.secondary.clone(),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            ..KubeEvent::default()
-        }
+/// The Event `reporter` publishes for `event` about `regarding` at `now`.
+fn build(
+    reporter: &Reporter,
+    event: &Event,
+    regarding: &ObjectReference,
+    now: Timestamp,
+) -> KubeEvent {
+    let object = regarding.name.as_deref().unwrap_or(&reporter.controller);
+    KubeEvent {
+        metadata: ObjectMeta {
+            // Unique per object and instant, as `kubectl` and client-go name them.
+            name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+            namespace: regarding.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(now)),
+        type_: Some(
+            match event.type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .to_owned(),
+        ),
+        reason: Some(event.reason.clone()),
+        action: Some(event.action.clone()),
+        note: event.note.clone(),
+        regarding: Some(regarding.clone()),
+        related: event.secondary.clone(),
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(
+            reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| reporter.controller.clone()),
+        ),
+        ..KubeEvent::default()
     }
 }
 
@@ -85,14 +87,8 @@ impl Recorder {
 mod tests {
     use super::*;
 
-    fn recorder() -> Recorder {
-        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
-        let client = Client::try_from(config).expect("client");
-        Recorder::new(client, "testmesh", "testmesh-0")
-    }
-
-    #[tokio::test]
-    async fn an_event_names_its_object_reporter_and_instant() {
+    #[test]
+    fn an_event_names_its_object_reporter_and_instant() {
         let regarding = ObjectReference {
             api_version: Some("testmesh.io/v1alpha1".into()),
             kind: Some("TestEnvironment".into()),
@@ -109,7 +105,11 @@ mod tests {
             secondary: None,
         };
         let now: Timestamp = "2026-11-24T10:00:00Z".parse().expect("time");
-        let built = recorder().build(&event, &regarding, now);
+        let reporter = Reporter {
+            controller: "testmesh".into(),
+            instance: Some("testmesh-0".into()),
+        };
+        let built = build(&reporter, &event, &regarding, now);
         assert_eq!(
             built.metadata.name.as_deref(),
             Some(format!("pr-1.{:x}", now.as_nanosecond()).as_str())

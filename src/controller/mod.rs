@@ -21,6 +21,7 @@ use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, controller, reflector, watcher};
 use kube::{Client, ResourceExt};
@@ -402,7 +403,13 @@ async fn reconcile(
         .with_config(bounded())
         .reconcile_on(claim_triggers);
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), "testmesh", &identity),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "testmesh".into(),
+                instance: Some(identity),
+            },
+        ),
         client,
         providers,
         policy: config.namespace_policy(),
