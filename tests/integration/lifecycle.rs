@@ -377,6 +377,16 @@ async fn kubectl_delete_tears_down_through_the_finalizer() {
 }
 
 /// The operator's status writes for the environment `name`, received from `since` on.
+/// Reconciliations the workspace's operator has finished, from its metrics.
+fn reconciliations(t: &Operated) -> u64 {
+    let (_, metrics) = t.operator.get("/metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("testmesh_reconciliations_total "))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("testmesh_reconciliations_total")
+}
+
 fn status_writes_since(t: &Operated, name: &str, since: Timestamp) -> Vec<String> {
     t.control_plane
         .audited_writes()
@@ -419,8 +429,18 @@ async fn a_teardown_nobody_holds_up_writes_the_status_twice() {
         destroyed_condition,
         ("True".into(), "TeardownComplete".into())
     );
-    // Nothing more is written once destroyed.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing more is written once destroyed, even when it is reconciled again.
+    let before = reconciliations(&t);
+    let poke = json!({"metadata": {"annotations": {"example.com/poke": "1"}}});
+    t.environments
+        .patch("quick", &PatchParams::default(), &Patch::Merge(&poke))
+        .await
+        .expect("annotate");
+    let deadline = Instant::now() + REACTION;
+    while reconciliations(&t) <= before {
+        assert!(Instant::now() < deadline, "not reconciled after the change");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let writes = status_writes_since(&t, "quick", destroy_requested);
     assert_eq!(
         writes.len(),
