@@ -168,6 +168,29 @@ impl Environments {
     }
 }
 
+/// When the claims watch first saw claim `name` Ready, waiting up to `timeout` for it.
+async fn when_ready(
+    ready: &Mutex<HashMap<String, Instant>>,
+    changed: &Notify,
+    name: &str,
+    timeout: Duration,
+) -> Instant {
+    let started = Instant::now();
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(at) = ready.lock().expect("lock").get(name).copied() {
+            return at;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{name} not ready within {timeout:?}"
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+    }
+}
+
 fn environment(name: &str, namespace: &str, ttl_minutes: u32) -> TestEnvironment {
     serde_json::from_value(json!({
         "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironment",
@@ -374,13 +397,16 @@ async fn main() {
         .await
         .expect("delete scratch");
 
-    // One whole lifecycle, for its writes; and the environment the claims will reuse.
+    // One whole lifecycle, for its writes; and the environment the claims will reuse. Its
+    // Application turns Healthy only once the environment is seen provisioning, as after
+    // a real sync: whether the operator's first pass would otherwise see it Healthy
+    // already is a race, and the count would change with it.
     let life_namespace = format!("{ws}-life");
     let life_started = now();
     argo.apps
         .create(
             &PostParams::default(),
-            &application("life", &life_namespace, true),
+            &application("life", &life_namespace, false),
         )
         .await
         .expect("app");
@@ -391,6 +417,11 @@ async fn main() {
         )
         .await
         .expect("life");
+    seen.one("life", minute, |s| s.phase == Some(Phase::Provisioning))
+        .await;
+    let life_app = argocd::application("life", &life_namespace);
+    argo.set_status("life", healthy_status(&life_app, REVISION))
+        .await;
     argo.apps
         .create(
             &PostParams::default(),
@@ -410,8 +441,8 @@ async fn main() {
         .create(&PostParams::default(), &claim("life-run", "life"))
         .await
         .expect("claim");
-    seen.one("life", minute, |s| s.claimed_by == ["life-run"])
-        .await;
+    // Released once Ready, as a run would: its status write is part of the lifecycle.
+    when_ready(&claim_ready, &claim_changed, "life-run", minute).await;
     claims
         .delete("life-run", &DeleteParams::default())
         .await
@@ -466,19 +497,7 @@ async fn main() {
             .create(&PostParams::default(), &claim(&name, "reused"))
             .await
             .expect("claim");
-        let ready_at = loop {
-            let notified = claim_changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(at) = claim_ready.lock().expect("lock").get(&name).copied() {
-                break at;
-            }
-            assert!(
-                started.elapsed() < minute,
-                "{name} not ready within a minute"
-            );
-            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
-        };
+        let ready_at = when_ready(&claim_ready, &claim_changed, &name, minute).await;
         claim_to_ready
             .samples
             .push(ready_at.duration_since(started).as_secs_f64() * 1e3);
