@@ -138,17 +138,18 @@ fn resolve_target<'a>(
             .map(String::as_str)
             == Some(uid)
     };
-    let on = |environment: &'a TestEnvironment| {
+    let on = |environment: &'a TestEnvironment, sole_taker: bool| {
         let env_name = environment.name_any();
         let queue = claims::queue(entries, &env_name, &environment.spec.context);
         Target::Environment {
             environment,
             queue_position: queue.iter().position(|e| e.name == name).map(|i| i + 1),
             created_for_claim: created_for_this_claim(environment),
+            sole_taker,
         }
     };
     if let Some(named) = &claim.spec.environment_name {
-        return find(named).map_or(Target::NamedEnvironmentMissing, on);
+        return find(named).map_or(Target::NamedEnvironmentMissing, |env| on(env, true));
     }
     let status = claim.status.clone().unwrap_or_default();
     if let Some(environment) = status.environment_name.as_deref().and_then(find) {
@@ -161,7 +162,7 @@ fn resolve_target<'a>(
             || status.phase == Some(ClaimPhase::Bound)
             || !is_tearing_down(environment)
         {
-            return on(environment);
+            return on(environment, false);
         }
     }
     let of_context: Vec<&TestEnvironment> = environments
@@ -187,7 +188,7 @@ fn resolve_target<'a>(
         })
         .or_else(|| candidates.first().map(|c| c.name));
     if let Some(environment) = chosen.and_then(find) {
-        return on(environment);
+        return on(environment, live.len() == 1);
     }
     if let Some(old) = of_context.first() {
         return Target::PreviousTearingDown {

@@ -148,6 +148,9 @@ pub enum Target<'a> {
         queue_position: Option<usize>,
         /// The environment was created from this claim's template.
         created_for_claim: bool,
+        /// No other environment could bind the claim: it names this one, or this is the
+        /// only live environment of its context.
+        sole_taker: bool,
     },
     /// The environment named in `spec.environmentName` does not exist.
     NamedEnvironmentMissing,
@@ -157,6 +160,12 @@ pub enum Target<'a> {
     /// No live environment for the context: create the next one.
     CreateEnvironment { name: String },
 }
+
+/// How long a new claim's first status waits for an environment that binds it at once:
+/// its reconciler writes the claim `Bound` (or `Provisioning`) once, instead of `Queued`
+/// and then that a few milliseconds later. If nothing binds it meanwhile, it is written
+/// `Queued` when this runs out.
+pub const BINDING_GRACE: SignedDuration = SignedDuration::from_secs(5);
 
 /// What to create, if anything, and the claim's next status.
 #[derive(Clone, Debug, PartialEq)]
@@ -264,6 +273,7 @@ pub fn decide_claim(
             environment,
             queue_position,
             created_for_claim,
+            sole_taker,
         } => {
             let env_name = environment.metadata.name.clone().unwrap_or_default();
             let env_status = environment.status.clone().unwrap_or_default();
@@ -369,6 +379,21 @@ pub fn decide_claim(
                 return decision;
             }
             let position = queue_position.unwrap_or(1);
+            let created_at = claim.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            if let Some(grace_ends) = created_at.and_then(|t| t.checked_add(BINDING_GRACE).ok())
+                && claim.status.is_none()
+                && sole_taker
+                && position == 1
+                && now < grace_ends
+                && takes_a_run_now(environment, now)
+            {
+                // Its reconciler binds this claim now; the claim is written once it has.
+                return ClaimDecision {
+                    status: current,
+                    create_environment: None,
+                    wake_at: Some(grace_ends),
+                };
+            }
             decision.status.queue_position = Some(u32::try_from(position).unwrap_or(u32::MAX));
             set(
                 &mut decision,
@@ -382,6 +407,24 @@ pub fn decide_claim(
         }
     }
     decision
+}
+
+/// Whether the environment's reconciler binds the head of its queue as soon as it sees
+/// it: nobody holds it, it is not being torn down, and its idle TTL has not run out (the
+/// claim-side view of [`super::environment::decide`]'s rule).
+fn takes_a_run_now(environment: &TestEnvironment, now: Timestamp) -> bool {
+    let status = environment.status.as_ref();
+    let phase = status.and_then(|s| s.phase).unwrap_or(Phase::Cold);
+    let expired = status
+        .and_then(|s| s.expires_at.as_ref())
+        .is_some_and(|t| now >= t.0);
+    matches!(
+        phase,
+        Phase::Cold | Phase::Provisioning | Phase::Warm | Phase::Cooling
+    ) && status.is_none_or(|s| s.claimed_by.is_empty())
+        && environment.metadata.deletion_timestamp.is_none()
+        && !environment.spec.destroy
+        && !expired
 }
 
 fn stamp_generation(status: &mut TestEnvironmentClaimStatus, generation: i64) {

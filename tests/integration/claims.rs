@@ -177,6 +177,21 @@ async fn a_warm_environment_is_reused_and_release_starts_its_ttl() {
         finalizer_patches, 0,
         "the environment was created with its finalizer"
     );
+    // The warm environment binds the new claim at once: the claim is written `Bound`,
+    // not `Queued` first.
+    let second_status_writes: Vec<_> = t
+        .control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.user == OPERATOR_USER && w.resource == "testenvironmentclaims")
+        .filter(|w| w.name.as_deref() == Some("second") && w.code < 300)
+        .collect();
+    assert_eq!(
+        second_status_writes.len(),
+        1,
+        "one status write for a claim bound at once: {second_status_writes:#?}"
+    );
 }
 
 #[tokio::test]

@@ -130,6 +130,7 @@ fn on(env: &TestEnvironment, position: Option<usize>, created_for_claim: bool) -
         environment: env,
         queue_position: position,
         created_for_claim,
+        sole_taker: true,
     }
 }
 
@@ -364,4 +365,106 @@ fn the_lease_timer_survives_a_pause_in_readiness() {
     let resyncing = environment(Phase::Running, ("False", "Provisioning"), &["run"]);
     let paused = decide_claim(&held, on(&resyncing, None, false), at(NOW + 60));
     assert_eq!(paused.wake_at, Some(at(NOW + 3_600)));
+}
+
+/// A claim created `age` seconds before `NOW`, with no status yet.
+fn fresh_claim(age: i64) -> TestEnvironmentClaim {
+    let mut claim = claim("run");
+    claim.metadata.creation_timestamp = Some(Time(at(NOW - age)));
+    claim
+}
+
+#[test]
+fn a_new_claim_the_environment_binds_at_once_is_not_first_written_queued() {
+    let warm = environment(Phase::Warm, ("True", "Available"), &[]);
+    let mut cold = environment(Phase::Cold, ("False", "Pending"), &[]);
+    cold.status = None;
+    for env in [&warm, &cold] {
+        let decision = decide_claim(&fresh_claim(1), on(env, Some(1), false), at(NOW));
+        assert_eq!(
+            decision.status,
+            TestEnvironmentClaimStatus::default(),
+            "nothing to write before the bind"
+        );
+        assert_eq!(decision.create_environment, None);
+        assert_eq!(
+            decision.wake_at,
+            Some(at(NOW + 4)),
+            "looked at again when the grace ends"
+        );
+    }
+}
+
+#[test]
+fn a_new_claim_is_written_queued_when_the_environment_does_not_bind_it_at_once() {
+    let warm = environment(Phase::Warm, ("True", "Available"), &[]);
+    let busy = environment(Phase::Running, ("True", "InUse"), &["other"]);
+    let mut expired = warm.clone();
+    expired.status.as_mut().unwrap().expires_at = Some(Time(at(NOW)));
+    let mut destroy = warm.clone();
+    destroy.spec.destroy = true;
+    let mut deleted = warm.clone();
+    deleted.metadata.deletion_timestamp = Some(Time(at(NOW - 1)));
+    let contested = Target::Environment {
+        environment: &warm,
+        queue_position: Some(1),
+        created_for_claim: false,
+        sole_taker: false,
+    };
+    let mut written_before = fresh_claim(1);
+    written_before.status = Some(TestEnvironmentClaimStatus {
+        environment_name: Some("env-1".into()),
+        ..TestEnvironmentClaimStatus::default()
+    });
+    let cases: Vec<(&str, TestEnvironmentClaim, Target<'_>)> = vec![
+        (
+            "the grace ran out",
+            fresh_claim(5),
+            on(&warm, Some(1), false),
+        ),
+        (
+            "second in the queue",
+            fresh_claim(1),
+            on(&warm, Some(2), false),
+        ),
+        (
+            "held by another run",
+            fresh_claim(1),
+            on(&busy, Some(1), false),
+        ),
+        (
+            "its idle TTL ran out",
+            fresh_claim(1),
+            on(&expired, Some(1), false),
+        ),
+        (
+            "destroy requested",
+            fresh_claim(1),
+            on(&destroy, Some(1), false),
+        ),
+        (
+            "being deleted",
+            fresh_claim(1),
+            on(&deleted, Some(1), false),
+        ),
+        (
+            "another environment could take it",
+            fresh_claim(1),
+            contested,
+        ),
+        ("written before", written_before, on(&warm, Some(1), false)),
+    ];
+    for (case, claim, target) in cases {
+        let decision = decide_claim(&claim, target, at(NOW));
+        assert_eq!(
+            ready(&decision),
+            (ClaimPhase::Pending, "False".into(), reason::QUEUED.into()),
+            "{case}"
+        );
+        assert_eq!(
+            decision.status.environment_name.as_deref(),
+            Some("env-1"),
+            "{case}"
+        );
+    }
 }
