@@ -103,6 +103,10 @@ pub struct Routing {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
     pub overrides: BTreeMap<String, String>,
+    /// Also publish the policy as the ConfigMap `testmesh-routing` in the environment's
+    /// namespace, for test pods to mount.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_config_map: bool,
 }
 
 /// A condition, in the Kubernetes shape.
@@ -304,6 +308,7 @@ impl Routing {
         Routing {
             baseline_namespace: routing.baseline_namespace.clone(),
             overrides: routing.overrides.clone(),
+            publish_config_map: routing.publish_config_map,
         }
     }
 
@@ -311,6 +316,7 @@ impl Routing {
         RoutingSpec {
             baseline_namespace: self.baseline_namespace,
             overrides: self.overrides,
+            publish_config_map: self.publish_config_map,
         }
     }
 }

@@ -57,6 +57,19 @@ pub async fn apply(
         Effect::PublishRouting => {
             publish_routing(environment, &world.observed.routing.policy, ctx).await
         }
+        Effect::UnpublishRouting => match &world.routing_map {
+            Some(config_map) => Api::<ConfigMap>::namespaced(
+                ctx.client.clone(),
+                &environment.spec.template.namespace,
+            )
+            .delete(
+                &config_map.name_any(),
+                &delete_exactly(&config_map.metadata),
+            )
+            .await
+            .map(|_| ()),
+            None => return Ok(Applied::Raced),
+        },
         Effect::DeleteApp => match &world.app {
             Some((api, app)) => api
                 .delete(&app.name_any(), &delete_exactly(&app.metadata))

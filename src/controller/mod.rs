@@ -372,11 +372,16 @@ async fn reconcile(
         informers::spawn(
             "ConfigMap",
             Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
+            // Only the operator's own: named so and carrying its label.
+            watcher::Config::default()
+                .fields(&format!("metadata.name={ROUTING_CONFIG_MAP}"))
+                .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
             reflector::store::Writer::default(),
-            // Only its data is compared with the policy.
+            // Its data is compared with the policy; the label proves it the operator's.
             |mut config_map: ConfigMap| {
-                config_map.labels_mut().clear();
+                config_map
+                    .labels_mut()
+                    .retain(|key, _| key == MANAGED_BY_LABEL);
                 config_map.annotations_mut().clear();
                 Packed::pack(&config_map)
             },

@@ -7,7 +7,6 @@
 //! operator creates a namespace or deletes an app a cache may not have seen it yet, and
 //! acting on a stale view is how operators delete or create things twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -24,7 +23,8 @@ use crate::lifecycle::claims::{self, QueueEntry};
 use crate::lifecycle::environment::{AppState, NamespaceState, Observed, TeardownRequest};
 use crate::lifecycle::routing::{self, Routing, ServicePorts};
 use crate::resources::{
-    ENVIRONMENT_UID_ANNOTATION, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim,
+    ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, ROUTING_CONFIG_MAP, TestEnvironment,
+    TestEnvironmentClaim,
 };
 
 /// Where an observation comes from.
@@ -44,6 +44,8 @@ pub struct World {
     pub namespace: Option<Arc<Namespace>>,
     /// The provider's app as read, when it exists, with the API to reach it.
     pub app: Option<(Api<DynamicObject>, Arc<DynamicObject>)>,
+    /// The operator's routing ConfigMap as read, when it exists.
+    pub routing_map: Option<ConfigMap>,
 }
 
 /// Reads everything the lifecycle core needs to decide about `environment`.
@@ -103,7 +105,7 @@ pub async fn observe(
         Source::ApiServer => listed_in(&ctx.client, &workspace).await?,
     };
     let (holders, waiting) = claims_of(environment, &claims);
-    let (routing, published_routing) = if matches!(
+    let (routing, routing_map) = if matches!(
         namespace_state,
         NamespaceState::Owned {
             terminating: false,
@@ -123,10 +125,13 @@ pub async fn observe(
             teardown,
             teardown_note,
             routing,
-            published_routing,
+            published_routing: routing_map
+                .as_ref()
+                .map(|map| map.data.clone().unwrap_or_default()),
         },
         namespace,
         app,
+        routing_map,
     })
 }
 
@@ -154,12 +159,13 @@ async fn read_namespace(
 }
 
 /// The routing policy from the Services of the environment's namespace and its baseline,
-/// and what the routing ConfigMap currently publishes.
+/// and the routing ConfigMap that publishes it, if the operator made one: a ConfigMap of
+/// that name without the operator's label is someone else's, and never deleted.
 async fn observe_routing(
     environment: &TestEnvironment,
     ctx: &Context,
     source: Source,
-) -> Result<(Routing, Option<BTreeMap<String, String>>)> {
+) -> Result<(Routing, Option<ConfigMap>)> {
     let template = &environment.spec.template;
     let deployed = services_in(&template.namespace, ctx, source).await?;
     let baseline = match template
@@ -176,14 +182,19 @@ async fn observe_routing(
         maps.get(&ObjectRef::new(ROUTING_CONFIG_MAP).within(&template.namespace))
             .map(|config_map| config_map.unpack())
             .transpose()?
-            .map(|config_map| config_map.data.unwrap_or_default())
     } else {
         Api::<ConfigMap>::namespaced(ctx.client.clone(), &template.namespace)
             .get_opt(ROUTING_CONFIG_MAP)
             .await?
-            .map(|config_map| config_map.data.unwrap_or_default())
     };
-    Ok((routing, published))
+    let ours = published.filter(|config_map| {
+        config_map
+            .labels()
+            .get(MANAGED_BY_LABEL)
+            .map(String::as_str)
+            == Some(MANAGED_BY)
+    });
+    Ok((routing, ours))
 }
 
 async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<Vec<ServicePorts>> {

@@ -132,7 +132,8 @@ pub struct Observed {
     pub teardown_note: Option<String>,
     /// The routing policy computed from the Services really deployed.
     pub routing: Routing,
-    /// The policy published in the namespace's routing ConfigMap, if it exists.
+    /// The policy published in the namespace's routing ConfigMap, if the operator's
+    /// ConfigMap exists.
     pub published_routing: Option<BTreeMap<String, String>>,
 }
 
@@ -144,6 +145,8 @@ pub enum Effect {
     DeleteNamespace,
     /// Write the status's routing policy into the namespace's routing ConfigMap.
     PublishRouting,
+    /// Delete the routing ConfigMap nobody asks for any more.
+    UnpublishRouting,
 }
 
 impl Effect {
@@ -152,7 +155,10 @@ impl Effect {
     /// an idempotent apply of what the status already says.
     pub fn creates_or_deletes(self) -> bool {
         match self {
-            Effect::CreateNamespace | Effect::DeleteApp | Effect::DeleteNamespace => true,
+            Effect::CreateNamespace
+            | Effect::DeleteApp
+            | Effect::DeleteNamespace
+            | Effect::UnpublishRouting => true,
             Effect::PublishRouting => false,
         }
     }
@@ -208,6 +214,12 @@ pub fn decide(
         observed,
         ready_before: stored_ready.is_some_and(|c| c.status == ConditionStatus::True.as_str()),
         ready_reason: stored_ready.map(|c| c.reason.as_str()),
+        publish_config_map: environment
+            .spec
+            .template
+            .routing
+            .as_ref()
+            .is_some_and(|r| r.publish_config_map),
     };
 
     if previous == Phase::Destroyed {
@@ -311,6 +323,8 @@ struct Step<'a> {
     ready_before: bool,
     /// The stored `Ready` reason.
     ready_reason: Option<&'a str>,
+    /// `spec.routing.publishConfigMap`.
+    publish_config_map: bool,
 }
 
 impl Step<'_> {
@@ -510,7 +524,8 @@ impl Step<'_> {
         }
     }
 
-    /// Publishes the routing policy while the namespace is ours and alive.
+    /// Computes the routing policy while the namespace is ours and alive, and keeps the
+    /// routing ConfigMap in step when one is asked for (and gone when not).
     fn route(&self, decision: &mut Decision) {
         let serving_namespace = matches!(
             self.observed.namespace,
@@ -543,8 +558,11 @@ impl Step<'_> {
             )
         };
         self.set(decision, verdict);
-        if self.observed.published_routing.as_ref() != Some(&routing.policy) {
+        let published = self.observed.published_routing.as_ref();
+        if self.publish_config_map && published != Some(&routing.policy) {
             decision.effects.push(Effect::PublishRouting);
+        } else if !self.publish_config_map && published.is_some() {
+            decision.effects.push(Effect::UnpublishRouting);
         }
     }
 

@@ -173,6 +173,12 @@ pub struct RoutingSpec {
         "self.all(k, isURL(self[k]) && (self[k].startsWith('http://') || self[k].startsWith('https://')))"
     ).message("routing.overrides values must be absolute http:// or https:// URLs"))]
     pub overrides: BTreeMap<String, String>,
+    /// Also publish the policy as the ConfigMap `testmesh-routing` in the environment's
+    /// namespace, one key per service, for test pods to mount. Off by default: the
+    /// environment's status and its bound claims carry the policy either way. Turned off
+    /// again, the ConfigMap is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_config_map: bool,
 }
 
 /// What the operator has observed and decided about an environment.
@@ -192,7 +198,8 @@ pub struct TestEnvironmentStatus {
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// Service name to URL, for the environment's services and the baseline's; also
-    /// published as the ConfigMap `testmesh-routing` in the environment's namespace.
+    /// published as the ConfigMap `testmesh-routing` in the environment's namespace when
+    /// `spec.routing.publishConfigMap` asks for it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routing_policy: BTreeMap<String, String>,
     /// Declared services (`spec.services`) with no Service in the namespace yet.

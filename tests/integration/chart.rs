@@ -382,6 +382,7 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
                 "providerAppName": "chart-app",
                 "namespace": namespace,
                 "services": [{"name": "web"}],
+                "routing": {"publishConfigMap": true},
             }
         }
     }))
@@ -429,6 +430,23 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
                 .and_then(|c| c.data.as_ref())
                 .is_some_and(|data| data.contains_key("web"))
         },
+    )
+    .await;
+    // Turned off, the ConfigMap goes.
+    environments
+        .patch(
+            &environment,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"routing": {"publishConfigMap": false}}})),
+        )
+        .await
+        .expect("stop publishing the ConfigMap");
+    wait_for(
+        &config_maps,
+        ROUTING_CONFIG_MAP,
+        REACTION,
+        "routing ConfigMap deleted",
+        |config_map| config_map.is_none(),
     )
     .await;
 
@@ -492,6 +510,7 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
         // Server-side apply creates the routing ConfigMap: a patch request, for which
         // the API server also checks `create`.
         "patch configmaps",
+        "delete configmaps",
         "delete applications",
         "delete kustomizations",
         "create events",

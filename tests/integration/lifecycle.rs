@@ -27,6 +27,7 @@ fn operator_writes(t: &Operated, app: &str, namespace: &str) -> Vec<String> {
         .filter(|w| match w.resource.as_str() {
             "testenvironments" | "events" => w.namespace.as_deref() == Some(t.workspace.as_str()),
             "namespaces" => w.name.as_deref() == Some(namespace),
+            "configmaps" => w.namespace.as_deref() == Some(namespace),
             "applications" => w.name.as_deref() == Some(app),
             _ => false,
         })
@@ -176,6 +177,10 @@ async fn cold_to_warm_to_expired_to_destroyed() {
     assert!(
         writes.iter().any(|w| w == "patch testenvironments"),
         "created without the finalizer, the environment gets it from the operator: {writes:?}"
+    );
+    assert!(
+        !writes.iter().any(|w| w.ends_with("configmaps")),
+        "no routing ConfigMap unless the environment asks for one: {writes:?}"
     );
     let object_writes = writes.iter().filter(|w| !w.ends_with("events")).count();
     println!(

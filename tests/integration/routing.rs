@@ -62,8 +62,10 @@ async fn routing_follows_the_services_really_deployed() {
         {"name": "search"}
     ]))
     .expect("services");
-    environment.spec.template.routing =
-        Some(serde_json::from_value(json!({"baselineNamespace": staging})).expect("routing"));
+    environment.spec.template.routing = Some(
+        serde_json::from_value(json!({"baselineNamespace": staging, "publishConfigMap": true}))
+            .expect("routing"),
+    );
     t.create(&environment).await;
     t.wait_phase("routed", Phase::Warm, REACTION).await;
 
@@ -203,5 +205,58 @@ async fn routing_follows_the_services_really_deployed() {
     assert_eq!(
         bound.status.expect("status").routing_policy,
         policy_of(Some(&t.environments.get("routed").await.expect("env")))
+    );
+
+    // Turned off, the operator's ConfigMap is deleted; one of the same name that is not
+    // the operator's (no managed-by label) is left alone.
+    let stop = json!({"spec": {"routing": {"publishConfigMap": false}}});
+    t.environments
+        .patch("routed", &PatchParams::default(), &Patch::Merge(&stop))
+        .await
+        .expect("stop publishing");
+    wait_for(
+        &config_maps,
+        ROUTING_CONFIG_MAP,
+        REACTION,
+        "the operator's ConfigMap deleted",
+        |c| c.is_none(),
+    )
+    .await;
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": ROUTING_CONFIG_MAP},
+        "data": {"written-by": "someone else"}
+    }))
+    .expect("ConfigMap");
+    config_maps
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("someone else's ConfigMap");
+    let override_more = json!({"spec": {"routing": {"overrides": {"ledger": "https://ledger.sandbox.example.com"}}}});
+    t.environments
+        .patch(
+            "routed",
+            &PatchParams::default(),
+            &Patch::Merge(&override_more),
+        )
+        .await
+        .expect("override");
+    wait_for(
+        &t.environments,
+        "routed",
+        REACTION,
+        "reconciled after the change",
+        |e| policy_of(e).contains_key("ledger"),
+    )
+    .await;
+    let kept = config_maps
+        .get(ROUTING_CONFIG_MAP)
+        .await
+        .expect("someone else's ConfigMap is kept");
+    assert_eq!(
+        kept.data
+            .unwrap_or_default()
+            .get("written-by")
+            .map(String::as_str),
+        Some("someone else")
     );
 }

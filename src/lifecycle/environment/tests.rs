@@ -80,6 +80,15 @@ impl Env {
         self.0.spec.template.ttl_minutes = ttl;
         self
     }
+    fn publishing_config_map(mut self) -> Self {
+        self.0
+            .spec
+            .template
+            .routing
+            .get_or_insert_with(Default::default)
+            .publish_config_map = true;
+        self
+    }
     fn generation(mut self, generation: i64) -> Self {
         self.0.metadata.generation = Some(generation);
         self
@@ -110,7 +119,7 @@ fn world() -> World {
         teardown: None,
         teardown_note: None,
         routing: Default::default(),
-        published_routing: Some(Default::default()),
+        published_routing: None,
     })
 }
 
@@ -169,6 +178,16 @@ impl World {
     }
     fn teardown(mut self, request: TeardownRequest) -> Self {
         self.0.teardown = Some(request);
+        self
+    }
+    fn routed(mut self, service: &str) -> Self {
+        let url = format!("http://{service}.review-pr-123.svc.cluster.local:8080");
+        self.0.routing.policy.insert(service.to_owned(), url);
+        self
+    }
+    /// The operator's routing ConfigMap exists, publishing `policy`.
+    fn published(mut self, policy: &BTreeMap<String, String>) -> Self {
+        self.0.published_routing = Some(policy.clone());
         self
     }
 }
@@ -1171,7 +1190,7 @@ proptest! {
             let owns_namespace = matches!(world.0.namespace, NamespaceState::Owned { .. });
             prop_assert!(owns_namespace, "deleted the app of a namespace it does not own");
         }
-        if decision.effects.contains(&Effect::PublishRouting) {
+        if decision.effects.contains(&Effect::PublishRouting) || decision.effects.contains(&Effect::UnpublishRouting) {
             prop_assert!(owned_active, "wrote into a namespace it does not own");
         }
         if decision.effects.contains(&Effect::CreateNamespace) {
@@ -1505,6 +1524,7 @@ fn only_creating_and_deleting_need_a_fresh_read() {
         Effect::DeleteApp,
         Effect::DeleteNamespace,
         Effect::PublishRouting,
+        Effect::UnpublishRouting,
     ]
     .into_iter()
     .filter(|e| e.creates_or_deletes())
@@ -1514,7 +1534,8 @@ fn only_creating_and_deleting_need_a_fresh_read() {
         [
             Effect::CreateNamespace,
             Effect::DeleteApp,
-            Effect::DeleteNamespace
+            Effect::DeleteNamespace,
+            Effect::UnpublishRouting
         ]
     );
 }
@@ -1548,4 +1569,66 @@ fn a_destroy_request_is_written_twice_too() {
             (Phase::Destroyed, reason::TEARDOWN_COMPLETE.to_owned()),
         ]
     );
+}
+
+/// The routing ConfigMap is written only for an environment that asks for it, kept in
+/// step with the policy, deleted when no longer asked for, and never touched outside a
+/// live namespace of the environment's own.
+#[test]
+fn the_routing_config_map_follows_the_spec_and_the_policy() {
+    let warm = || {
+        environment()
+            .in_phase(Phase::Warm)
+            .last_used(CREATED)
+            .health_since("Healthy", CREATED)
+    };
+    let routed = || world().routed("users");
+    let policy = routed().0.routing.policy;
+    let stale = world().routed("orders").0.routing.policy;
+    let cases: Vec<(&str, Env, World, &[Effect])> = vec![
+        ("not asked for, none published", warm(), routed(), &[]),
+        (
+            "not asked for any more",
+            warm(),
+            routed().published(&policy),
+            &[Effect::UnpublishRouting],
+        ),
+        (
+            "asked for, none yet",
+            warm().publishing_config_map(),
+            routed(),
+            &[Effect::PublishRouting],
+        ),
+        (
+            "asked for, out of date",
+            warm().publishing_config_map(),
+            routed().published(&stale),
+            &[Effect::PublishRouting],
+        ),
+        (
+            "asked for, up to date",
+            warm().publishing_config_map(),
+            routed().published(&policy),
+            &[],
+        ),
+        (
+            "asked for, a namespace that is not ours",
+            warm().publishing_config_map(),
+            routed().foreign_namespace(),
+            &[],
+        ),
+        (
+            "not asked for, a terminating namespace",
+            warm(),
+            routed()
+                .published(&policy)
+                .terminating_namespace(None)
+                .teardown(TeardownRequest::Destroy),
+            &[Effect::DeleteApp],
+        ),
+    ];
+    for (case, env, world, effects) in cases {
+        let decision = env.decide(&world, CREATED + 5);
+        assert_eq!(decision.effects, effects, "{case}");
+    }
 }
