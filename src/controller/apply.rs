@@ -54,20 +54,32 @@ pub async fn apply(
                 .map(|_| ()),
             None => return Ok(Applied::Raced),
         },
-        Effect::PublishRouting => {
-            publish_routing(environment, &world.observed.routing.policy, ctx).await
+        Effect::CreateRoutingMap => {
+            let config_map = routing_map(environment, &world.observed.routing.policy);
+            routing_maps(environment, ctx)
+                .create(&PostParams::default(), &config_map)
+                .await
+                .map(|_| ())
         }
+        Effect::PublishRouting => match &world.routing_map {
+            Some(ours) => {
+                let patch = routing_update(ours, &world.observed.routing.policy);
+                routing_maps(environment, ctx)
+                    .patch(
+                        ROUTING_CONFIG_MAP,
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            None => return Ok(Applied::Raced),
+        },
         Effect::UnpublishRouting => match &world.routing_map {
-            Some(config_map) => Api::<ConfigMap>::namespaced(
-                ctx.client.clone(),
-                &environment.spec.template.namespace,
-            )
-            .delete(
-                &config_map.name_any(),
-                &delete_exactly(&config_map.metadata),
-            )
-            .await
-            .map(|_| ()),
+            Some(ours) => routing_maps(environment, ctx)
+                .delete(ROUTING_CONFIG_MAP, &delete_exactly(&ours.metadata))
+                .await
+                .map(|_| ()),
             None => return Ok(Applied::Raced),
         },
         Effect::DeleteApp => match &world.app {
@@ -89,32 +101,45 @@ pub async fn apply(
     }
 }
 
-/// Writes the routing policy into the namespace's routing ConfigMap (server-side apply:
-/// services that left the policy leave the ConfigMap too).
-async fn publish_routing(
-    environment: &TestEnvironment,
-    routing: &std::collections::BTreeMap<String, String>,
-    ctx: &Context,
-) -> kube::Result<()> {
-    let namespace = &environment.spec.template.namespace;
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": ROUTING_CONFIG_MAP,
-            "namespace": namespace,
-            "labels": { MANAGED_BY_LABEL: MANAGED_BY },
+fn routing_maps(environment: &TestEnvironment, ctx: &Context) -> Api<ConfigMap> {
+    Api::namespaced(ctx.client.clone(), &environment.spec.template.namespace)
+}
+
+/// The routing ConfigMap to create: one key per service, with the operator's label as the
+/// proof that it is the operator's to update and delete.
+fn routing_map(environment: &TestEnvironment, policy: &BTreeMap<String, String>) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(ROUTING_CONFIG_MAP.to_owned()),
+            namespace: Some(environment.spec.template.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_owned(),
+                MANAGED_BY.to_owned(),
+            )])),
+            ..ObjectMeta::default()
         },
-        "data": routing,
-    });
-    Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
-        .patch(
-            ROUTING_CONFIG_MAP,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .map(|_| ())
+        data: Some(policy.clone()),
+        ..ConfigMap::default()
+    }
+}
+
+/// The merge patch that brings the operator's routing ConfigMap, as read, to `policy`:
+/// services that left the policy are removed (`null`), and the read `resourceVersion`
+/// makes it fail with a conflict if the ConfigMap changed since.
+fn routing_update(ours: &ConfigMap, policy: &BTreeMap<String, String>) -> serde_json::Value {
+    let mut data: serde_json::Map<String, serde_json::Value> = policy
+        .iter()
+        .map(|(service, url)| (service.clone(), json!(url)))
+        .collect();
+    for gone in ours.data.iter().flatten().map(|(service, _)| service) {
+        if !policy.contains_key(gone) {
+            data.insert(gone.clone(), serde_json::Value::Null);
+        }
+    }
+    json!({
+        "metadata": {"resourceVersion": ours.metadata.resource_version},
+        "data": data,
+    })
 }
 
 /// The namespace an environment creates, marked with its UID as proof of ownership.
@@ -258,5 +283,36 @@ fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_routing_update_removes_the_services_that_left_and_is_conditional() {
+        let ours = ConfigMap {
+            metadata: ObjectMeta {
+                resource_version: Some("42".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([
+                ("gone".to_owned(), "http://gone".to_owned()),
+                ("kept".to_owned(), "http://old".to_owned()),
+            ])),
+            ..ConfigMap::default()
+        };
+        let policy = BTreeMap::from([
+            ("kept".to_owned(), "http://new".to_owned()),
+            ("added".to_owned(), "http://added".to_owned()),
+        ]);
+        assert_eq!(
+            routing_update(&ours, &policy),
+            json!({
+                "metadata": {"resourceVersion": "42"},
+                "data": {"kept": "http://new", "added": "http://added", "gone": null},
+            })
+        );
     }
 }

@@ -305,3 +305,59 @@ async fn publish(
         tracing::warn!(%error, "cannot publish event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{TestEnvironmentClaimSpec, TestEnvironmentStatus};
+
+    fn environment(name: &str, phase: Phase) -> Arc<TestEnvironment> {
+        let spec: TestEnvironmentSpec = serde_json::from_value(json!({
+            "context": "pr-1", "provider": "argocd", "providerAppName": name, "namespace": name
+        }))
+        .expect("spec");
+        let mut environment = TestEnvironment::new(name, spec);
+        environment.status = Some(TestEnvironmentStatus {
+            phase: Some(phase),
+            ..TestEnvironmentStatus::default()
+        });
+        Arc::new(environment)
+    }
+
+    fn claim(environment_name: Option<&str>) -> TestEnvironmentClaim {
+        TestEnvironmentClaim::new(
+            "run",
+            TestEnvironmentClaimSpec {
+                context: "pr-1".into(),
+                environment_name: environment_name.map(str::to_owned),
+                template: None,
+                max_duration_minutes: 60,
+            },
+        )
+    }
+
+    fn sole_taker(claim: &TestEnvironmentClaim, environments: &[Arc<TestEnvironment>]) -> bool {
+        let entries = [QueueEntry::of(claim)];
+        match resolve_target(claim, "uid", environments, &entries, Timestamp::now()) {
+            Target::Environment { sole_taker, .. } => sole_taker,
+            other => panic!("no environment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_claim_is_the_sole_taker_of_the_only_live_environment_or_the_one_it_names() {
+        let warm = environment("pr-1-1", Phase::Warm);
+        let provisioning = environment("pr-1-2", Phase::Provisioning);
+        let destroying = environment("pr-1-0", Phase::Destroying);
+        assert!(sole_taker(&claim(None), std::slice::from_ref(&warm)));
+        assert!(
+            sole_taker(&claim(None), &[warm.clone(), destroying]),
+            "one being torn down takes no claim"
+        );
+        assert!(
+            !sole_taker(&claim(None), &[warm.clone(), provisioning.clone()]),
+            "another live environment of the context could take it too"
+        );
+        assert!(sole_taker(&claim(Some("pr-1-2")), &[warm, provisioning]));
+    }
+}

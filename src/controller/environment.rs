@@ -107,7 +107,7 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         for effect in decision
             .effects
             .iter()
-            .filter(|e| **e == Effect::PublishRouting)
+            .filter(|e| **e == Effect::CreateRoutingMap)
         {
             tracing::info!(?effect, phase = %decision.phase(), "applying");
             apply::apply(*effect, environment, &uid, &world, ctx).await?;

@@ -79,7 +79,8 @@ pub struct Caches {
     pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
     /// Every Service of the cluster, for routing.
     pub services: Cache<Service>,
-    /// The `testmesh-routing` ConfigMaps.
+    /// The ConfigMaps named `testmesh-routing`: the operator's, and anyone else's it must
+    /// not write over.
     pub routing_maps: Cache<Packed<ConfigMap>>,
 }
 
@@ -372,10 +373,8 @@ async fn reconcile(
         informers::spawn(
             "ConfigMap",
             Api::<ConfigMap>::all(client.clone()),
-            // Only the operator's own: named so and carrying its label.
-            watcher::Config::default()
-                .fields(&format!("metadata.name={ROUTING_CONFIG_MAP}"))
-                .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            // Someone else's of that name too: the operator must not create its own over it.
+            watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
             reflector::store::Writer::default(),
             // Its data is compared with the policy; the label proves it the operator's.
             |mut config_map: ConfigMap| {

@@ -20,7 +20,9 @@ use super::Context;
 use crate::error::Result;
 use crate::lifecycle::Phase;
 use crate::lifecycle::claims::{self, QueueEntry};
-use crate::lifecycle::environment::{AppState, NamespaceState, Observed, TeardownRequest};
+use crate::lifecycle::environment::{
+    AppState, NamespaceState, Observed, RoutingMap, TeardownRequest,
+};
 use crate::lifecycle::routing::{self, Routing, ServicePorts};
 use crate::resources::{
     ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, ROUTING_CONFIG_MAP, TestEnvironment,
@@ -105,7 +107,7 @@ pub async fn observe(
         Source::ApiServer => listed_in(&ctx.client, &workspace).await?,
     };
     let (holders, waiting) = claims_of(environment, &claims);
-    let (routing, routing_map) = if matches!(
+    let (routing, (routing_map, our_routing_map)) = if matches!(
         namespace_state,
         NamespaceState::Owned {
             terminating: false,
@@ -114,7 +116,7 @@ pub async fn observe(
     ) {
         observe_routing(environment, ctx, source).await?
     } else {
-        (Routing::default(), None)
+        (Routing::default(), (RoutingMap::Absent, None))
     };
     Ok(World {
         observed: Observed {
@@ -125,13 +127,11 @@ pub async fn observe(
             teardown,
             teardown_note,
             routing,
-            published_routing: routing_map
-                .as_ref()
-                .map(|map| map.data.clone().unwrap_or_default()),
+            routing_map,
         },
         namespace,
         app,
-        routing_map,
+        routing_map: our_routing_map,
     })
 }
 
@@ -159,13 +159,12 @@ async fn read_namespace(
 }
 
 /// The routing policy from the Services of the environment's namespace and its baseline,
-/// and the routing ConfigMap that publishes it, if the operator made one: a ConfigMap of
-/// that name without the operator's label is someone else's, and never deleted.
+/// and the namespace's routing ConfigMap.
 async fn observe_routing(
     environment: &TestEnvironment,
     ctx: &Context,
     source: Source,
-) -> Result<(Routing, Option<ConfigMap>)> {
+) -> Result<(Routing, (RoutingMap, Option<ConfigMap>))> {
     let template = &environment.spec.template;
     let deployed = services_in(&template.namespace, ctx, source).await?;
     let baseline = match template
@@ -187,14 +186,26 @@ async fn observe_routing(
             .get_opt(ROUTING_CONFIG_MAP)
             .await?
     };
-    let ours = published.filter(|config_map| {
-        config_map
-            .labels()
-            .get(MANAGED_BY_LABEL)
-            .map(String::as_str)
-            == Some(MANAGED_BY)
-    });
-    Ok((routing, ours))
+    Ok((routing, classify_routing_map(published)))
+}
+
+/// The routing ConfigMap in the lifecycle's terms, and the object when it is the
+/// operator's: only a ConfigMap carrying the operator's label is ever updated or deleted.
+fn classify_routing_map(config_map: Option<ConfigMap>) -> (RoutingMap, Option<ConfigMap>) {
+    match config_map {
+        None => (RoutingMap::Absent, None),
+        Some(config_map)
+            if config_map
+                .labels()
+                .get(MANAGED_BY_LABEL)
+                .map(String::as_str)
+                == Some(MANAGED_BY) =>
+        {
+            let published = config_map.data.clone().unwrap_or_default();
+            (RoutingMap::Ours(published), Some(config_map))
+        }
+        Some(_) => (RoutingMap::Foreign, None),
+    }
 }
 
 async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<Vec<ServicePorts>> {
@@ -414,5 +425,43 @@ mod tests {
                 ),
             }
         );
+    }
+
+    #[test]
+    fn only_a_routing_config_map_with_the_operators_label_is_ours() {
+        let config_map = |labels: &[(&str, &str)]| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(ROUTING_CONFIG_MAP.into()),
+                uid: Some("cm-uid".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([("web".into(), "http://web".into())])),
+            ..ConfigMap::default()
+        };
+        assert_eq!(classify_routing_map(None), (RoutingMap::Absent, None));
+        let ours = config_map(&[(MANAGED_BY_LABEL, MANAGED_BY)]);
+        assert_eq!(
+            classify_routing_map(Some(ours.clone())),
+            (
+                RoutingMap::Ours(BTreeMap::from([("web".into(), "http://web".into())])),
+                Some(ours)
+            )
+        );
+        for foreign in [
+            config_map(&[]),
+            config_map(&[(MANAGED_BY_LABEL, "helm")]),
+            config_map(&[("testmesh", MANAGED_BY)]),
+        ] {
+            assert_eq!(
+                classify_routing_map(Some(foreign)),
+                (RoutingMap::Foreign, None)
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Objects as the caches keep them: a name to find them by, and the rest as JSON text.
 //!
-//! The caches hold one namespace, one routing ConfigMap and one provider app per
+//! The caches hold one namespace, at most one routing ConfigMap and one provider app per
 //! environment, and are read by key: one object per reconciliation. Held as Rust values
 //! they cost far more than their text: an Argo CD Application as a `DynamicObject` is a
 //! `serde_json::Value` tree with a map node per nested object (about 9 KiB), and even a

@@ -5,7 +5,9 @@
 //! in `spec.environmentName`, and those of its context naming none — form a queue in
 //! creation order (ties broken by name). The environment's own reconciler binds the head
 //! of the queue when the environment can take a run ([`super::environment::decide`]); the
-//! claim's reconciler only reports what that means for the claim ([`decide_claim`]).
+//! claim's reconciler only reports what that means for the claim ([`decide_claim`]) —
+//! except that it does not report a new claim `Queued` when the environment is about to
+//! bind it ([`BINDING_GRACE`]): the claim is written once, bound.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, ConditionStatus, Verdict};
+use super::environment;
 use super::phase::{ClaimPhase, Phase};
 use crate::resources::{TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus};
 
@@ -173,7 +176,8 @@ pub struct ClaimDecision {
     pub status: TestEnvironmentClaimStatus,
     /// Create this environment from the claim's template.
     pub create_environment: Option<String>,
-    /// When to look again (the lease's end), if nothing changes before.
+    /// When to look again (the lease's end, or the end of the binding grace), if nothing
+    /// changes before.
     pub wake_at: Option<Timestamp>,
 }
 
@@ -379,13 +383,16 @@ pub fn decide_claim(
                 return decision;
             }
             let position = queue_position.unwrap_or(1);
+            // Read on the API server's clock: a claim that seems to come from the future
+            // (the operator's clock behind) is written at once.
             let created_at = claim.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            if let Some(grace_ends) = created_at.and_then(|t| t.checked_add(BINDING_GRACE).ok())
+            if let Some(created_at) = created_at
+                && let Ok(grace_ends) = created_at.checked_add(BINDING_GRACE)
+                && (created_at..grace_ends).contains(&now)
                 && claim.status.is_none()
                 && sole_taker
                 && position == 1
-                && now < grace_ends
-                && takes_a_run_now(environment, now)
+                && environment::binds_at_once(environment, now)
             {
                 // Its reconciler binds this claim now; the claim is written once it has.
                 return ClaimDecision {
@@ -407,24 +414,6 @@ pub fn decide_claim(
         }
     }
     decision
-}
-
-/// Whether the environment's reconciler binds the head of its queue as soon as it sees
-/// it: nobody holds it, it is not being torn down, and its idle TTL has not run out (the
-/// claim-side view of [`super::environment::decide`]'s rule).
-fn takes_a_run_now(environment: &TestEnvironment, now: Timestamp) -> bool {
-    let status = environment.status.as_ref();
-    let phase = status.and_then(|s| s.phase).unwrap_or(Phase::Cold);
-    let expired = status
-        .and_then(|s| s.expires_at.as_ref())
-        .is_some_and(|t| now >= t.0);
-    matches!(
-        phase,
-        Phase::Cold | Phase::Provisioning | Phase::Warm | Phase::Cooling
-    ) && status.is_none_or(|s| s.claimed_by.is_empty())
-        && environment.metadata.deletion_timestamp.is_none()
-        && !environment.spec.destroy
-        && !expired
 }
 
 fn stamp_generation(status: &mut TestEnvironmentClaimStatus, generation: i64) {

@@ -16,7 +16,9 @@ use super::conditions::{self, ConditionStatus, Verdict, reason};
 use super::phase::Phase;
 use super::routing::Routing;
 use super::ttl::{self, Ttl};
-use crate::resources::{ProviderStatus, TestEnvironment, TestEnvironmentStatus};
+use crate::resources::{
+    ProviderStatus, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentStatus,
+};
 
 /// Deadlines that bound provisioning, so it fails with a reason instead of hanging.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,9 +134,18 @@ pub struct Observed {
     pub teardown_note: Option<String>,
     /// The routing policy computed from the Services really deployed.
     pub routing: Routing,
-    /// The policy published in the namespace's routing ConfigMap, if the operator's
-    /// ConfigMap exists.
-    pub published_routing: Option<BTreeMap<String, String>>,
+    /// The namespace's routing ConfigMap.
+    pub routing_map: RoutingMap,
+}
+
+/// The ConfigMap `testmesh-routing` in the environment's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoutingMap {
+    Absent,
+    /// The operator's (it carries the operator's label), publishing this policy.
+    Ours(BTreeMap<String, String>),
+    /// Someone else's: never written, never deleted.
+    Foreign,
 }
 
 /// A change the reconciler must make in the cluster.
@@ -143,9 +154,11 @@ pub enum Effect {
     CreateNamespace,
     DeleteApp,
     DeleteNamespace,
-    /// Write the status's routing policy into the namespace's routing ConfigMap.
+    /// Create the namespace's routing ConfigMap with the status's routing policy.
+    CreateRoutingMap,
+    /// Bring the operator's routing ConfigMap up to date with the status's policy.
     PublishRouting,
-    /// Delete the routing ConfigMap nobody asks for any more.
+    /// Delete the operator's routing ConfigMap, which nobody asks for any more.
     UnpublishRouting,
 }
 
@@ -158,6 +171,7 @@ impl Effect {
             Effect::CreateNamespace
             | Effect::DeleteApp
             | Effect::DeleteNamespace
+            | Effect::CreateRoutingMap
             | Effect::UnpublishRouting => true,
             Effect::PublishRouting => false,
         }
@@ -238,11 +252,7 @@ pub fn decide(
     let mut holders = observed.holders.clone();
     let idle_and_expired =
         holders.is_empty() && previous != Phase::Running && ttl::is_expired(expires_at, now);
-    let bindable = matches!(
-        previous,
-        Phase::Cold | Phase::Provisioning | Phase::Warm | Phase::Running | Phase::Cooling
-    ) && observed.teardown.is_none()
-        && !idle_and_expired;
+    let bindable = takes_runs(previous, observed.teardown.is_some(), idle_and_expired);
     if holders.is_empty()
         && bindable
         && let Some(next_run) = observed.waiting.first()
@@ -304,6 +314,37 @@ fn keep_last_seen_app(decision: &mut Decision, current: &TestEnvironmentStatus, 
     if *app == AppState::Missing && current.provider.is_some() {
         decision.status.provider = current.provider.clone();
     }
+}
+
+/// Whether an environment in `phase` takes a run: not once teardown is asked for or has
+/// begun, nor once its idle TTL has run out.
+fn takes_runs(phase: Phase, teardown_requested: bool, idle_and_expired: bool) -> bool {
+    matches!(
+        phase,
+        Phase::Cold | Phase::Provisioning | Phase::Warm | Phase::Running | Phase::Cooling
+    ) && !teardown_requested
+        && !idle_and_expired
+}
+
+/// Whether [`decide`] binds the head of the environment's queue as soon as it is run:
+/// nobody holds the environment and it takes runs. From the environment object alone,
+/// for the claim side ([`super::claims::decide_claim`]), which writes nothing for a claim
+/// about to be bound.
+pub fn binds_at_once(environment: &TestEnvironment, now: Timestamp) -> bool {
+    let unknown = TestEnvironmentStatus::default();
+    let status = environment.status.as_ref().unwrap_or(&unknown);
+    let phase = status.phase.unwrap_or(Phase::Cold);
+    let created_at = environment
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let ttl = Ttl::from_minutes(environment.spec.template.ttl_minutes);
+    let idle_and_expired =
+        phase != Phase::Running && ttl::is_expired(idle_expiry(status, created_at, ttl), now);
+    let teardown_requested =
+        environment.metadata.deletion_timestamp.is_some() || environment.spec.destroy;
+    status.claimed_by.is_empty() && takes_runs(phase, teardown_requested, idle_and_expired)
 }
 
 /// When an idle environment expires: TTL after its last use, or after its creation if it
@@ -542,7 +583,7 @@ impl Step<'_> {
         let routing = &self.observed.routing;
         decision.status.routing_policy = routing.policy.clone();
         decision.status.missing_services = routing.missing.clone();
-        let verdict = if routing.missing.is_empty() {
+        let mut verdict = if routing.missing.is_empty() {
             Verdict::new(
                 conditions::ROUTING_COMPLETE,
                 ConditionStatus::True,
@@ -557,13 +598,21 @@ impl Step<'_> {
                 format!("no Service yet for: {}", routing.missing.join(", ")),
             )
         };
-        self.set(decision, verdict);
-        let published = self.observed.published_routing.as_ref();
-        if self.publish_config_map && published != Some(&routing.policy) {
-            decision.effects.push(Effect::PublishRouting);
-        } else if !self.publish_config_map && published.is_some() {
-            decision.effects.push(Effect::UnpublishRouting);
+        if self.publish_config_map && self.observed.routing_map == RoutingMap::Foreign {
+            verdict.message.push_str(&format!(
+                "; not published: the ConfigMap {ROUTING_CONFIG_MAP} in the namespace is not TestMesh's"
+            ));
         }
+        self.set(decision, verdict);
+        let effect = match (&self.observed.routing_map, self.publish_config_map) {
+            (RoutingMap::Absent, true) => Some(Effect::CreateRoutingMap),
+            (RoutingMap::Ours(published), true) => {
+                (*published != routing.policy).then_some(Effect::PublishRouting)
+            }
+            (RoutingMap::Ours(_), false) => Some(Effect::UnpublishRouting),
+            (RoutingMap::Absent | RoutingMap::Foreign, false) | (RoutingMap::Foreign, true) => None,
+        };
+        decision.effects.extend(effect);
     }
 
     /// Every phase short of teardown.

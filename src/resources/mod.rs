@@ -43,6 +43,6 @@ pub const TEARDOWN_FINALIZER: &str = "testmesh.io/teardown";
 pub const CREATED_FOR_CLAIM_UID_LABEL: &str = "testmesh.io/created-for-claim-uid";
 /// Annotation with the name of the claim an environment was created for.
 pub const CREATED_FOR_CLAIM_ANNOTATION: &str = "testmesh.io/created-for-claim";
-/// The ConfigMap in each environment's namespace that publishes its routing policy
-/// (service name → URL), for test pods to mount.
+/// The ConfigMap that publishes an environment's routing policy (service name → URL) in
+/// its namespace, for test pods to mount, when `spec.routing.publishConfigMap` asks for it.
 pub const ROUTING_CONFIG_MAP: &str = "testmesh-routing";

@@ -259,4 +259,58 @@ async fn routing_follows_the_services_really_deployed() {
             .map(String::as_str),
         Some("someone else")
     );
+
+    // Asked for again while someone else's is there: not written over, and the
+    // environment says why.
+    let publish = json!({"spec": {"routing": {"publishConfigMap": true}}});
+    t.environments
+        .patch("routed", &PatchParams::default(), &Patch::Merge(&publish))
+        .await
+        .expect("publish again");
+    wait_for(
+        &t.environments,
+        "routed",
+        REACTION,
+        "saying the ConfigMap is not TestMesh's",
+        |e| {
+            e.and_then(|e| e.status.as_ref())
+                .and_then(|s| {
+                    testmesh::lifecycle::conditions::find(&s.conditions, "RoutingComplete")
+                })
+                .is_some_and(|c| c.message.contains("is not TestMesh's"))
+        },
+    )
+    .await;
+    let untouched = config_maps
+        .get(ROUTING_CONFIG_MAP)
+        .await
+        .expect("someone else's ConfigMap");
+    assert_eq!(
+        untouched.data.unwrap_or_default(),
+        BTreeMap::from([("written-by".to_owned(), "someone else".to_owned())]),
+        "not written over"
+    );
+    assert!(untouched.metadata.labels.unwrap_or_default().is_empty());
+
+    // Once theirs is gone, the operator publishes its own.
+    config_maps
+        .delete(ROUTING_CONFIG_MAP, &Default::default())
+        .await
+        .expect("delete theirs");
+    let published = wait_for(
+        &config_maps,
+        ROUTING_CONFIG_MAP,
+        REACTION,
+        "the operator's ConfigMap published",
+        |c| {
+            c.and_then(|c| c.data.as_ref())
+                .is_some_and(|d| d.contains_key("ledger"))
+        },
+    )
+    .await
+    .expect("ConfigMap");
+    assert_eq!(
+        published.data.unwrap_or_default(),
+        policy_of(Some(&t.environments.get("routed").await.expect("env")))
+    );
 }

@@ -400,7 +400,8 @@ fn a_new_claim_is_written_queued_when_the_environment_does_not_bind_it_at_once()
     let warm = environment(Phase::Warm, ("True", "Available"), &[]);
     let busy = environment(Phase::Running, ("True", "InUse"), &["other"]);
     let mut expired = warm.clone();
-    expired.status.as_mut().unwrap().expires_at = Some(Time(at(NOW)));
+    expired.spec.template.ttl_minutes = 1;
+    expired.status.as_mut().unwrap().last_used_at = Some(Time(at(NOW - 60)));
     let mut destroy = warm.clone();
     destroy.spec.destroy = true;
     let mut deleted = warm.clone();
@@ -420,6 +421,11 @@ fn a_new_claim_is_written_queued_when_the_environment_does_not_bind_it_at_once()
         (
             "the grace ran out",
             fresh_claim(5),
+            on(&warm, Some(1), false),
+        ),
+        (
+            "created after now by the operator's clock",
+            fresh_claim(-1),
             on(&warm, Some(1), false),
         ),
         (

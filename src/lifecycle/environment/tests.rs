@@ -119,7 +119,7 @@ fn world() -> World {
         teardown: None,
         teardown_note: None,
         routing: Default::default(),
-        published_routing: None,
+        routing_map: RoutingMap::Absent,
     })
 }
 
@@ -187,7 +187,12 @@ impl World {
     }
     /// The operator's routing ConfigMap exists, publishing `policy`.
     fn published(mut self, policy: &BTreeMap<String, String>) -> Self {
-        self.0.published_routing = Some(policy.clone());
+        self.0.routing_map = RoutingMap::Ours(policy.clone());
+        self
+    }
+    /// A ConfigMap named like the routing one that is not the operator's.
+    fn foreign_routing_map(mut self) -> Self {
+        self.0.routing_map = RoutingMap::Foreign;
         self
     }
 }
@@ -1126,8 +1131,13 @@ fn any_observed() -> impl Strategy<Value = World> {
         Just(Some(TeardownRequest::Destroy)),
         Just(Some(TeardownRequest::Delete)),
     ];
-    (namespace, app, 0usize..3, 0usize..3, teardown).prop_map(
-        |(namespace, app, holders, waiting, teardown)| {
+    let routing_map = prop_oneof![
+        Just(RoutingMap::Absent),
+        Just(RoutingMap::Ours(Default::default())),
+        Just(RoutingMap::Foreign),
+    ];
+    (namespace, app, 0usize..3, 0usize..3, teardown, routing_map).prop_map(
+        |(namespace, app, holders, waiting, teardown, routing_map)| {
             World(Observed {
                 namespace,
                 app,
@@ -1136,7 +1146,7 @@ fn any_observed() -> impl Strategy<Value = World> {
                 teardown,
                 teardown_note: None,
                 routing: Default::default(),
-                published_routing: (waiting % 2 == 0).then(Default::default),
+                routing_map,
             })
         },
     )
@@ -1177,8 +1187,10 @@ proptest! {
         world in any_observed(),
         phase in proptest::sample::select(Phase::ALL.to_vec()),
         elapsed in 0i64..100_000,
+        publishing in any::<bool>(),
     ) {
         let env = environment().in_phase(phase).last_used(CREATED);
+        let env = if publishing { env.publishing_config_map() } else { env };
         let decision = env.decide(&world, CREATED + elapsed);
         let owned_active = matches!(world.0.namespace, NamespaceState::Owned { terminating: false, .. });
         if decision.effects.contains(&Effect::DeleteNamespace) {
@@ -1190,8 +1202,13 @@ proptest! {
             let owns_namespace = matches!(world.0.namespace, NamespaceState::Owned { .. });
             prop_assert!(owns_namespace, "deleted the app of a namespace it does not own");
         }
-        if decision.effects.contains(&Effect::PublishRouting) || decision.effects.contains(&Effect::UnpublishRouting) {
+        let routing_effects: Vec<Effect> = decision.effects.iter().copied().filter(|e| matches!(
+            e, Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting
+        )).collect();
+        if !routing_effects.is_empty() {
             prop_assert!(owned_active, "wrote into a namespace it does not own");
+            prop_assert!(world.0.routing_map != RoutingMap::Foreign, "touched someone else's ConfigMap");
+            prop_assert_eq!(routing_effects.len(), 1);
         }
         if decision.effects.contains(&Effect::CreateNamespace) {
             prop_assert_eq!(&world.0.namespace, &NamespaceState::Absent);
@@ -1523,6 +1540,7 @@ fn only_creating_and_deleting_need_a_fresh_read() {
         Effect::CreateNamespace,
         Effect::DeleteApp,
         Effect::DeleteNamespace,
+        Effect::CreateRoutingMap,
         Effect::PublishRouting,
         Effect::UnpublishRouting,
     ]
@@ -1535,6 +1553,7 @@ fn only_creating_and_deleting_need_a_fresh_read() {
             Effect::CreateNamespace,
             Effect::DeleteApp,
             Effect::DeleteNamespace,
+            Effect::CreateRoutingMap,
             Effect::UnpublishRouting
         ]
     );
@@ -1572,8 +1591,8 @@ fn a_destroy_request_is_written_twice_too() {
 }
 
 /// The routing ConfigMap is written only for an environment that asks for it, kept in
-/// step with the policy, deleted when no longer asked for, and never touched outside a
-/// live namespace of the environment's own.
+/// step with the policy, deleted when no longer asked for, and never touched when it is
+/// someone else's or outside a live namespace of the environment's own.
 #[test]
 fn the_routing_config_map_follows_the_spec_and_the_policy() {
     let warm = || {
@@ -1585,50 +1604,114 @@ fn the_routing_config_map_follows_the_spec_and_the_policy() {
     let routed = || world().routed("users");
     let policy = routed().0.routing.policy;
     let stale = world().routed("orders").0.routing.policy;
-    let cases: Vec<(&str, Env, World, &[Effect])> = vec![
-        ("not asked for, none published", warm(), routed(), &[]),
+    let cases: Vec<(&str, Env, World, Option<Effect>)> = vec![
+        ("not asked for, none published", warm(), routed(), None),
         (
             "not asked for any more",
             warm(),
             routed().published(&policy),
-            &[Effect::UnpublishRouting],
+            Some(Effect::UnpublishRouting),
+        ),
+        (
+            "not asked for, someone else's",
+            warm(),
+            routed().foreign_routing_map(),
+            None,
         ),
         (
             "asked for, none yet",
             warm().publishing_config_map(),
             routed(),
-            &[Effect::PublishRouting],
+            Some(Effect::CreateRoutingMap),
         ),
         (
             "asked for, out of date",
             warm().publishing_config_map(),
             routed().published(&stale),
-            &[Effect::PublishRouting],
+            Some(Effect::PublishRouting),
         ),
         (
             "asked for, up to date",
             warm().publishing_config_map(),
             routed().published(&policy),
-            &[],
+            None,
+        ),
+        (
+            "asked for, someone else's",
+            warm().publishing_config_map(),
+            routed().foreign_routing_map(),
+            None,
         ),
         (
             "asked for, a namespace that is not ours",
             warm().publishing_config_map(),
             routed().foreign_namespace(),
-            &[],
+            None,
         ),
         (
-            "not asked for, a terminating namespace",
+            "not asked for any more, a namespace being deleted by someone else",
             warm(),
-            routed()
-                .published(&policy)
-                .terminating_namespace(None)
-                .teardown(TeardownRequest::Destroy),
-            &[Effect::DeleteApp],
+            routed().published(&policy).terminating_namespace(None),
+            None,
         ),
     ];
-    for (case, env, world, effects) in cases {
+    for (case, env, world, expected) in cases {
         let decision = env.decide(&world, CREATED + 5);
-        assert_eq!(decision.effects, effects, "{case}");
+        let routing: Vec<Effect> = decision
+            .effects
+            .iter()
+            .copied()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting
+                )
+            })
+            .collect();
+        assert_eq!(routing, Vec::from_iter(expected), "{case}");
     }
+    let refused = warm()
+        .publishing_config_map()
+        .decide(&routed().foreign_routing_map(), CREATED + 5);
+    let message = &condition(&refused, conditions::ROUTING_COMPLETE).message;
+    assert!(
+        message.ends_with(
+            "not published: the ConfigMap testmesh-routing in the namespace is not TestMesh's"
+        ),
+        "{message}"
+    );
+}
+
+/// The claim side's reading of the binding rule agrees with [`decide`]: whenever it says
+/// an environment binds a waiting claim at once, `decide` binds it.
+#[test]
+fn binds_at_once_agrees_with_the_binding_decision() {
+    let now = CREATED + 600;
+    for phase in Phase::ALL {
+        for last_used in [None, Some(CREATED), Some(now - 30)] {
+            for ttl in [1, 60] {
+                for destroy in [false, true] {
+                    let mut env = environment().in_phase(phase).ttl_minutes(ttl);
+                    if let Some(at_) = last_used {
+                        env = env.last_used(at_);
+                    }
+                    env.0.spec.destroy = destroy;
+                    let mut world = world().waiting(&["next"]);
+                    if destroy {
+                        world = world.teardown(TeardownRequest::Destroy);
+                    }
+                    let decision = env.decide(&world, now);
+                    let binds = decision.status.claimed_by == ["next"];
+                    assert_eq!(
+                        binds_at_once(&env.0, at(now)),
+                        binds,
+                        "{phase:?}, last used {last_used:?}, TTL {ttl} min, destroy {destroy}"
+                    );
+                }
+            }
+        }
+    }
+    let mut held = environment().in_phase(Phase::Running);
+    held.status().claimed_by = vec!["other".into()];
+    assert!(!binds_at_once(&held.0, at(now)), "held by another run");
 }
