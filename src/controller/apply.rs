@@ -1,7 +1,9 @@
 //! Applying decisions: the only place the environment reconciler writes to the cluster.
 //!
 //! Every delete carries a UID precondition, so the object deleted is exactly the one
-//! observed and proven ours — never a namesake created in between.
+//! observed and proven ours — never a namesake created in between. The routing ConfigMap,
+//! proven ours by a label anyone could remove, is written and deleted only at the
+//! resourceVersion read with that label.
 
 use std::collections::BTreeMap;
 
@@ -62,7 +64,7 @@ pub async fn apply(
                 .map(|_| ())
         }
         Effect::PublishRouting => match &world.routing_map {
-            Some(ours) => {
+            Some(ours) if ours.metadata.resource_version.is_some() => {
                 let patch = routing_update(ours, &world.observed.routing.policy);
                 routing_maps(environment, ctx)
                     .patch(
@@ -73,13 +75,23 @@ pub async fn apply(
                     .await
                     .map(|_| ())
             }
-            None => return Ok(Applied::Raced),
+            _ => return Ok(Applied::Raced),
         },
         Effect::UnpublishRouting => match &world.routing_map {
-            Some(ours) => routing_maps(environment, ctx)
-                .delete(ROUTING_CONFIG_MAP, &delete_exactly(&ours.metadata))
-                .await
-                .map(|_| ()),
+            // Exactly the version read with the operator's label.
+            Some(ours) => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: ours.metadata.uid.clone(),
+                        resource_version: ours.metadata.resource_version.clone(),
+                    }),
+                    ..DeleteParams::background()
+                };
+                routing_maps(environment, ctx)
+                    .delete(ROUTING_CONFIG_MAP, &params)
+                    .await
+                    .map(|_| ())
+            }
             None => return Ok(Applied::Raced),
         },
         Effect::DeleteApp => match &world.app {

@@ -1,7 +1,8 @@
 //! The TestEnvironment reconciler: observe → decide → apply → write status. Every
 //! decision is made by [`crate::lifecycle::environment::decide`]; this module only
 //! fetches what it needs and carries out the result. It decides from the informers'
-//! caches, and decides again on a fresh read before anything is created or deleted.
+//! caches, and decides again on a fresh read before it writes anything but the
+//! environment's own status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,13 +74,16 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let mut world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
     let mut now = Timestamp::now();
     let mut decision = decide(environment, &world.observed, &ctx.timing, now);
-    // Creating, deleting and entering teardown are decided again on a fresh read.
-    if decision.effects.iter().any(|e| e.creates_or_deletes())
+    // Writing anything but the status, and entering teardown, are decided again on a
+    // fresh read.
+    let mut fresh = false;
+    if !decision.effects.is_empty()
         || (decision.phase().is_tearing_down() && !previous.is_tearing_down())
     {
         world = observe::observe(environment, &uid, ctx, Source::ApiServer).await?;
         now = Timestamp::now();
         decision = decide(environment, &world.observed, &ctx.timing, now);
+        fresh = true;
     }
     // Entering teardown is recorded first, under the resourceVersion precondition, and
     // deletes happen only on a later pass that reads `destroying` back: a stale view
@@ -87,12 +91,12 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let commit_teardown_first = decision.phase().is_tearing_down()
         && !previous.is_tearing_down()
         && !decision.effects.is_empty();
-    let effects = if commit_teardown_first {
-        &[][..]
+    let effects: Vec<Effect> = if commit_teardown_first {
+        Vec::new()
     } else {
-        &decision.effects[..]
+        decision.effects.clone()
     };
-    for effect in effects {
+    for effect in effects.iter().filter(|e| !e.writes_routing_map()) {
         tracing::info!(?effect, phase = %decision.phase(), "applying");
         if apply::apply(*effect, environment, &uid, &world, ctx).await? == Applied::Raced {
             tracing::info!(?effect, "the world changed meanwhile; deciding again");
@@ -104,14 +108,7 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         // ready in this same pass, and one status write says so instead of two.
         world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
         decision = decide(environment, &world.observed, &ctx.timing, now);
-        for effect in decision
-            .effects
-            .iter()
-            .filter(|e| **e == Effect::CreateRoutingMap)
-        {
-            tracing::info!(?effect, phase = %decision.phase(), "applying");
-            apply::apply(*effect, environment, &uid, &world, ctx).await?;
-        }
+        fresh = false;
     }
 
     if decision.status != current {
@@ -132,6 +129,23 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
 
     if commit_teardown_first {
         return Ok(Action::requeue(Duration::ZERO));
+    }
+    let routing: Vec<Effect> = decision
+        .effects
+        .iter()
+        .copied()
+        .filter(|e| e.writes_routing_map())
+        .collect();
+    if !routing.is_empty() && !fresh {
+        // Decided from the cache after creating the namespace: decided again, fresh.
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    for effect in routing {
+        tracing::info!(?effect, "applying");
+        if apply::apply(effect, environment, &uid, &world, ctx).await? == Applied::Raced {
+            tracing::info!(?effect, "the world changed meanwhile; deciding again");
+            return Ok(Action::requeue(RACE_RETRY));
+        }
     }
     if deleting && decision.phase() == Phase::Destroyed {
         return Ok(Action::requeue(RACE_RETRY));

@@ -376,11 +376,16 @@ async fn reconcile(
             // Someone else's of that name too: the operator must not create its own over it.
             watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
             reflector::store::Writer::default(),
-            // Its data is compared with the policy; the label proves it the operator's.
+            // The label proves it the operator's, whose data is compared with the policy;
+            // of anyone else's only its existence matters.
             |mut config_map: ConfigMap| {
                 config_map
                     .labels_mut()
-                    .retain(|key, _| key == MANAGED_BY_LABEL);
+                    .retain(|key, value| key == MANAGED_BY_LABEL && value == MANAGED_BY);
+                if config_map.labels().is_empty() {
+                    config_map.data = None;
+                    config_map.binary_data = None;
+                }
                 config_map.annotations_mut().clear();
                 Packed::pack(&config_map)
             },

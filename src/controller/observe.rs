@@ -3,9 +3,10 @@
 //!
 //! Caches are good enough to decide what to *report*: a status write carries the
 //! object's resourceVersion, so a stale view costs a retry, never a wrong report that
-//! sticks. What to *create or delete* is decided on a fresh read: right after the
-//! operator creates a namespace or deletes an app a cache may not have seen it yet, and
-//! acting on a stale view is how operators delete or create things twice.
+//! sticks. What to *write* anywhere else (create, delete, publish) is decided on a fresh
+//! read: right after the operator creates a namespace or deletes an app a cache may not
+//! have seen it yet, and acting on a stale view is how operators delete or create things
+//! twice.
 
 use std::sync::Arc;
 

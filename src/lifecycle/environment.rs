@@ -163,17 +163,12 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// Creates or deletes an object: decided only on a fresh read of the world, since a
-    /// stale view is how things get created or deleted twice. Publishing the routing is
-    /// an idempotent apply of what the status already says.
-    pub fn creates_or_deletes(self) -> bool {
+    /// Writes the routing ConfigMap, which no phase depends on: the reconciler writes it
+    /// after the status, so a failure to publish it holds up nothing else.
+    pub fn writes_routing_map(self) -> bool {
         match self {
-            Effect::CreateNamespace
-            | Effect::DeleteApp
-            | Effect::DeleteNamespace
-            | Effect::CreateRoutingMap
-            | Effect::UnpublishRouting => true,
-            Effect::PublishRouting => false,
+            Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting => true,
+            Effect::CreateNamespace | Effect::DeleteApp | Effect::DeleteNamespace => false,
         }
     }
 }

@@ -507,8 +507,9 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
         "patch testenvironmentclaims/status",
         "create namespaces",
         "delete namespaces",
-        // Server-side apply creates the routing ConfigMap: a patch request, for which
-        // the API server also checks `create`.
+        // The routing ConfigMap: created, brought up to date when the Service appears,
+        // deleted when no longer asked for.
+        "create configmaps",
         "patch configmaps",
         "delete configmaps",
         "delete applications",

@@ -1134,6 +1134,10 @@ fn any_observed() -> impl Strategy<Value = World> {
     let routing_map = prop_oneof![
         Just(RoutingMap::Absent),
         Just(RoutingMap::Ours(Default::default())),
+        Just(RoutingMap::Ours(BTreeMap::from([(
+            "gone".to_owned(),
+            "http://gone".to_owned()
+        )]))),
         Just(RoutingMap::Foreign),
     ];
     (namespace, app, 0usize..3, 0usize..3, teardown, routing_map).prop_map(
@@ -1202,13 +1206,18 @@ proptest! {
             let owns_namespace = matches!(world.0.namespace, NamespaceState::Owned { .. });
             prop_assert!(owns_namespace, "deleted the app of a namespace it does not own");
         }
-        let routing_effects: Vec<Effect> = decision.effects.iter().copied().filter(|e| matches!(
-            e, Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting
-        )).collect();
-        if !routing_effects.is_empty() {
+        let routing_effects: Vec<Effect> = decision.effects.iter().copied().filter(|e| e.writes_routing_map()).collect();
+        prop_assert!(routing_effects.len() <= 1);
+        if let Some(effect) = routing_effects.first() {
             prop_assert!(owned_active, "wrote into a namespace it does not own");
-            prop_assert!(world.0.routing_map != RoutingMap::Foreign, "touched someone else's ConfigMap");
-            prop_assert_eq!(routing_effects.len(), 1);
+            let map = &world.0.routing_map;
+            match effect {
+                Effect::CreateRoutingMap => prop_assert!(publishing && *map == RoutingMap::Absent),
+                Effect::PublishRouting => prop_assert!(
+                    publishing && matches!(map, RoutingMap::Ours(p) if *p != world.0.routing.policy)
+                ),
+                _ => prop_assert!(!publishing && matches!(map, RoutingMap::Ours(_))),
+            }
         }
         if decision.effects.contains(&Effect::CreateNamespace) {
             prop_assert_eq!(&world.0.namespace, &NamespaceState::Absent);
@@ -1534,31 +1543,6 @@ fn a_teardown_waiting_on_others_is_looked_at_again_without_an_event() {
     assert_eq!(recheck(&destroyed), None, "nothing left to wait for");
 }
 
-#[test]
-fn only_creating_and_deleting_need_a_fresh_read() {
-    let fresh: Vec<Effect> = [
-        Effect::CreateNamespace,
-        Effect::DeleteApp,
-        Effect::DeleteNamespace,
-        Effect::CreateRoutingMap,
-        Effect::PublishRouting,
-        Effect::UnpublishRouting,
-    ]
-    .into_iter()
-    .filter(|e| e.creates_or_deletes())
-    .collect();
-    assert_eq!(
-        fresh,
-        [
-            Effect::CreateNamespace,
-            Effect::DeleteApp,
-            Effect::DeleteNamespace,
-            Effect::CreateRoutingMap,
-            Effect::UnpublishRouting
-        ]
-    );
-}
-
 /// An explicit destroy is a new generation: the `destroyed` write stamps it on every
 /// condition, as the destroyed record keeps them, so nothing is written after it.
 #[test]
@@ -1690,22 +1674,32 @@ fn binds_at_once_agrees_with_the_binding_decision() {
     for phase in Phase::ALL {
         for last_used in [None, Some(CREATED), Some(now - 30)] {
             for ttl in [1, 60] {
-                for destroy in [false, true] {
+                for teardown in [
+                    None,
+                    Some(TeardownRequest::Destroy),
+                    Some(TeardownRequest::Delete),
+                ] {
                     let mut env = environment().in_phase(phase).ttl_minutes(ttl);
                     if let Some(at_) = last_used {
                         env = env.last_used(at_);
                     }
-                    env.0.spec.destroy = destroy;
                     let mut world = world().waiting(&["next"]);
-                    if destroy {
-                        world = world.teardown(TeardownRequest::Destroy);
+                    match teardown {
+                        Some(TeardownRequest::Destroy) => env.0.spec.destroy = true,
+                        Some(TeardownRequest::Delete) => {
+                            env.0.metadata.deletion_timestamp = Some(Time(at(now - 1)));
+                        }
+                        None => {}
+                    }
+                    if let Some(request) = teardown {
+                        world = world.teardown(request);
                     }
                     let decision = env.decide(&world, now);
                     let binds = decision.status.claimed_by == ["next"];
                     assert_eq!(
                         binds_at_once(&env.0, at(now)),
                         binds,
-                        "{phase:?}, last used {last_used:?}, TTL {ttl} min, destroy {destroy}"
+                        "{phase:?}, last used {last_used:?}, TTL {ttl} min, {teardown:?}"
                     );
                 }
             }
