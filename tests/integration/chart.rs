@@ -410,6 +410,15 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
     .await;
 
     // A Service appearing reaches the routing ConfigMap only through the Service watch.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    wait_for(
+        &config_maps,
+        ROUTING_CONFIG_MAP,
+        REACTION,
+        "routing ConfigMap created",
+        |config_map| config_map.is_some(),
+    )
+    .await;
     let web: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"ports": [{"name": "http", "port": 8080}]}
@@ -419,7 +428,6 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
         .create(&PostParams::default(), &web)
         .await
         .expect("create Service");
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     wait_for(
         &config_maps,
         ROUTING_CONFIG_MAP,

@@ -127,13 +127,15 @@ async fn routing_follows_the_services_really_deployed() {
         ("False", "ServicesMissing")
     );
     let config_maps: Api<ConfigMap> = Api::namespaced(t.client.clone(), &namespace);
-    let published = config_maps
-        .get(ROUTING_CONFIG_MAP)
-        .await
-        .expect("routing ConfigMap")
-        .data
-        .unwrap_or_default();
-    assert_eq!(published, expected, "published for test pods to mount");
+    // Written after the status, for test pods to mount.
+    wait_for(
+        &config_maps,
+        ROUTING_CONFIG_MAP,
+        REACTION,
+        "the policy published in the ConfigMap",
+        |c| c.and_then(|c| c.data.as_ref()) == Some(&expected),
+    )
+    .await;
 
     // The missing service appears; a baseline port changes; an override is added.
     deployed
