@@ -91,19 +91,17 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let commit_teardown_first = decision.phase().is_tearing_down()
         && !previous.is_tearing_down()
         && !decision.effects.is_empty();
-    let effects: Vec<Effect> = if commit_teardown_first {
-        Vec::new()
-    } else {
-        decision.effects.clone()
-    };
-    for effect in effects.iter().filter(|e| !e.writes_routing_map()) {
-        tracing::info!(?effect, phase = %decision.phase(), "applying");
-        if apply::apply(*effect, environment, &uid, &world, ctx).await? == Applied::Raced {
-            tracing::info!(?effect, "the world changed meanwhile; deciding again");
-            return Ok(Action::requeue(RACE_RETRY));
-        }
+    // The routing ConfigMap is written after the status (see below).
+    let lifecycle_effects: Vec<Effect> = decision
+        .effects
+        .iter()
+        .copied()
+        .filter(|e| !commit_teardown_first && !e.writes_routing_map())
+        .collect();
+    if let Some(retry) = apply_each(&lifecycle_effects, environment, &uid, &world, ctx).await? {
+        return Ok(retry);
     }
-    if effects.contains(&Effect::CreateNamespace) {
+    if lifecycle_effects.contains(&Effect::CreateNamespace) {
         // The namespace exists now: when the app is already healthy, the environment is
         // ready in this same pass, and one status write says so instead of two.
         world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
@@ -130,22 +128,18 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     if commit_teardown_first {
         return Ok(Action::requeue(Duration::ZERO));
     }
-    let routing: Vec<Effect> = decision
+    let routing_effects: Vec<Effect> = decision
         .effects
         .iter()
         .copied()
         .filter(|e| e.writes_routing_map())
         .collect();
-    if !routing.is_empty() && !fresh {
+    if !routing_effects.is_empty() && !fresh {
         // Decided from the cache after creating the namespace: decided again, fresh.
         return Ok(Action::requeue(Duration::ZERO));
     }
-    for effect in routing {
-        tracing::info!(?effect, "applying");
-        if apply::apply(effect, environment, &uid, &world, ctx).await? == Applied::Raced {
-            tracing::info!(?effect, "the world changed meanwhile; deciding again");
-            return Ok(Action::requeue(RACE_RETRY));
-        }
+    if let Some(retry) = apply_each(&routing_effects, environment, &uid, &world, ctx).await? {
+        return Ok(retry);
     }
     if deleting && decision.phase() == Phase::Destroyed {
         return Ok(Action::requeue(RACE_RETRY));
@@ -157,6 +151,24 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         Some(at) => Action::requeue(ttl::until(at, Timestamp::now())),
         None => Action::await_change(),
     })
+}
+
+/// Applies `effects` in order; a quick retry when the world moved under one of them.
+async fn apply_each(
+    effects: &[Effect],
+    environment: &TestEnvironment,
+    uid: &str,
+    world: &observe::World,
+    ctx: &Context,
+) -> Result<Option<Action>> {
+    for &effect in effects {
+        tracing::info!(?effect, "applying");
+        if apply::apply(effect, environment, uid, world, ctx).await? == Applied::Raced {
+            tracing::info!(?effect, "the world changed meanwhile; deciding again");
+            return Ok(Some(Action::requeue(RACE_RETRY)));
+        }
+    }
+    Ok(None)
 }
 
 /// Observes provisioning time, expiry lateness and teardown time at the transitions

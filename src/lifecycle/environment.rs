@@ -237,13 +237,7 @@ pub fn decide(
         return decision;
     }
 
-    let ttl = Ttl::from_minutes(environment.spec.template.ttl_minutes);
-    let created_at = environment
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(now, |t| t.0);
-    let expires_at = idle_expiry(&current, created_at, ttl);
+    let expires_at = idle_expiry(environment, &current, now);
     let mut holders = observed.holders.clone();
     let idle_and_expired =
         holders.is_empty() && previous != Phase::Running && ttl::is_expired(expires_at, now);
@@ -295,7 +289,7 @@ pub fn decide(
     decision.status.expires_at = if held {
         None
     } else {
-        let expires_at = idle_expiry(&decision.status, created_at, ttl);
+        let expires_at = idle_expiry(environment, &decision.status, now);
         decision.wake_at = Some(earliest(decision.wake_at, expires_at));
         Some(Time(expires_at))
     };
@@ -329,23 +323,26 @@ pub fn binds_at_once(environment: &TestEnvironment, now: Timestamp) -> bool {
     let unknown = TestEnvironmentStatus::default();
     let status = environment.status.as_ref().unwrap_or(&unknown);
     let phase = status.phase.unwrap_or(Phase::Cold);
-    let created_at = environment
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(now, |t| t.0);
-    let ttl = Ttl::from_minutes(environment.spec.template.ttl_minutes);
     let idle_and_expired =
-        phase != Phase::Running && ttl::is_expired(idle_expiry(status, created_at, ttl), now);
+        phase != Phase::Running && ttl::is_expired(idle_expiry(environment, status, now), now);
     let teardown_requested =
         environment.metadata.deletion_timestamp.is_some() || environment.spec.destroy;
     status.claimed_by.is_empty() && takes_runs(phase, teardown_requested, idle_and_expired)
 }
 
-/// When an idle environment expires: TTL after its last use, or after its creation if it
-/// was never used (so an environment nobody claims cannot live forever).
-fn idle_expiry(status: &TestEnvironmentStatus, created_at: Timestamp, ttl: Ttl) -> Timestamp {
-    let idle_since = status.last_used_at.as_ref().map_or(created_at, |t| t.0);
+/// When an idle environment with `status` expires: TTL after its last use, or after its
+/// creation if it was never used (so an environment nobody claims cannot live forever).
+fn idle_expiry(
+    environment: &TestEnvironment,
+    status: &TestEnvironmentStatus,
+    now: Timestamp,
+) -> Timestamp {
+    let idle_since = status
+        .last_used_at
+        .as_ref()
+        .or(environment.metadata.creation_timestamp.as_ref())
+        .map_or(now, |t| t.0);
+    let ttl = Ttl::from_minutes(environment.spec.template.ttl_minutes);
     ttl::expires_at(idle_since, ttl)
 }
 
@@ -425,7 +422,6 @@ impl Step<'_> {
         // is: an environment that never created its namespace (refused, taken, or torn
         // down before provisioning) deletes no app, whatever the app's destination says.
         let owns_namespace = matches!(self.observed.namespace, NamespaceState::Owned { .. });
-        let mut app_kept = false;
         let app = match &self.observed.app {
             AppState::Present(app) => match &app.deletion {
                 AppDeletion::Deletable if owns_namespace => {
@@ -433,7 +429,6 @@ impl Step<'_> {
                     Some(AppStep::Deleting)
                 }
                 AppDeletion::Deletable => {
-                    app_kept = true;
                     notes.push(
                         "provider app kept: the environment does not own the namespace it deploys into"
                             .to_owned(),
@@ -442,7 +437,6 @@ impl Step<'_> {
                 }
                 AppDeletion::InProgress => Some(AppStep::ProviderDeleting),
                 AppDeletion::Retained(why) => {
-                    app_kept = true;
                     notes.push(format!("provider app kept: {why}"));
                     None
                 }
@@ -460,6 +454,7 @@ impl Step<'_> {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let app_kept = app.is_none() && matches!(self.observed.app, AppState::Present(_));
         let tearing_down = || {
             let plan = if app_kept {
                 "deleting the namespace"
