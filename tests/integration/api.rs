@@ -9,8 +9,8 @@ use std::time::Duration;
 use kube::Api;
 use serde_json::{Value, json};
 use testmesh::resources::TestEnvironment;
+use testmesh_testenv::apply_yaml;
 use testmesh_testenv::http_client::{self, Answer};
-use testmesh_testenv::{OPERATOR_USER, apply_yaml};
 
 use crate::support::{Operated, operated_workspace, repo_root};
 
@@ -230,15 +230,10 @@ async fn the_seed_payload_provisions_and_delete_destroys_keeping_the_record() {
         "the API used someone else's identity"
     );
     // Created with the teardown finalizer: the operator had none to add.
+    let finalizer_patches = t.finalizer_patches();
     assert!(
-        !writes.iter().any(|w| {
-            w.user == OPERATOR_USER
-                && w.verb == "patch"
-                && w.resource == "testenvironments"
-                && w.subresource.is_none()
-                && w.namespace.as_deref() == Some(t.workspace.as_str())
-        }),
-        "the operator patched the environment"
+        finalizer_patches.is_empty(),
+        "the operator patched the environment: {finalizer_patches:#?}"
     );
 }
 

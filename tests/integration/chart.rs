@@ -26,7 +26,7 @@ use testmesh::resources::{
 use testmesh_testenv::argocd::{self, ArgoCd};
 use testmesh_testenv::chart;
 use testmesh_testenv::flux::{self, Flux};
-use testmesh_testenv::{OPERATOR_USER, apply_yaml, with_temp_namespace};
+use testmesh_testenv::{apply_yaml, with_temp_namespace};
 
 use crate::support::{REACTION, operated_workspace, phase_of, run, wait_for, workspace};
 
@@ -577,15 +577,7 @@ async fn the_charts_admission_policy_gives_environments_their_finalizer_at_birth
     }
 
     t.wait_phase("born", Phase::Warm, REACTION).await;
-    let finalizer_patches: Vec<_> = t
-        .control_plane
-        .audited_writes()
-        .expect("audit log")
-        .into_iter()
-        .filter(|w| w.user == OPERATOR_USER && w.resource == "testenvironments")
-        .filter(|w| w.subresource.is_none() && w.verb == "patch")
-        .filter(|w| w.namespace.as_deref() == Some(t.workspace.as_str()))
-        .collect();
+    let finalizer_patches = t.finalizer_patches();
     assert!(
         finalizer_patches.is_empty(),
         "the operator patched the environment: {finalizer_patches:#?}"

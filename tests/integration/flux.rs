@@ -161,11 +161,7 @@ async fn tearing_down_a_suspended_kustomization_says_it_prunes_nothing() {
         .await
         .expect("suspend");
 
-    let destroy = json!({"spec": {"destroy": true}});
-    t.environments
-        .patch("paused", &PatchParams::default(), &Patch::Merge(&destroy))
-        .await
-        .expect("destroy");
+    t.request_destroy("paused").await;
     let waiting = crate::support::wait_for(
         &t.environments,
         "paused",

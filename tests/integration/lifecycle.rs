@@ -14,7 +14,10 @@ use testmesh::resources::{ENVIRONMENT_UID_ANNOTATION, TEARDOWN_FINALIZER};
 use testmesh_testenv::OPERATOR_USER;
 
 use crate::support::REACTION;
-use crate::support::{Operated, events, operated_workspace, ready_of, run, wait_for};
+use crate::support::{
+    Operated, destroyed_message, destroyed_of, events, operated_workspace, phase_of, ready_of, run,
+    wait_for,
+};
 use testmesh_testenv::argocd::{application, progressing_status};
 
 /// Writes the operator made for one environment, from the API server's audit log.
@@ -120,27 +123,23 @@ async fn cold_to_warm_to_expired_to_destroyed() {
         "{metrics}"
     );
 
-    // While it tears down, the environment says so.
+    // While it tears down, the environment says so (entering teardown is always written
+    // before anything is deleted, and the watch sees every write).
     let terminating = wait_for(
         &t.environments,
         "happy",
         Duration::from_secs(120),
         "tearing down",
-        |e| {
-            e.and_then(|e| e.status.as_ref())
-                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-                .is_some_and(|c| c.reason == "TearingDown" || c.status == "True")
-        },
+        |e| e.is_some_and(|e| destroyed_of(e).1 == "TearingDown"),
     )
     .await
     .expect("environment");
-    let destroyed_condition = terminating
-        .status
-        .as_ref()
-        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-        .map(|c| format!("{}: {}", c.reason, c.message))
-        .unwrap_or_default();
-    println!("while tearing down: Destroyed={destroyed_condition}");
+    assert_eq!(phase_of(Some(&terminating)), Some(Phase::Destroying));
+    println!(
+        "while tearing down: Destroyed={}: {}",
+        destroyed_of(&terminating).1,
+        destroyed_message(&terminating)
+    );
     let destroyed = t
         .wait_phase("happy", Phase::Destroyed, Duration::from_secs(120))
         .await;
@@ -381,7 +380,6 @@ async fn kubectl_delete_tears_down_through_the_finalizer() {
     );
 }
 
-/// The operator's status writes for the environment `name`, received from `since` on.
 /// Reconciliations the workspace's operator has finished, from its metrics.
 fn reconciliations(t: &Operated) -> u64 {
     let (_, metrics) = t.operator.get("/metrics");
@@ -392,12 +390,26 @@ fn reconciliations(t: &Operated) -> u64 {
         .expect("testmesh_reconciliations_total")
 }
 
+/// The reconciliation count once it has stopped moving (the same for half a second):
+/// the passes already under way are over. There is nothing to watch for that, so it polls.
+async fn settled_reconciliations(t: &Operated) -> u64 {
+    let deadline = Instant::now() + REACTION;
+    let mut last = reconciliations(t);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = reconciliations(t);
+        if now == last {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "reconciliations never settled");
+        last = now;
+    }
+}
+
+/// The operator's status writes for the environment `name`, received from `since` on.
 fn status_writes_since(t: &Operated, name: &str, since: Timestamp) -> Vec<String> {
-    t.control_plane
-        .audited_writes()
-        .expect("audit log")
+    t.operator_writes()
         .into_iter()
-        .filter(|w| w.user == OPERATOR_USER && w.code < 300)
         .filter(|w| w.resource == "testenvironments" && w.subresource.as_deref() == Some("status"))
         .filter(|w| w.name.as_deref() == Some(name))
         .filter(|w| {
@@ -424,18 +436,13 @@ async fn a_teardown_nobody_holds_up_writes_the_status_twice() {
     let destroyed = t.destroy("quick").await;
     assert!(t.namespace(&namespace).await.is_none());
     assert!(t.argo.get("quick-app").await.is_none());
-    let destroyed_condition = destroyed
-        .status
-        .as_ref()
-        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-        .map(|c| (c.status.clone(), c.reason.clone()))
-        .unwrap_or_default();
     assert_eq!(
-        destroyed_condition,
+        destroyed_of(&destroyed),
         ("True".into(), "TeardownComplete".into())
     );
-    // Nothing more is written once destroyed, even when it is reconciled again.
-    let before = reconciliations(&t);
+    // Nothing more is written once destroyed, even when it is reconciled again: once the
+    // passes the teardown caused are over, a change causes one more.
+    let before = settled_reconciliations(&t).await;
     let poke = json!({"metadata": {"annotations": {"example.com/poke": "1"}}});
     t.environments
         .patch("quick", &PatchParams::default(), &Patch::Merge(&poke))
@@ -473,21 +480,13 @@ async fn a_namespace_held_up_by_a_finalizer_is_reported_until_it_is_free() {
         .await
         .expect("a ConfigMap with a finalizer");
 
-    let destroy = json!({"spec": {"destroy": true}});
-    t.environments
-        .patch("held", &PatchParams::default(), &Patch::Merge(&destroy))
-        .await
-        .expect("destroy");
+    t.request_destroy("held").await;
     let blocked = wait_for(
         &t.environments,
         "held",
         Duration::from_secs(60),
         "reporting what holds the namespace",
-        |e| {
-            e.and_then(|e| e.status.as_ref())
-                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-                .is_some_and(|c| c.reason == "NamespaceTerminating")
-        },
+        |e| e.is_some_and(|e| destroyed_of(e).1 == "NamespaceTerminating"),
     )
     .await
     .expect("environment");
@@ -560,25 +559,13 @@ async fn operator_restart_mid_provisioning_and_mid_teardown_converges() {
         .count();
     assert_eq!(creates, 1, "the namespace was created exactly once");
 
-    let destroy = json!({"spec": {"destroy": true}});
-    t.environments
-        .patch(
-            "restarted",
-            &PatchParams::default(),
-            &Patch::Merge(&destroy),
-        )
-        .await
-        .expect("destroy");
+    t.request_destroy("restarted").await;
     wait_for(
         &t.environments,
         "restarted",
         REACTION,
         "waiting for the app to be pruned",
-        |e| {
-            e.and_then(|e| e.status.as_ref())
-                .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
-                .is_some_and(|c| c.reason == "WaitingForAppDeletion")
-        },
+        |e| e.is_some_and(|e| destroyed_of(e).1 == "WaitingForAppDeletion"),
     )
     .await;
     assert!(

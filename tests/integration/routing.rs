@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use testmesh::lifecycle::Phase;
 use testmesh::resources::{ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim};
+use testmesh_testenv::OPERATOR_USER;
 
 use crate::support::{REACTION, operated_workspace, wait_for};
 
@@ -229,6 +231,7 @@ async fn routing_follows_the_services_really_deployed() {
         "data": {"written-by": "someone else"}
     }))
     .expect("ConfigMap");
+    let theirs_created = Timestamp::now();
     config_maps
         .create(&PostParams::default(), &theirs)
         .await
@@ -295,6 +298,7 @@ async fn routing_follows_the_services_really_deployed() {
     assert!(untouched.metadata.labels.unwrap_or_default().is_empty());
 
     // Once theirs is gone, the operator publishes its own.
+    let theirs_deleted = Timestamp::now();
     config_maps
         .delete(ROUTING_CONFIG_MAP, &Default::default())
         .await
@@ -314,5 +318,25 @@ async fn routing_follows_the_services_really_deployed() {
     assert_eq!(
         published.data.unwrap_or_default(),
         policy_of(Some(&t.environments.get("routed").await.expect("env")))
+    );
+    // The ConfigMap is written after the status, so the checks above could run before a
+    // wrong write landed; by now a later pass has published ours, so every earlier pass
+    // is over and its writes are in the audit log.
+    let while_theirs: Vec<_> = t
+        .control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.user == OPERATOR_USER && w.resource == "configmaps")
+        .filter(|w| w.namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|w| {
+            w.received_at
+                .parse::<Timestamp>()
+                .is_ok_and(|at| (theirs_created..theirs_deleted).contains(&at))
+        })
+        .collect();
+    assert!(
+        while_theirs.is_empty(),
+        "the operator wrote someone else's ConfigMap: {while_theirs:#?}"
     );
 }

@@ -52,6 +52,14 @@ fn environment() -> Env {
     Env(object)
 }
 
+/// Warm since [`CREATED`], its app healthy since then.
+fn healthy_warm() -> Env {
+    environment()
+        .in_phase(Phase::Warm)
+        .last_used(CREATED)
+        .health_since("Healthy", CREATED)
+}
+
 impl Env {
     fn status(&mut self) -> &mut TestEnvironmentStatus {
         self.0.status.get_or_insert_with(Default::default)
@@ -928,10 +936,7 @@ fn status_writes_along(env: Env, steps: &[World]) -> Vec<(Phase, String)> {
 
 #[test]
 fn a_teardown_nobody_holds_up_writes_the_status_twice() {
-    let warm = environment()
-        .in_phase(Phase::Warm)
-        .last_used(CREATED)
-        .health_since("Healthy", CREATED);
+    let warm = healthy_warm();
     let writes = status_writes_along(
         warm,
         &[
@@ -960,10 +965,7 @@ fn a_teardown_nobody_holds_up_writes_the_status_twice() {
 
 #[test]
 fn waits_on_others_are_written_and_so_is_their_end() {
-    let warm = environment()
-        .in_phase(Phase::Warm)
-        .last_used(CREATED)
-        .health_since("Healthy", CREATED);
+    let warm = healthy_warm();
     let writes = status_writes_along(
         warm,
         &[
@@ -997,10 +999,7 @@ fn waits_on_others_are_written_and_so_is_their_end() {
 
 #[test]
 fn the_app_gone_during_teardown_leaves_its_last_summary() {
-    let warm = environment()
-        .in_phase(Phase::Warm)
-        .last_used(CREATED)
-        .health_since("Healthy", CREATED);
+    let warm = healthy_warm();
     let now = CREATED + minutes(60);
     let entering = warm.decide(&world(), now);
     let last_seen = entering.status.provider.clone();
@@ -1543,18 +1542,26 @@ fn a_teardown_waiting_on_others_is_looked_at_again_without_an_event() {
     assert_eq!(recheck(&destroyed), None, "nothing left to wait for");
 }
 
-/// An explicit destroy is a new generation: the `destroyed` write stamps it on every
-/// condition, as the destroyed record keeps them, so nothing is written after it.
+/// An explicit destroy (a new generation) that nobody holds up is written twice, like an
+/// expiry: entering teardown and `destroyed`, which stamps the generation on every
+/// condition so the destroyed record needs no third write. The TTL is a day, so it is
+/// the request, not expiry, that tears it down.
 #[test]
 fn a_destroy_request_is_written_twice_too() {
-    let warm = environment()
-        .in_phase(Phase::Warm)
-        .last_used(CREATED)
-        .health_since("Healthy", CREATED);
+    let warm = healthy_warm().ttl_minutes(24 * 60);
     let mut ready_at_generation_1 = warm.clone();
     let decision = ready_at_generation_1.decide(&world(), CREATED + 1);
     ready_at_generation_1 = ready_at_generation_1.after(&decision);
     let destroy = TeardownRequest::Destroy;
+    let requested = ready_at_generation_1
+        .clone()
+        .generation(2)
+        .decide(&world().teardown(destroy), CREATED + minutes(60));
+    assert_eq!(
+        ready(&requested),
+        ("False", reason::DESTROY_REQUESTED),
+        "torn down because it was asked to be"
+    );
     let writes = status_writes_along(
         ready_at_generation_1.generation(2),
         &[
@@ -1579,62 +1586,61 @@ fn a_destroy_request_is_written_twice_too() {
 /// someone else's or outside a live namespace of the environment's own.
 #[test]
 fn the_routing_config_map_follows_the_spec_and_the_policy() {
-    let warm = || {
-        environment()
-            .in_phase(Phase::Warm)
-            .last_used(CREATED)
-            .health_since("Healthy", CREATED)
-    };
     let routed = || world().routed("users");
     let policy = routed().0.routing.policy;
     let stale = world().routed("orders").0.routing.policy;
     let cases: Vec<(&str, Env, World, Option<Effect>)> = vec![
-        ("not asked for, none published", warm(), routed(), None),
+        (
+            "not asked for, none published",
+            healthy_warm(),
+            routed(),
+            None,
+        ),
         (
             "not asked for any more",
-            warm(),
+            healthy_warm(),
             routed().published(&policy),
             Some(Effect::UnpublishRouting),
         ),
         (
             "not asked for, someone else's",
-            warm(),
+            healthy_warm(),
             routed().foreign_routing_map(),
             None,
         ),
         (
             "asked for, none yet",
-            warm().publishing_config_map(),
+            healthy_warm().publishing_config_map(),
             routed(),
             Some(Effect::CreateRoutingMap),
         ),
         (
             "asked for, out of date",
-            warm().publishing_config_map(),
+            healthy_warm().publishing_config_map(),
             routed().published(&stale),
             Some(Effect::PublishRouting),
         ),
         (
             "asked for, up to date",
-            warm().publishing_config_map(),
+            healthy_warm().publishing_config_map(),
             routed().published(&policy),
             None,
         ),
         (
             "asked for, someone else's",
-            warm().publishing_config_map(),
+            healthy_warm().publishing_config_map(),
             routed().foreign_routing_map(),
             None,
         ),
         (
             "asked for, a namespace that is not ours",
-            warm().publishing_config_map(),
+            healthy_warm().publishing_config_map(),
             routed().foreign_namespace(),
             None,
         ),
         (
             "not asked for any more, a namespace being deleted by someone else",
-            warm(),
+            healthy_warm(),
             routed().published(&policy).terminating_namespace(None),
             None,
         ),
@@ -1645,16 +1651,11 @@ fn the_routing_config_map_follows_the_spec_and_the_policy() {
             .effects
             .iter()
             .copied()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting
-                )
-            })
+            .filter(|e| e.writes_routing_map())
             .collect();
         assert_eq!(routing, Vec::from_iter(expected), "{case}");
     }
-    let refused = warm()
+    let refused = healthy_warm()
         .publishing_config_map()
         .decide(&routed().foreign_routing_map(), CREATED + 5);
     let message = &condition(&refused, conditions::ROUTING_COMPLETE).message;

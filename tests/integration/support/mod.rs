@@ -13,7 +13,10 @@ use testmesh::resources::TestEnvironment;
 use testmesh_testenv::argocd::{self, ArgoCd};
 use testmesh_testenv::flux::{self, Flux};
 use testmesh_testenv::operator::Operator;
-use testmesh_testenv::{ControlPlane, TempNamespace, install_crds_from_yaml, with_temp_namespace};
+use testmesh_testenv::{
+    AuditedRequest, ControlPlane, OPERATOR_USER, TempNamespace, install_crds_from_yaml,
+    with_temp_namespace,
+};
 
 /// How long a test waits for the operator to react to a change.
 pub const REACTION: Duration = Duration::from_secs(30);
@@ -87,7 +90,9 @@ pub fn events(
         "-o",
         &format!("jsonpath={jsonpath}"),
     ]);
-    run(kubectl).1
+    let (ok, stdout, stderr) = run(kubectl);
+    assert!(ok, "kubectl get events: {stderr}");
+    stdout
 }
 
 /// Waits until the object `name` satisfies `condition`, failing the test after `timeout`
@@ -251,8 +256,8 @@ impl Operated {
         namespace
     }
 
-    /// Sets `spec.destroy` and waits until the environment is `destroyed`.
-    pub async fn destroy(&self, name: &str) -> TestEnvironment {
+    /// Sets `spec.destroy` on the environment `name`.
+    pub async fn request_destroy(&self, name: &str) {
         let patch = serde_json::json!({"spec": {"destroy": true}});
         self.environments
             .patch(
@@ -262,12 +267,40 @@ impl Operated {
             )
             .await
             .expect("destroy");
+    }
+
+    /// Sets `spec.destroy` and waits until the environment is `destroyed`.
+    pub async fn destroy(&self, name: &str) -> TestEnvironment {
+        self.request_destroy(name).await;
         self.wait_phase(
             name,
             testmesh::lifecycle::Phase::Destroyed,
             Duration::from_secs(60),
         )
         .await
+    }
+
+    /// The operator's successful writes in this test's workspace, oldest first. The tests
+    /// share the control plane, its audit log and the operator's identity, so the
+    /// workspace is what tells this test's writes apart.
+    pub fn operator_writes(&self) -> Vec<AuditedRequest> {
+        self.control_plane
+            .audited_writes()
+            .expect("audit log")
+            .into_iter()
+            .filter(|w| w.user == OPERATOR_USER && w.code < 300)
+            .filter(|w| w.namespace.as_deref() == Some(self.workspace.as_str()))
+            .collect()
+    }
+
+    /// The operator's patches of environments themselves, not their status: adding or
+    /// removing the teardown finalizer.
+    pub fn finalizer_patches(&self) -> Vec<AuditedRequest> {
+        self.operator_writes()
+            .into_iter()
+            .filter(|w| w.resource == "testenvironments" && w.subresource.is_none())
+            .filter(|w| w.verb == "patch")
+            .collect()
     }
 
     /// The namespace, if it exists.
@@ -280,6 +313,16 @@ impl Operated {
 }
 
 /// The `Destroyed` condition's message.
+/// The `Destroyed` condition's (status, reason).
+pub fn destroyed_of(environment: &TestEnvironment) -> (String, String) {
+    environment
+        .status
+        .as_ref()
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
+}
+
 pub fn destroyed_message(environment: &TestEnvironment) -> String {
     environment
         .status

@@ -19,17 +19,17 @@ use crate::{ControlPlane, apply_yaml};
 /// What the test control plane serves that the chart asks `.Capabilities` about.
 /// `helm template` knows only group/versions by itself, not kinds; an install asks the
 /// API server.
-pub const API_VERSIONS: [&str; 1] = ["admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"];
+const API_VERSIONS: [&str; 1] = ["admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"];
 
 /// The finalizer the policy adds (the operator's `TEARDOWN_FINALIZER`; this crate does
 /// not depend on the operator).
 const TEARDOWN_FINALIZER: &str = "testmesh.io/teardown";
 
 /// The chart's template of the admission policy that adds the teardown finalizer.
-pub const TEARDOWN_FINALIZER_POLICY: &str = "templates/admissionpolicy.yaml";
+const TEARDOWN_FINALIZER_POLICY: &str = "templates/admissionpolicy.yaml";
 
 /// The helm `make chart-tools` builds.
-pub fn helm() -> PathBuf {
+fn helm() -> PathBuf {
     let helm = workspace_root().join("target/tools/bin/helm");
     assert!(
         helm.is_file(),
@@ -66,7 +66,7 @@ pub fn render(release: &str, namespace: &str, values: &Value, extra_args: &[&str
 }
 
 /// `charts/testmesh`.
-pub fn chart_dir() -> PathBuf {
+fn chart_dir() -> PathBuf {
     workspace_root().join("charts/testmesh")
 }
 
