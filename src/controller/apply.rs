@@ -94,6 +94,27 @@ pub async fn apply(
             }
             None => return Ok(Applied::Raced),
         },
+        Effect::SyncApp | Effect::EndAppRetry => match &world.app {
+            Some((api, app)) => {
+                let provider = ctx.providers.get(environment.spec.template.provider);
+                let patch = if effect == Effect::SyncApp {
+                    provider.sync_request(app)
+                } else {
+                    provider.retry_end(app)
+                };
+                let Some(patch) = patch else {
+                    return Ok(Applied::Done);
+                };
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                };
+                api.patch(&app.name_any(), &params, &Patch::Merge(patch))
+                    .await
+                    .map(|_| ())
+            }
+            None => return Ok(Applied::Raced),
+        },
         Effect::DeleteApp => match &world.app {
             Some((api, app)) => api
                 .delete(&app.name_any(), &delete_exactly(&app.metadata))

@@ -103,10 +103,14 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     }
     if lifecycle_effects.contains(&Effect::CreateNamespace) {
         // The namespace exists now: when the app is already healthy, the environment is
-        // ready in this same pass, and one status write says so instead of two.
-        world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
-        decision = decide(environment, &world.observed, &ctx.timing, now);
-        fresh = false;
+        // ready in this same pass, and one status write says so instead of two. Anything
+        // short of ready is decided on the next pass, which sees the namespace: the app
+        // may have failed only for want of it.
+        let again = observe::observe(environment, &uid, ctx, Source::Cache).await?;
+        let ready_at_once = decide(environment, &again.observed, &ctx.timing, now);
+        if ready_at_once.phase().is_serving() {
+            (world, decision, fresh) = (again, ready_at_once, false);
+        }
     }
 
     if decision.status != current {

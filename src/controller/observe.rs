@@ -306,6 +306,7 @@ fn classify_namespace(
         return NamespaceState::Owned {
             terminating,
             blockers: terminating.then(|| deletion_blockers(ns)).flatten(),
+            created_at: ns.metadata.creation_timestamp.as_ref().map(|t| t.0),
         };
     }
     if let Some(refusal) = policy_refusal() {
@@ -359,7 +360,8 @@ mod tests {
             classify_namespace(Some(&namespace(Some("uid-1"))), "uid-1", allowed),
             NamespaceState::Owned {
                 terminating: false,
-                blockers: None
+                blockers: None,
+                created_at: None,
             }
         );
         assert_eq!(
@@ -424,6 +426,7 @@ mod tests {
                 blockers: Some(
                     "Some resources are remaining: configmaps. has 1 resource instances".into()
                 ),
+                created_at: None,
             }
         );
     }

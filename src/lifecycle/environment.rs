@@ -50,6 +50,8 @@ pub enum NamespaceState {
         terminating: bool,
         /// What keeps a terminating namespace alive (from its conditions), if known.
         blockers: Option<String>,
+        /// When it was created (`creationTimestamp`), if known.
+        created_at: Option<Timestamp>,
     },
     /// Exists, but this environment did not create it: never adopted, never deleted.
     NotOwned,
@@ -91,6 +93,25 @@ pub struct AppReport {
     /// Why it is (not) ready, for users.
     pub message: String,
     pub deletion: AppDeletion,
+    /// The provider's last sync attempt failed and the provider will not try again soon
+    /// by itself.
+    pub failed_attempt: Option<FailedAttempt>,
+    /// The app creates its destination namespace when it syncs (Argo CD's
+    /// `CreateNamespace=true`), which then exists without this environment's proof of
+    /// ownership.
+    pub creates_namespace: bool,
+}
+
+/// A failed sync attempt, as the provider records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedAttempt {
+    /// When the failed operation started.
+    pub started_at: Option<Timestamp>,
+    /// The provider waits out a retry backoff before trying again (Argo CD's automated
+    /// sync retries five times over about five minutes), instead of having given up.
+    pub backing_off: bool,
+    /// It failed because the environment's namespace did not exist.
+    pub namespace_missing: bool,
 }
 
 /// The provider's app, if it exists.
@@ -152,6 +173,13 @@ pub enum RoutingMap {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
     CreateNamespace,
+    /// Ask the provider to sync its app now, as its own tools do (`argocd app sync`): its
+    /// last attempt failed before the namespace existed, and it does not retry by itself.
+    SyncApp,
+    /// End the retry backoff of the app's failed attempt (`argocd app terminate-op`): it
+    /// failed because the namespace did not exist, which it does now; [`Effect::SyncApp`]
+    /// follows once the attempt has ended.
+    EndAppRetry,
     DeleteApp,
     DeleteNamespace,
     /// Create the namespace's routing ConfigMap with the status's routing policy.
@@ -168,7 +196,11 @@ impl Effect {
     pub fn writes_routing_map(self) -> bool {
         match self {
             Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting => true,
-            Effect::CreateNamespace | Effect::DeleteApp | Effect::DeleteNamespace => false,
+            Effect::CreateNamespace
+            | Effect::SyncApp
+            | Effect::EndAppRetry
+            | Effect::DeleteApp
+            | Effect::DeleteNamespace => false,
         }
     }
 }
@@ -232,7 +264,9 @@ pub fn decide(
     };
 
     if previous == Phase::Destroyed {
-        keep_last_seen_app(&mut decision, &current, &observed.app);
+        // The record keeps the app as last seen before the end: an app teardown kept (an
+        // ApplicationSet's, say) lives on, but is no longer this environment's.
+        decision.status.provider = current.provider.clone();
         step.stay_destroyed(&mut decision);
         return decision;
     }
@@ -252,10 +286,7 @@ pub fn decide(
     if holders != current.claimed_by {
         let bound = !holders.is_empty();
         decision.status.held_since = bound.then_some(Time(now));
-        decision.status.holder_reused = bound.then_some(matches!(
-            previous,
-            Phase::Warm | Phase::Cooling | Phase::Running
-        ));
+        decision.status.holder_reused = bound.then_some(previous.is_serving());
     }
     decision.status.claimed_by = holders.clone();
     let held = !holders.is_empty();
@@ -474,6 +505,7 @@ impl Step<'_> {
                 NamespaceState::Owned {
                     terminating: true,
                     blockers: Some(blockers),
+                    ..
                 },
             ) => (
                 reason::NAMESPACE_TERMINATING,
@@ -621,13 +653,18 @@ impl Step<'_> {
                 return;
             }
             NamespaceState::NotOwned => {
+                let mut message = "the namespace already exists and was not created by this environment; it is never adopted".to_owned();
+                if let AppState::Present(app) = &self.observed.app
+                    && app.creates_namespace
+                {
+                    message.push_str(
+                        "; the provider's app creates its destination namespace when it syncs (CreateNamespace=true): remove that sync option so TestMesh creates the namespace, then delete the namespace the app created",
+                    );
+                }
                 self.enter(
                     decision,
                     Phase::Failed,
-                    failed(
-                        reason::NAMESPACE_NOT_OWNED,
-                        "the namespace already exists and was not created by this environment; it is never adopted".to_owned(),
-                    ),
+                    failed(reason::NAMESPACE_NOT_OWNED, message),
                 );
                 return;
             }
@@ -647,7 +684,7 @@ impl Step<'_> {
             NamespaceState::Absent => {
                 decision.effects.push(Effect::CreateNamespace);
                 decision.status.provisioning_started_at = Some(Time(self.now));
-                self.set(decision, self.provider_verdict());
+                self.set(decision, self.provider_verdict(None));
                 self.enter(
                     decision,
                     Phase::Provisioning,
@@ -666,18 +703,27 @@ impl Step<'_> {
             } => {}
         }
 
-        self.set(decision, self.provider_verdict());
+        let retry = self.retry_of_stale_failure();
+        decision.effects.extend(retry);
+        self.set(decision, self.provider_verdict(retry));
         // A status write after creating the namespace may have been lost.
         decision
             .status
             .provisioning_started_at
             .get_or_insert(Time(self.now));
-        let was_serving = matches!(previous, Phase::Warm | Phase::Running | Phase::Cooling);
+        let was_serving = previous.is_serving();
         let readiness = match &self.observed.app {
+            AppState::Present(_) if retry.is_some() => Readiness::Progressing,
             AppState::Present(app) => app.readiness.clone(),
             AppState::Missing => Readiness::Progressing,
         };
-        if readiness == Readiness::Ready {
+        // A serving environment's app that syncs again (a new commit, a self-heal, a
+        // refresh) still serves the previous revision: the environment stays Ready, and
+        // the sync shows in the provider's status. Degraded, failed or gone, it does not.
+        let resyncing = was_serving
+            && readiness == Readiness::Progressing
+            && matches!(self.observed.app, AppState::Present(_));
+        if readiness == Readiness::Ready || resyncing {
             let phase = match (held, previous) {
                 (true, _) => Phase::Running,
                 (false, Phase::Running | Phase::Cooling) => Phase::Cooling,
@@ -688,11 +734,14 @@ impl Step<'_> {
             // The idle clock starts when it first becomes ready; a re-sync of the app does
             // not restart it (only a run's release does).
             status.last_used_at.get_or_insert(Time(self.now));
-            let (reason, message) = if held {
+            let (reason, mut message) = if held {
                 (reason::IN_USE, format!("in use by {}", holders.join(", ")))
             } else {
                 (reason::AVAILABLE, "ready for a run".to_owned())
             };
+            if resyncing && let AppState::Present(app) = &self.observed.app {
+                message.push_str(&format!("; the provider is syncing again: {}", app.message));
+            }
             self.enter(
                 decision,
                 phase,
@@ -713,10 +762,7 @@ impl Step<'_> {
             .as_ref()
             .and_then(|p| p.health_since.as_ref())
             .map_or(self.now, |t| t.0);
-        let app_message = match &self.observed.app {
-            AppState::Present(app) => app.message.clone(),
-            AppState::Missing => "the provider's app does not exist".to_owned(),
-        };
+        let app_message = self.app_message(retry);
         let grace_end = match (&self.observed.app, &readiness) {
             (AppState::Missing, _) => Some((
                 health_since
@@ -803,24 +849,70 @@ impl Step<'_> {
             .unwrap_or(Timestamp::MAX)
     }
 
-    fn provider_verdict(&self) -> Verdict {
-        let (status, reason, message) = match &self.observed.app {
-            AppState::Missing => (
-                ConditionStatus::False,
-                reason::APP_MISSING,
-                "the provider's app does not exist".to_owned(),
-            ),
-            AppState::Present(app) => {
-                let (status, reason) = match app.readiness {
-                    Readiness::Ready => (ConditionStatus::True, reason::APP_READY),
-                    Readiness::Progressing => (ConditionStatus::False, reason::APP_PROGRESSING),
-                    Readiness::Degraded => (ConditionStatus::False, reason::APP_DEGRADED),
-                    Readiness::Failed => (ConditionStatus::False, reason::APP_FAILED),
-                };
-                (status, reason, app.message.clone())
-            }
+    /// The app's failed attempt that the namespace, now there, may cure, and how to have
+    /// the provider try again without waiting on its timers: a sync failed before the
+    /// namespace existed is synced again (the provider does not retry a failed revision
+    /// by itself), and one that waits out a retry backoff because the namespace was
+    /// missing has its backoff ended first. Only for a namespace this environment owns
+    /// and serves; a new attempt carries a new start time, so this asks once per attempt.
+    fn retry_of_stale_failure(&self) -> Option<Effect> {
+        let AppState::Present(app) = &self.observed.app else {
+            return None;
         };
-        Verdict::new(conditions::PROVIDER_READY, status, reason, message)
+        let attempt = app.failed_attempt.as_ref()?;
+        let NamespaceState::Owned {
+            terminating: false,
+            created_at: Some(created_at),
+            ..
+        } = &self.observed.namespace
+        else {
+            return None;
+        };
+        if attempt.backing_off {
+            return attempt.namespace_missing.then_some(Effect::EndAppRetry);
+        }
+        let predates_namespace = attempt.started_at.is_some_and(|at| at < *created_at);
+        predates_namespace.then_some(Effect::SyncApp)
+    }
+
+    /// What the provider's app reports, and what TestMesh does about a failure the
+    /// namespace has removed.
+    fn app_message(&self, retry: Option<Effect>) -> String {
+        let AppState::Present(app) = &self.observed.app else {
+            return "the provider's app does not exist".to_owned();
+        };
+        match retry {
+            Some(Effect::SyncApp) => format!(
+                "{}; that sync ran before the namespace existed, so TestMesh asked for a new one",
+                app.message
+            ),
+            Some(_) => format!(
+                "{}; the namespace exists now, so TestMesh ends the retry backoff and asks for a new sync",
+                app.message
+            ),
+            None => app.message.clone(),
+        }
+    }
+
+    fn provider_verdict(&self, retry: Option<Effect>) -> Verdict {
+        let (status, reason) = match &self.observed.app {
+            AppState::Missing => (ConditionStatus::False, reason::APP_MISSING),
+            AppState::Present(_) if retry.is_some() => {
+                (ConditionStatus::False, reason::APP_PROGRESSING)
+            }
+            AppState::Present(app) => match app.readiness {
+                Readiness::Ready => (ConditionStatus::True, reason::APP_READY),
+                Readiness::Progressing => (ConditionStatus::False, reason::APP_PROGRESSING),
+                Readiness::Degraded => (ConditionStatus::False, reason::APP_DEGRADED),
+                Readiness::Failed => (ConditionStatus::False, reason::APP_FAILED),
+            },
+        };
+        Verdict::new(
+            conditions::PROVIDER_READY,
+            status,
+            reason,
+            self.app_message(retry),
+        )
     }
 }
 

@@ -62,6 +62,11 @@ impl Phase {
         matches!(self, Phase::Warm | Phase::Cooling)
     }
 
+    /// Whether the environment is ready and serving runs (or ready to).
+    pub fn is_serving(self) -> bool {
+        matches!(self, Phase::Warm | Phase::Running | Phase::Cooling)
+    }
+
     /// Whether teardown has begun or finished.
     pub fn is_tearing_down(self) -> bool {
         matches!(self, Phase::Destroying | Phase::Destroyed)

@@ -24,10 +24,20 @@
 //!   `SyncError` fail the attempt; any other error holds readiness back.
 //! - **Applications that deploy nothing** report Healthy and Synced. We trust that
 //!   verdict: such an environment is Ready (valid, if odd).
+//! - **Superseded errors.** Argo CD's automated sync records a `SyncError` ("Failed last
+//!   sync attempt to …") after a failed sync, and clears it on its next refresh once a new
+//!   operation is under way; until then that condition describes the old attempt, not the
+//!   one running, so it holds readiness back instead of failing it.
+//! - **A failed attempt nobody will repeat.** Argo CD does not retry a revision whose
+//!   automated sync failed; while it retries, it waits out a backoff of up to minutes. The
+//!   report carries the failed attempt (when it started, whether it backs off, whether the
+//!   environment's namespace was missing) so the lifecycle core can decide to ask for a new
+//!   sync once the namespace exists ([`sync_request`], [`retry_end`]).
 //! - **Deletion.** Deleting an Application makes Argo CD prune what it deployed. One owned
-//!   by an ApplicationSet would just be re-created, and one that deploys outside the
-//!   environment's namespace would prune things that are not the environment's, so the
-//!   operator never deletes either.
+//!   by an ApplicationSet, or rendered by another Application (App-of-Apps, seen in Argo
+//!   CD's resource tracking), would just be re-created; one that deploys outside the
+//!   environment's namespace would prune things that are not the environment's. The
+//!   operator never deletes any of them.
 
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
@@ -35,7 +45,7 @@ use serde_json::{Map, Value, json};
 
 use super::json::{items, text};
 
-use crate::lifecycle::environment::{AppDeletion, AppReport, Readiness};
+use crate::lifecycle::environment::{AppDeletion, AppReport, FailedAttempt, Readiness};
 
 pub const GROUP: &str = "argoproj.io";
 pub const VERSION: &str = "v1alpha1";
@@ -48,6 +58,15 @@ const FAILING_CONDITIONS: [&str; 3] = ["InvalidSpecError", "ComparisonError", "S
 
 /// How many resources a health message names before counting the rest.
 const NAMED_RESOURCES: usize = 3;
+
+/// Argo CD's resource tracking on what an Application deploys (the default since Argo CD
+/// 3.0): `<app>:<group>/<kind>:<namespace>/<name>`.
+const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+/// Argo CD's label tracking (the default before 3.0): the managing Application's name.
+const TRACKING_LABEL: &str = "app.kubernetes.io/instance";
+
+/// Who TestMesh says it is when it asks Argo CD to sync (`operation.initiatedBy`).
+const SYNC_INITIATOR: &str = "testmesh";
 
 /// The API resource of Argo CD Applications, for a dynamic `Api`.
 pub fn api_resource() -> ApiResource {
@@ -86,7 +105,57 @@ pub fn interpret(app: &DynamicObject, environment_namespace: &str) -> AppReport 
         revision: application.revision(),
         message: format!("Argo CD Application {}: {why}", application.name),
         deletion: application.deletion(environment_namespace),
+        failed_attempt: application.failed_attempt(environment_namespace),
+        creates_namespace: items(&app.data, "/spec/syncPolicy/syncOptions")
+            .filter_map(Value::as_str)
+            .any(|option| option == "CreateNamespace=true"),
     }
+}
+
+/// The merge patch that asks Argo CD to sync `app` now, as `argocd app sync` does: an
+/// `operation` like the one its automated sync writes (the app's source, prune setting,
+/// sync options and retry strategy; the revision left for Argo CD to resolve from the
+/// target), initiated by TestMesh. The `resourceVersion` read makes it fail with a
+/// conflict if the app changed since — Argo CD may have started an operation meanwhile.
+pub fn sync_request(app: &DynamicObject) -> Value {
+    let spec = &app.data["spec"];
+    let mut sync = Map::new();
+    match spec.get("sources").filter(|sources| !sources.is_null()) {
+        Some(sources) => sync.insert("sources".to_owned(), sources.clone()),
+        None => sync.insert("source".to_owned(), spec["source"].clone()),
+    };
+    if spec.pointer("/syncPolicy/automated/prune") == Some(&Value::Bool(true)) {
+        sync.insert("prune".to_owned(), Value::Bool(true));
+    }
+    if let Some(options) = spec
+        .pointer("/syncPolicy/syncOptions")
+        .filter(|options| !options.is_null())
+    {
+        sync.insert("syncOptions".to_owned(), options.clone());
+    }
+    let retry = spec
+        .pointer("/syncPolicy/retry")
+        .filter(|retry| !retry.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({ "limit": 5 }));
+    json!({
+        "metadata": { "resourceVersion": app.metadata.resource_version },
+        "operation": {
+            "sync": sync,
+            "initiatedBy": { "username": SYNC_INITIATOR },
+            "retry": retry,
+        },
+    })
+}
+
+/// The merge patch that ends the retry backoff of `app`'s operation, as `argocd app
+/// terminate-op` does: Argo CD then records it `Failed` and clears it, and a new sync can
+/// be requested. Pinned to the `resourceVersion` read.
+pub fn retry_end(app: &DynamicObject) -> Value {
+    json!({
+        "metadata": { "resourceVersion": app.metadata.resource_version },
+        "status": { "operationState": { "phase": "Terminating" } },
+    })
 }
 
 /// The parts of an Application the rules read.
@@ -96,6 +165,8 @@ struct Application<'a> {
     being_deleted: bool,
     /// The name of the ApplicationSet that owns it, if one does.
     application_set: Option<&'a str>,
+    /// The Application that deployed it (App-of-Apps), from Argo CD's resource tracking.
+    parent_application: Option<&'a str>,
     destination_namespace: Option<&'a str>,
     health: Option<&'a str>,
     sync: Option<&'a str>,
@@ -148,6 +219,7 @@ impl<'a> Application<'a> {
                 .flatten()
                 .find(|owner| owner.kind == "ApplicationSet")
                 .map(|owner| owner.name.as_str()),
+            parent_application: tracking_parent(&app.metadata),
             destination_namespace: text(data, "/spec/destination/namespace"),
             health: text(data, "/status/health/status"),
             sync: text(data, "/status/sync/status"),
@@ -184,10 +256,13 @@ impl<'a> Application<'a> {
                 with_detail(format!("operation {phase}"), message),
             );
         }
-        let (failing, holding): (Vec<&Condition<'_>>, Vec<&Condition<'_>>) = self
-            .errors
-            .iter()
-            .partition(|condition| FAILING_CONDITIONS.contains(&condition.kind));
+        let superseded = |condition: &Condition<'_>| {
+            condition.kind == "SyncError" && self.new_attempt_under_way()
+        };
+        let (failing, holding): (Vec<&Condition<'_>>, Vec<&Condition<'_>>) =
+            self.errors.iter().partition(|condition| {
+                FAILING_CONDITIONS.contains(&condition.kind) && !superseded(condition)
+            });
         if !failing.is_empty() {
             return (Readiness::Failed, describe_conditions(&failing));
         }
@@ -229,6 +304,32 @@ impl<'a> Application<'a> {
         (Readiness::Ready, ready)
     }
 
+    /// A sync was requested and not yet taken up, or one is running (not waiting out a
+    /// retry backoff).
+    fn new_attempt_under_way(&self) -> bool {
+        self.operation_pending || matches!(self.last_operation, LastOperation::Unfinished { .. })
+    }
+
+    /// The last sync attempt, when it failed and Argo CD will not start another by itself
+    /// soon: it gave up, or it waits out a retry backoff.
+    fn failed_attempt(&self, environment_namespace: &str) -> Option<FailedAttempt> {
+        if self.operation_pending || self.being_deleted {
+            return None;
+        }
+        let (backing_off, message) = match self.last_operation {
+            LastOperation::Failed { message, .. } => (false, message),
+            LastOperation::Retrying { message } => (true, message),
+            LastOperation::NoneOrSucceeded | LastOperation::Unfinished { .. } => return None,
+        };
+        let missing_namespace = format!("namespaces \"{environment_namespace}\" not found");
+        Some(FailedAttempt {
+            started_at: text(self.data, "/status/operationState/startedAt")
+                .and_then(|at| at.parse().ok()),
+            backing_off,
+            namespace_missing: message.is_some_and(|m| m.contains(&missing_namespace)),
+        })
+    }
+
     fn deletion(&self, environment_namespace: &str) -> AppDeletion {
         if self.being_deleted {
             return AppDeletion::InProgress;
@@ -236,6 +337,11 @@ impl<'a> Application<'a> {
         if let Some(application_set) = self.application_set {
             return AppDeletion::Retained(format!(
                 "owned by ApplicationSet {application_set}, which would re-create it"
+            ));
+        }
+        if let Some(parent) = self.parent_application {
+            return AppDeletion::Retained(format!(
+                "deployed by Argo CD Application {parent} (App-of-Apps), which would re-create it; remove it from that Application's source to have it pruned"
             ));
         }
         match self.foreign_destination(environment_namespace) {
@@ -387,6 +493,24 @@ impl<'a> LastOperation<'a> {
             phase => LastOperation::Unfinished { phase, message },
         }
     }
+}
+
+/// The Application whose resource tracking marks `metadata` as deployed by it.
+fn tracking_parent(metadata: &kube::api::ObjectMeta) -> Option<&str> {
+    let annotated = metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(TRACKING_ANNOTATION))
+        .and_then(|tracking_id| tracking_id.split(':').next())
+        .filter(|parent| !parent.is_empty());
+    annotated.or_else(|| {
+        metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(TRACKING_LABEL))
+            .map(String::as_str)
+            .filter(|parent| !parent.is_empty())
+    })
 }
 
 /// `SyncError: <message>; ComparisonError: <message>`.

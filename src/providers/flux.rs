@@ -109,6 +109,10 @@ pub fn interpret(kustomization: &DynamicObject, environment_namespace: &str) -> 
         revision: kustomization.revision.map(str::to_owned),
         message: format!("Flux Kustomization {}: {why}", kustomization.name),
         deletion: kustomization.deletion(environment_namespace),
+        // kustomize-controller retries a failed reconciliation every `retryInterval` by
+        // itself, and never creates `targetNamespace`.
+        failed_attempt: None,
+        creates_namespace: false,
     }
 }
 

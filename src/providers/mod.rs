@@ -28,6 +28,17 @@ pub trait GitOpsProvider: Send + Sync {
         None
     }
 
+    /// The merge patch that asks the provider to sync `app` now, as its own tools do, for
+    /// a failed attempt its report names ([`AppReport::failed_attempt`]).
+    fn sync_request(&self, _app: &DynamicObject) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The merge patch that ends the retry backoff of `app`'s failed attempt.
+    fn retry_end(&self, _app: &DynamicObject) -> Option<serde_json::Value> {
+        None
+    }
+
     /// What drops the parts [`GitOpsProvider::interpret`] never reads before an object is
     /// cached: a provider's status can list every object it deployed.
     fn cache_trim(&self) -> fn(&mut DynamicObject) {
@@ -56,6 +67,14 @@ impl GitOpsProvider for ArgoCd {
 
     fn cache_trim(&self) -> fn(&mut DynamicObject) {
         argocd::trim_for_cache
+    }
+
+    fn sync_request(&self, app: &DynamicObject) -> Option<serde_json::Value> {
+        Some(argocd::sync_request(app))
+    }
+
+    fn retry_end(&self, app: &DynamicObject) -> Option<serde_json::Value> {
+        Some(argocd::retry_end(app))
     }
 }
 

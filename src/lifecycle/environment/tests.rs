@@ -120,6 +120,7 @@ fn world() -> World {
         namespace: NamespaceState::Owned {
             terminating: false,
             blockers: None,
+            created_at: Some(at(CREATED)),
         },
         app: AppState::Present(app(Readiness::Ready, "Healthy")),
         holders: Vec::new(),
@@ -139,6 +140,8 @@ fn app(readiness: Readiness, health: &str) -> AppReport {
         revision: Some("abc123".into()),
         message: format!("app is {health}"),
         deletion: AppDeletion::Deletable,
+        failed_attempt: None,
+        creates_namespace: false,
     }
 }
 
@@ -159,6 +162,7 @@ impl World {
         self.0.namespace = NamespaceState::Owned {
             terminating: true,
             blockers: blockers.map(str::to_owned),
+            created_at: Some(at(CREATED)),
         };
         self
     }
@@ -174,6 +178,35 @@ impl World {
     }
     fn no_app(mut self) -> Self {
         self.0.app = AppState::Missing;
+        self
+    }
+    /// The app's last sync failed: started at `started`, backing off or given up,
+    /// because the namespace was missing or not.
+    fn failed_attempt(mut self, started: i64, backing_off: bool, namespace_missing: bool) -> Self {
+        let readiness = if backing_off {
+            Readiness::Progressing
+        } else {
+            Readiness::Failed
+        };
+        let mut report = app(readiness, "Missing");
+        report.failed_attempt = Some(FailedAttempt {
+            started_at: Some(at(started)),
+            backing_off,
+            namespace_missing,
+        });
+        self.0.app = AppState::Present(report);
+        self
+    }
+    fn app_creating_its_namespace(mut self) -> Self {
+        if let AppState::Present(report) = &mut self.0.app {
+            report.creates_namespace = true;
+        }
+        self
+    }
+    fn namespace_created(mut self, seconds: i64) -> Self {
+        if let NamespaceState::Owned { created_at, .. } = &mut self.0.namespace {
+            *created_at = Some(at(seconds));
+        }
         self
     }
     fn held_by(mut self, claim: &str) -> Self {
@@ -403,23 +436,32 @@ fn transition_table() {
             effects: &[],
         },
         Row {
-            name: "warm, app starts a new sync: provisioning again",
+            name: "warm, app starts a new sync: still warm and ready",
             env: environment().in_phase(Phase::Warm).last_used(CREATED),
             world: world().app(Readiness::Progressing, "Progressing"),
+            now,
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+        },
+        Row {
+            name: "warm, app degraded: not ready",
+            env: environment().in_phase(Phase::Warm).last_used(CREATED),
+            world: world().app(Readiness::Degraded, "Degraded"),
             now,
             phase: Phase::Provisioning,
             ready: ("False", reason::PROVISIONING),
             effects: &[],
         },
         Row {
-            name: "running, app resyncing: still held, not ready",
+            name: "running, app resyncing: still held and ready",
             env: environment().in_phase(Phase::Running).last_used(CREATED),
             world: world()
                 .app(Readiness::Progressing, "Progressing")
                 .held_by("run-1"),
             now,
             phase: Phase::Running,
-            ready: ("False", reason::PROVISIONING),
+            ready: ("True", reason::IN_USE),
             effects: &[],
         },
         Row {
@@ -1104,6 +1146,7 @@ fn any_observed() -> impl Strategy<Value = World> {
             NamespaceState::Owned {
                 terminating,
                 blockers: (terminating && blocked).then(|| "pods has 1 resource".to_owned()),
+                created_at: Some(at(CREATED)),
             }
         }),
     ];
@@ -1415,28 +1458,70 @@ fn stored(decision: &Decision) -> TestEnvironmentStatus {
 }
 
 #[test]
-fn a_held_environment_stuck_resyncing_keeps_its_deadline_and_fails_on_time() {
+fn a_serving_environment_stays_ready_while_its_app_syncs_again() {
+    let resyncing = || world().app(Readiness::Progressing, "Progressing");
+    for (phase, world, stays, reason) in [
+        (Phase::Warm, resyncing(), Phase::Warm, reason::AVAILABLE),
+        (
+            Phase::Cooling,
+            resyncing(),
+            Phase::Cooling,
+            reason::AVAILABLE,
+        ),
+        (
+            Phase::Running,
+            resyncing().held_by("run"),
+            Phase::Running,
+            reason::IN_USE,
+        ),
+    ] {
+        let env = environment().in_phase(phase).last_used(CREATED);
+        let decision = env.decide(&world, CREATED + 10);
+        assert_eq!(decision.phase(), stays, "{phase}");
+        assert_eq!(ready(&decision), ("True", reason), "{phase}");
+        assert!(
+            condition(&decision, READY)
+                .message
+                .contains("the provider is syncing again: app is Progressing"),
+            "{phase}: the sync is shown"
+        );
+        assert_eq!(
+            condition(&decision, PROVIDER_READY).reason,
+            reason::APP_PROGRESSING,
+            "{phase}: the provider's own verdict stays visible"
+        );
+        let later = env.after(&decision).decide(&world, CREATED + minutes(45));
+        assert_eq!(
+            (later.phase(), later.status.clone()),
+            (stays, decision.status.clone()),
+            "{phase}: a long sync costs no write and no timeout"
+        );
+    }
     let running = environment().in_phase(Phase::Running).last_used(CREATED);
-    let progressing = world()
-        .app(Readiness::Progressing, "Progressing")
-        .held_by("run");
-    let first = running.decide(&progressing, CREATED + 10);
-    let started = first.status.provisioning_started_at.clone();
-    assert_eq!(started, Some(Time(at(CREATED + 10))));
-    let mut env = running.clone();
-    env.0.status = Some(stored(&first));
-    let later = env.decide(&progressing, CREATED + 70);
-    assert_eq!(
-        later.status.provisioning_started_at, started,
-        "the timer is not restarted"
-    );
-    assert_eq!(
-        later.status,
-        stored(&first),
-        "no write while nothing changes"
-    );
-    let timed_out = env.decide(&progressing, CREATED + 10 + minutes(30));
-    assert_eq!(ready(&timed_out), ("False", reason::PROVISIONING_TIMEOUT));
+    for (case, world, phase, ready_reason) in [
+        (
+            "degraded",
+            world().app(Readiness::Degraded, "Degraded").held_by("run"),
+            Phase::Running,
+            reason::PROVISIONING,
+        ),
+        (
+            "failed",
+            world().app(Readiness::Failed, "Healthy").held_by("run"),
+            Phase::Failed,
+            reason::APP_FAILED,
+        ),
+        (
+            "gone",
+            world().no_app().held_by("run"),
+            Phase::Running,
+            reason::PROVISIONING,
+        ),
+    ] {
+        let decision = running.decide(&world, CREATED + 10);
+        assert_eq!(decision.phase(), phase, "{case}");
+        assert_eq!(ready(&decision), ("False", ready_reason), "{case}");
+    }
 }
 
 #[test]
@@ -1709,4 +1794,137 @@ fn binds_at_once_agrees_with_the_binding_decision() {
     let mut held = environment().in_phase(Phase::Running);
     held.status().claimed_by = vec!["other".into()];
     assert!(!binds_at_once(&held.0, at(now)), "held by another run");
+}
+
+#[test]
+fn a_failure_the_new_namespace_removes_is_retried_not_reported() {
+    let env = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED);
+    let namespace_at = CREATED + 5;
+    let cases = [
+        (
+            "gave up before the namespace existed: sync again",
+            world().failed_attempt(CREATED - 600, false, true),
+            Phase::Provisioning,
+            reason::PROVISIONING,
+            vec![Effect::SyncApp],
+        ),
+        (
+            "gave up before the namespace existed, for another reason: sync again once",
+            world().failed_attempt(CREATED - 600, false, false),
+            Phase::Provisioning,
+            reason::PROVISIONING,
+            vec![Effect::SyncApp],
+        ),
+        (
+            "backing off because the namespace was missing: end the backoff",
+            world().failed_attempt(CREATED - 60, true, true),
+            Phase::Provisioning,
+            reason::PROVISIONING,
+            vec![Effect::EndAppRetry],
+        ),
+        (
+            "backing off for another reason: Argo CD's own retries go on",
+            world().failed_attempt(CREATED - 60, true, false),
+            Phase::Provisioning,
+            reason::PROVISIONING,
+            vec![],
+        ),
+        (
+            "failed after the namespace existed: a real failure",
+            world().failed_attempt(namespace_at + 1, false, true),
+            Phase::Failed,
+            reason::APP_FAILED,
+            vec![],
+        ),
+    ];
+    for (case, world, phase, ready_reason, effects) in cases {
+        let world = world.namespace_created(namespace_at);
+        let decision = env.decide(&world, CREATED + 10);
+        assert_eq!(decision.phase(), phase, "{case}");
+        assert_eq!(ready(&decision), ("False", ready_reason), "{case}");
+        assert_eq!(decision.effects, effects, "{case}");
+        if !effects.is_empty() {
+            assert_eq!(
+                condition(&decision, PROVIDER_READY).reason,
+                reason::APP_PROGRESSING,
+                "{case}: no failure is reported for a cause that is gone"
+            );
+            assert!(
+                condition(&decision, READY).message.contains("TestMesh"),
+                "{case}: says what TestMesh did: {}",
+                condition(&decision, READY).message
+            );
+        }
+    }
+}
+
+#[test]
+fn a_stale_failure_is_retried_only_in_a_namespace_the_environment_serves() {
+    let env = environment().in_phase(Phase::Failed);
+    let stale = || world().failed_attempt(CREATED - 600, false, true);
+    for (case, world) in [
+        ("not created by it", stale().foreign_namespace()),
+        ("terminating", stale().terminating_namespace(None)),
+        ("creation time unknown", {
+            let mut world = stale();
+            world.0.namespace = NamespaceState::Owned {
+                terminating: false,
+                blockers: None,
+                created_at: None,
+            };
+            world
+        }),
+    ] {
+        let decision = env.decide(&world, CREATED + 10);
+        assert_eq!(decision.effects, vec![], "{case}");
+        assert_eq!(decision.phase(), Phase::Failed, "{case}");
+    }
+    let recovering = env.decide(&stale().namespace_created(CREATED), CREATED + 10);
+    assert_eq!(recovering.effects, vec![Effect::SyncApp]);
+    assert_eq!(
+        recovering.phase(),
+        Phase::Provisioning,
+        "an environment failed for a stale reason (an older operator) recovers"
+    );
+}
+
+#[test]
+fn a_namespace_the_app_created_says_what_to_change() {
+    let decision = environment().decide(
+        &world().foreign_namespace().app_creating_its_namespace(),
+        CREATED + 10,
+    );
+    assert_eq!(ready(&decision), ("False", reason::NAMESPACE_NOT_OWNED));
+    assert!(
+        condition(&decision, READY)
+            .message
+            .contains("CreateNamespace=true"),
+        "{}",
+        condition(&decision, READY).message
+    );
+    let plain = environment().decide(&world().foreign_namespace(), CREATED + 10);
+    assert!(!condition(&plain, READY).message.contains("CreateNamespace"));
+}
+
+#[test]
+fn a_destroyed_record_no_longer_mirrors_a_kept_app() {
+    let destroying = environment().in_phase(Phase::Destroying);
+    let kept = world()
+        .no_namespace()
+        .app_deletion(AppDeletion::Retained("owned by ApplicationSet envs".into()));
+    let destroyed = destroying.decide(&kept, CREATED + 10);
+    assert_eq!(destroyed.phase(), Phase::Destroyed);
+    let last_seen = destroyed.status.provider.clone();
+    assert_eq!(
+        last_seen.as_ref().and_then(|p| p.health.as_deref()),
+        Some("Healthy")
+    );
+    let later = destroying.after(&destroyed).decide(
+        &kept.clone().app(Readiness::Degraded, "Degraded"),
+        CREATED + 100,
+    );
+    assert_eq!(later.status.provider, last_seen);
+    assert_eq!(later.status, destroyed.status, "no write for the kept app");
 }

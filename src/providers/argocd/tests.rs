@@ -262,6 +262,16 @@ impl Fixture {
         self
     }
 
+    fn annotated(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["annotations"][key] = json!(value);
+        self
+    }
+
+    fn labelled(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["labels"][key] = json!(value);
+        self
+    }
+
     fn owned_by_application_set(mut self, name: &str) -> Self {
         self.0["metadata"]["ownerReferences"] = json!([{
             "apiVersion": "argoproj.io/v1alpha1",
@@ -1095,6 +1105,19 @@ fn deletion_decision() {
             AppDeletion::Retained(foreign.into()),
         ),
         (
+            "rendered by a parent Application (annotation tracking)",
+            ready().annotated(
+                "argocd.argoproj.io/tracking-id",
+                "testmesh-environments:argoproj.io/Application:argocd/testmesh-pr-123",
+            ),
+            AppDeletion::Retained(APP_OF_APPS.into()),
+        ),
+        (
+            "rendered by a parent Application (label tracking)",
+            ready().labelled("app.kubernetes.io/instance", "testmesh-environments"),
+            AppDeletion::Retained(APP_OF_APPS.into()),
+        ),
+        (
             "deploying into no namespace",
             ready().destination_namespace(Value::Null),
             AppDeletion::Retained(
@@ -1103,6 +1126,8 @@ fn deletion_decision() {
         ),
     ]);
 }
+
+const APP_OF_APPS: &str = "deployed by Argo CD Application testmesh-environments (App-of-Apps), which would re-create it; remove it from that Application's source to have it pruned";
 
 #[test]
 fn an_owner_that_is_not_an_application_set_does_not_retain_it() {
@@ -1160,4 +1185,216 @@ fn the_cached_copy_keeps_what_interpretation_reads() {
         .filter_map(|r| r["kind"].as_str())
         .collect();
     assert_eq!(kept, ["Deployment", "ConfigMap"]);
+}
+
+/// What Argo CD 3.2 writes when an automated sync could not apply into a namespace that
+/// does not exist (seen against the real controller).
+const NAMESPACE_NOT_FOUND: &str =
+    "one or more objects failed to apply, reason: namespaces \"review-pr-123\" not found";
+
+#[test]
+fn a_failed_attempt_is_reported_with_its_start_and_cause() {
+    let started = "2026-05-04T09:13:02Z".parse().ok();
+    for (case, fixture, attempt) in [
+        (
+            "gave up because the namespace was missing",
+            application()
+                .compared_to_current()
+                .operation("Failed", NAMESPACE_NOT_FOUND, true),
+            Some(FailedAttempt {
+                started_at: started,
+                backing_off: false,
+                namespace_missing: true,
+            }),
+        ),
+        (
+            "backing off because the namespace was missing",
+            application().compared_to_current().operation(
+                "Running",
+                &format!("{NAMESPACE_NOT_FOUND}. Retrying attempt #2 at 9:14AM."),
+                true,
+            ),
+            Some(FailedAttempt {
+                started_at: started,
+                backing_off: true,
+                namespace_missing: true,
+            }),
+        ),
+        (
+            "gave up for another reason",
+            application().compared_to_current().operation(
+                "Error",
+                "rpc error: repository not found",
+                true,
+            ),
+            Some(FailedAttempt {
+                started_at: started,
+                backing_off: false,
+                namespace_missing: false,
+            }),
+        ),
+        (
+            "another namespace missing is not the environment's",
+            application().compared_to_current().operation(
+                "Failed",
+                "one or more objects failed to apply, reason: namespaces \"staging\" not found",
+                true,
+            ),
+            Some(FailedAttempt {
+                started_at: started,
+                backing_off: false,
+                namespace_missing: false,
+            }),
+        ),
+        (
+            "a new sync is pending: nothing to ask for",
+            application()
+                .compared_to_current()
+                .operation("Failed", NAMESPACE_NOT_FOUND, true)
+                .operation_pending(),
+            None,
+        ),
+        (
+            "running",
+            application()
+                .compared_to_current()
+                .operation("Running", "", false),
+            None,
+        ),
+        ("succeeded", ready(), None),
+        ("never synced", application(), None),
+        (
+            "being deleted",
+            application()
+                .operation("Failed", NAMESPACE_NOT_FOUND, true)
+                .deleting(),
+            None,
+        ),
+    ] {
+        assert_eq!(fixture.report().failed_attempt, attempt, "{case}");
+    }
+}
+
+#[test]
+fn a_sync_error_about_an_earlier_attempt_does_not_fail_the_new_one() {
+    let last_attempt_failed =
+        "Failed last sync attempt to [4b825dc]: one or more objects failed to apply";
+    check_readiness([
+        (
+            "no new attempt: the error stands",
+            application()
+                .compared_to_current()
+                .health("Missing")
+                .sync("OutOfSync")
+                .condition("SyncError", last_attempt_failed),
+            Readiness::Failed,
+            "SyncError: Failed last sync attempt to [4b825dc]: one or more objects failed to apply",
+        ),
+        (
+            "a new sync requested",
+            application()
+                .compared_to_current()
+                .health("Missing")
+                .sync("OutOfSync")
+                .operation("Failed", NAMESPACE_NOT_FOUND, true)
+                .condition("SyncError", last_attempt_failed)
+                .operation_pending(),
+            Readiness::Progressing,
+            "SyncError: Failed last sync attempt to [4b825dc]: one or more objects failed to apply",
+        ),
+        (
+            "a new sync running",
+            application()
+                .compared_to_current()
+                .health("Missing")
+                .sync("OutOfSync")
+                .operation("Running", "", false)
+                .condition("SyncError", last_attempt_failed),
+            Readiness::Progressing,
+            "SyncError: Failed last sync attempt to [4b825dc]: one or more objects failed to apply",
+        ),
+        (
+            "a comparison error is never superseded",
+            application()
+                .compared_to_current()
+                .operation("Running", "", false)
+                .condition("ComparisonError", "rpc error: path does not exist"),
+            Readiness::Failed,
+            "ComparisonError: rpc error: path does not exist",
+        ),
+    ]);
+}
+
+#[test]
+fn an_application_that_creates_its_namespace_says_so() {
+    let creating = application().spec(
+        "syncPolicy",
+        json!({"automated": {}, "syncOptions": ["ServerSideApply=true", "CreateNamespace=true"]}),
+    );
+    assert!(creating.report().creates_namespace);
+    assert!(!application().report().creates_namespace);
+    let not_creating = application().spec(
+        "syncPolicy",
+        json!({"syncOptions": ["CreateNamespace=false"]}),
+    );
+    assert!(!not_creating.report().creates_namespace);
+}
+
+fn object(fixture: &Fixture) -> DynamicObject {
+    serde_json::from_value(fixture.0.clone()).unwrap()
+}
+
+#[test]
+fn a_sync_request_is_the_operation_argo_cd_syncs_by() {
+    let app = application().spec(
+        "syncPolicy",
+        json!({
+            "automated": {"prune": true},
+            "syncOptions": ["ServerSideApply=true"],
+            "retry": {"limit": 2},
+        }),
+    );
+    assert_eq!(
+        sync_request(&object(&app)),
+        json!({
+            "metadata": {"resourceVersion": "48213"},
+            "operation": {
+                "sync": {
+                    "source": app.0["spec"]["source"],
+                    "prune": true,
+                    "syncOptions": ["ServerSideApply=true"],
+                },
+                "initiatedBy": {"username": "testmesh"},
+                "retry": {"limit": 2},
+            },
+        })
+    );
+    let plain = application().spec("syncPolicy", json!({"automated": {"prune": false}}));
+    assert_eq!(
+        sync_request(&object(&plain))["operation"],
+        json!({
+            "sync": {"source": plain.0["spec"]["source"]},
+            "initiatedBy": {"username": "testmesh"},
+            "retry": {"limit": 5},
+        }),
+        "Argo CD's default retry; no prune unless the app prunes"
+    );
+    let multi = application().multi_source();
+    let request = sync_request(&object(&multi));
+    assert_eq!(
+        request["operation"]["sync"]["sources"],
+        multi.0["spec"]["sources"]
+    );
+    assert!(request["operation"]["sync"].get("source").is_none());
+}
+
+#[test]
+fn ending_a_retry_is_what_terminate_op_writes() {
+    assert_eq!(
+        retry_end(&object(&application())),
+        json!({
+            "metadata": {"resourceVersion": "48213"},
+            "status": {"operationState": {"phase": "Terminating"}},
+        })
+    );
 }
