@@ -19,6 +19,7 @@ use futures::channel::mpsc;
 use futures::{StreamExt, stream};
 use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::Reporter;
@@ -79,6 +80,9 @@ pub struct Caches {
     pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
     /// Every Service of the cluster, for routing.
     pub services: Cache<Service>,
+    /// Every EndpointSlice of the cluster, reduced to its Service and whether each
+    /// endpoint is ready: Ready waits for an endpoint behind every URL into the namespace.
+    pub endpoint_slices: Cache<Packed<EndpointSlice>>,
     /// The ConfigMaps named `testmesh-routing`: the operator's, and anyone else's it must
     /// not write over.
     pub routing_maps: Cache<Packed<ConfigMap>>,
@@ -368,6 +372,26 @@ async fn reconcile(
             }),
         )
     };
+    let endpoint_slices = {
+        let environments = environments.clone();
+        let environment_refs = environment_refs.clone();
+        informers::spawn(
+            "EndpointSlice",
+            Api::<EndpointSlice>::all(client.clone()),
+            watcher::Config::default(),
+            reflector::store::Writer::default(),
+            |slice: EndpointSlice| Packed::pack(&observe::readiness_only(slice)),
+            Box::new(move |slice: &Packed<EndpointSlice>, _| {
+                let namespace = slice.namespace().unwrap_or_default();
+                informers::trigger(
+                    &environment_refs,
+                    refs_where(&environments, |env| {
+                        env.spec.template.namespace == namespace
+                    }),
+                );
+            }),
+        )
+    };
     let routing_maps = {
         let environments = environments.clone();
         informers::spawn(
@@ -432,6 +456,7 @@ async fn reconcile(
             namespaces,
             apps,
             services,
+            endpoint_slices,
             routing_maps,
         },
     });

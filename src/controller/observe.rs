@@ -8,11 +8,13 @@
 //! have seen it yet, and acting on a stale view is how operators delete or create things
 //! twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
-use kube::api::{Api, DynamicObject, ListParams};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use kube::api::{Api, DynamicObject, ListParams, ObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -167,13 +169,13 @@ async fn observe_routing(
     source: Source,
 ) -> Result<(Routing, (RoutingMap, Option<ConfigMap>))> {
     let template = &environment.spec.template;
-    let deployed = services_in(&template.namespace, ctx, source).await?;
+    let deployed = services_in(&template.namespace, ctx, source, Endpoints::Read).await?;
     let baseline = match template
         .routing
         .as_ref()
         .and_then(|r| r.baseline_namespace.as_deref())
     {
-        Some(namespace) => services_in(namespace, ctx, source).await?,
+        Some(namespace) => services_in(namespace, ctx, source, Endpoints::Ignored).await?,
         None => Vec::new(),
     };
     let routing = routing::compute(template, &deployed, &baseline, &ctx.cluster_domain);
@@ -209,30 +211,113 @@ fn classify_routing_map(config_map: Option<ConfigMap>) -> (RoutingMap, Option<Co
     }
 }
 
-async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<Vec<ServicePorts>> {
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Whether the Services' endpoints matter: only where the environment deploys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoints {
+    Read,
+    Ignored,
+}
+
+async fn services_in(
+    namespace: &str,
+    ctx: &Context,
+    source: Source,
+    endpoints: Endpoints,
+) -> Result<Vec<ServicePorts>> {
     let cache = &ctx.caches.services;
     let services: Vec<Arc<Service>> = if source == Source::Cache && cache.is_synced() {
         cached_in(&cache.store, namespace)
     } else {
         listed_in(&ctx.client, namespace).await?
     };
+    let slices: Vec<Arc<EndpointSlice>> = match endpoints {
+        Endpoints::Ignored => Vec::new(),
+        Endpoints::Read => {
+            let cache = &ctx.caches.endpoint_slices;
+            if source == Source::Cache && cache.is_synced() {
+                cache
+                    .store
+                    .state()
+                    .iter()
+                    .filter(|slice| slice.namespace() == Some(namespace))
+                    .map(|slice| slice.unpack().map(Arc::new))
+                    .collect::<Result<_, _>>()?
+            } else {
+                listed_in(&ctx.client, namespace).await?
+            }
+        }
+    };
     Ok(services
         .iter()
-        .map(|service| ServicePorts {
-            name: service.name_any(),
-            ports: service
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.ports.as_ref())
-                .map(|ports| {
-                    ports
-                        .iter()
-                        .map(|port| (port.name.clone(), port.port))
-                        .collect()
-                })
-                .unwrap_or_default(),
+        .map(|service| {
+            let name = service.name_any();
+            let spec = service.spec.as_ref();
+            let selects_pods = spec
+                .and_then(|spec| spec.selector.as_ref())
+                .is_some_and(|selector| !selector.is_empty());
+            ServicePorts {
+                serving: endpoints == Endpoints::Ignored
+                    || !selects_pods
+                    || slices.iter().any(|slice| serves(slice, &name)),
+                ports: spec
+                    .and_then(|spec| spec.ports.as_ref())
+                    .map(|ports| {
+                        ports
+                            .iter()
+                            .map(|port| (port.name.clone(), port.port))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                name,
+            }
         })
         .collect())
+}
+
+/// What routing reads of an EndpointSlice: its Service (a label) and whether each
+/// endpoint is ready; not addresses, ports, zones or the pods behind them.
+pub fn readiness_only(slice: EndpointSlice) -> EndpointSlice {
+    let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: slice.metadata.name,
+            namespace: slice.metadata.namespace,
+            resource_version: slice.metadata.resource_version,
+            labels: service
+                .map(|service| BTreeMap::from([(SERVICE_NAME_LABEL.to_owned(), service)])),
+            ..ObjectMeta::default()
+        },
+        address_type: slice.address_type,
+        endpoints: slice.endpoints.map(|endpoints| {
+            endpoints
+                .into_iter()
+                .map(|endpoint| Endpoint {
+                    conditions: endpoint.conditions.map(|conditions| EndpointConditions {
+                        ready: conditions.ready,
+                        ..EndpointConditions::default()
+                    }),
+                    ..Endpoint::default()
+                })
+                .collect()
+        }),
+        ports: None,
+    }
+}
+
+/// Whether `slice` belongs to the Service `service` and holds a ready endpoint (an
+/// endpoint whose readiness is not stated counts as ready, as Kubernetes documents).
+fn serves(slice: &EndpointSlice, service: &str) -> bool {
+    slice.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
+        && slice.endpoints.iter().flatten().any(|endpoint| {
+            endpoint
+                .conditions
+                .as_ref()
+                .and_then(|conditions| conditions.ready)
+                .unwrap_or(true)
+        })
 }
 
 /// The cached objects of one namespace.

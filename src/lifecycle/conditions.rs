@@ -12,7 +12,7 @@ pub const READY: &str = "Ready";
 pub const PROVIDER_READY: &str = "ProviderReady";
 /// `True` once the namespace is gone; `False` with what blocks it while tearing down.
 pub const DESTROYED: &str = "Destroyed";
-/// `True` when every declared service has a Service to route to.
+/// `True` when every declared service has a Service to route to, with a ready endpoint.
 pub const ROUTING_COMPLETE: &str = "RoutingComplete";
 
 /// Reasons, CamelCase as Kubernetes expects.
@@ -61,6 +61,9 @@ pub mod reason {
     pub const ALL_SERVICES_ROUTED: &str = "AllServicesRouted";
     /// Some declared services have no Service yet.
     pub const SERVICES_MISSING: &str = "ServicesMissing";
+    /// Some declared services routed into the environment's namespace have no ready
+    /// endpoint yet.
+    pub const ENDPOINTS_NOT_READY: &str = "EndpointsNotReady";
     /// Teardown is done: the namespace is gone.
     pub const TEARDOWN_COMPLETE: &str = "TeardownComplete";
 }

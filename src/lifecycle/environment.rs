@@ -605,7 +605,17 @@ impl Step<'_> {
         let routing = &self.observed.routing;
         decision.status.routing_policy = routing.policy.clone();
         decision.status.missing_services = routing.missing.clone();
-        let mut verdict = if routing.missing.is_empty() {
+        let mut gaps = Vec::new();
+        if !routing.missing.is_empty() {
+            gaps.push(format!(
+                "no Service yet for: {}",
+                routing.missing.join(", ")
+            ));
+        }
+        if !routing.not_serving.is_empty() {
+            gaps.push(not_serving_yet(&routing.not_serving));
+        }
+        let mut verdict = if gaps.is_empty() {
             Verdict::new(
                 conditions::ROUTING_COMPLETE,
                 ConditionStatus::True,
@@ -613,11 +623,16 @@ impl Step<'_> {
                 format!("{} services routed", routing.policy.len()),
             )
         } else {
+            let reason = if routing.missing.is_empty() {
+                reason::ENDPOINTS_NOT_READY
+            } else {
+                reason::SERVICES_MISSING
+            };
             Verdict::new(
                 conditions::ROUTING_COMPLETE,
                 ConditionStatus::False,
-                reason::SERVICES_MISSING,
-                format!("no Service yet for: {}", routing.missing.join(", ")),
+                reason,
+                gaps.join("; "),
             )
         };
         if self.publish_config_map && self.observed.routing_map == RoutingMap::Foreign {
@@ -712,11 +727,19 @@ impl Step<'_> {
             .provisioning_started_at
             .get_or_insert(Time(self.now));
         let was_serving = previous.is_serving();
-        let readiness = match &self.observed.app {
+        let mut readiness = match &self.observed.app {
             AppState::Present(_) if retry.is_some() => Readiness::Progressing,
             AppState::Present(app) => app.readiness.clone(),
             AppState::Missing => Readiness::Progressing,
         };
+        // Becoming Ready also needs something to answer behind every URL into the
+        // namespace: a provider can call its app healthy a moment before that.
+        let not_serving = &self.observed.routing.not_serving;
+        let awaiting_endpoints =
+            readiness == Readiness::Ready && !was_serving && !not_serving.is_empty();
+        if awaiting_endpoints {
+            readiness = Readiness::Progressing;
+        }
         // A serving environment's app that syncs again (a new commit, a self-heal, a
         // refresh) still serves the previous revision: the environment stays Ready, and
         // the sync shows in the provider's status. Degraded, failed or gone, it does not.
@@ -762,7 +785,10 @@ impl Step<'_> {
             .as_ref()
             .and_then(|p| p.health_since.as_ref())
             .map_or(self.now, |t| t.0);
-        let app_message = self.app_message(retry);
+        let mut app_message = self.app_message(retry);
+        if awaiting_endpoints {
+            app_message = format!("{app_message}; {}", not_serving_yet(not_serving));
+        }
         let grace_end = match (&self.observed.app, &readiness) {
             (AppState::Missing, _) => Some((
                 health_since
@@ -914,6 +940,11 @@ impl Step<'_> {
             self.app_message(retry),
         )
     }
+}
+
+/// `no ready endpoint yet for: a, b`.
+fn not_serving_yet(services: &[String]) -> String {
+    format!("no ready endpoint yet for: {}", services.join(", "))
 }
 
 /// The teardown cause recorded in a `Ready` reason, so an interrupted teardown keeps it.

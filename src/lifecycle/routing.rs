@@ -10,6 +10,11 @@
 //!
 //! The port is the Service's port named `http`, else its first port. A Service without
 //! ports gives no URL (and a declared one counts as missing).
+//!
+//! A URL into the environment's namespace is only worth handing to a run once something
+//! answers behind it: a declared Service that selects pods but has no ready endpoint yet
+//! (its EndpointSlices) is reported as not serving. Argo CD can call an app Healthy a
+//! moment before its Services' endpoints are ready.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +26,10 @@ pub struct ServicePorts {
     pub name: String,
     /// `(port name, port)` in the Service's order.
     pub ports: Vec<(Option<String>, i32)>,
+    /// Something answers behind it: it selects pods and one of its endpoints is ready,
+    /// or it selects no pods (ExternalName, endpoints managed by hand), which is not ours
+    /// to judge.
+    pub serving: bool,
 }
 
 /// The computed policy.
@@ -30,6 +39,9 @@ pub struct Routing {
     pub policy: BTreeMap<String, String>,
     /// Declared services with no Service (or no port) in the environment's namespace yet.
     pub missing: Vec<String>,
+    /// Declared services routed into the environment's namespace whose Service has no
+    /// ready endpoint yet.
+    pub not_serving: Vec<String>,
 }
 
 /// The port a URL uses: the one named `http`, else the first.
@@ -57,14 +69,14 @@ pub fn compute(
     let mut routing = Routing::default();
     let declared = |name: &str| template.services.iter().any(|s| s.name == name);
     for service in &template.services {
-        let port = deployed
-            .iter()
-            .find(|s| s.name == service.name)
-            .and_then(port_of);
-        match port {
-            Some(port) => {
+        let deployed = deployed.iter().find(|s| s.name == service.name);
+        match deployed.and_then(|deployed| Some((deployed, port_of(deployed)?))) {
+            Some((deployed, port)) => {
                 let target = url(&service.name, &template.namespace, cluster_domain, port);
                 routing.policy.insert(service.name.clone(), target);
+                if !deployed.serving {
+                    routing.not_serving.push(service.name.clone());
+                }
             }
             None => routing.missing.push(service.name.clone()),
         }
@@ -81,14 +93,19 @@ pub fn compute(
             }
         }
     }
+    let mut overridden = Vec::new();
     if let Some(routing_spec) = &template.routing {
         for (service, target) in &routing_spec.overrides {
             routing.policy.insert(service.clone(), target.clone());
+            overridden.push(service.as_str());
         }
     }
     routing
         .missing
         .retain(|name| !routing.policy.contains_key(name));
+    routing
+        .not_serving
+        .retain(|name| !overridden.contains(&name.as_str()));
     routing
 }
 
@@ -121,7 +138,42 @@ mod tests {
                 .iter()
                 .map(|(n, p)| (n.map(str::to_owned), *p))
                 .collect(),
+            serving: true,
         }
+    }
+
+    fn not_serving(service: ServicePorts) -> ServicePorts {
+        ServicePorts {
+            serving: false,
+            ..service
+        }
+    }
+
+    #[test]
+    fn a_declared_service_without_ready_endpoints_is_routed_but_not_serving() {
+        let template = template(
+            &["user-service", "product-service", "search"],
+            Some("staging"),
+            &[("search", "https://search.example.com")],
+        );
+        let deployed = [
+            service("user-service", &[(None, 8080)]),
+            not_serving(service("product-service", &[(None, 8080)])),
+            not_serving(service("search", &[(None, 8080)])),
+            not_serving(service("undeclared", &[(None, 8080)])),
+        ];
+        let staging = [not_serving(service("order-service", &[(None, 8083)]))];
+        let routing = compute(&template, &deployed, &staging, "cluster.local");
+        assert_eq!(
+            routing.not_serving,
+            ["product-service"],
+            "overridden, undeclared and baseline services are not waited for"
+        );
+        assert_eq!(
+            routing.policy["product-service"],
+            "http://product-service.review-pr-123.svc.cluster.local:8080"
+        );
+        assert!(routing.missing.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use kube::api::ObjectMeta;
 use proptest::prelude::*;
 
 use super::*;
-use crate::lifecycle::conditions::{DESTROYED, PROVIDER_READY, READY};
+use crate::lifecycle::conditions::{DESTROYED, PROVIDER_READY, READY, ROUTING_COMPLETE};
 use crate::resources::{EnvironmentTemplate, Provider, TestEnvironmentSpec};
 
 const CREATED: i64 = 1_000_000;
@@ -224,6 +224,16 @@ impl World {
     fn routed(mut self, service: &str) -> Self {
         let url = format!("http://{service}.review-pr-123.svc.cluster.local:8080");
         self.0.routing.policy.insert(service.to_owned(), url);
+        self
+    }
+    /// Routed into the namespace, but no endpoint of its Service is ready.
+    fn not_serving(mut self, service: &str) -> Self {
+        self = self.routed(service);
+        self.0.routing.not_serving.push(service.to_owned());
+        self
+    }
+    fn missing(mut self, service: &str) -> Self {
+        self.0.routing.missing.push(service.to_owned());
         self
     }
     /// The operator's routing ConfigMap exists, publishing `policy`.
@@ -1927,4 +1937,71 @@ fn a_destroyed_record_no_longer_mirrors_a_kept_app() {
     );
     assert_eq!(later.status.provider, last_seen);
     assert_eq!(later.status, destroyed.status, "no write for the kept app");
+}
+
+#[test]
+fn ready_waits_for_an_endpoint_behind_every_url_into_the_namespace() {
+    let provisioning = environment()
+        .in_phase(Phase::Provisioning)
+        .provisioning_since(CREATED);
+    let waiting = provisioning.decide(
+        &world()
+            .routed("user-service")
+            .not_serving("product-service"),
+        CREATED + 10,
+    );
+    assert_eq!(waiting.phase(), Phase::Provisioning);
+    assert_eq!(ready(&waiting), ("False", reason::PROVISIONING));
+    assert!(
+        condition(&waiting, READY)
+            .message
+            .ends_with("; no ready endpoint yet for: product-service"),
+        "{}",
+        condition(&waiting, READY).message
+    );
+    assert_eq!(
+        condition(&waiting, PROVIDER_READY).reason,
+        reason::APP_READY,
+        "the provider is not blamed"
+    );
+    let routing = condition(&waiting, ROUTING_COMPLETE);
+    assert_eq!(
+        (routing.status.as_str(), routing.reason.as_str()),
+        ("False", reason::ENDPOINTS_NOT_READY)
+    );
+    assert_eq!(waiting.status.routing_policy.len(), 2, "the URLs are known");
+
+    let served = provisioning.clone().after(&waiting).decide(
+        &world().routed("user-service").routed("product-service"),
+        CREATED + 11,
+    );
+    assert_eq!(served.phase(), Phase::Warm);
+    assert_eq!(
+        condition(&served, ROUTING_COMPLETE).reason,
+        reason::ALL_SERVICES_ROUTED
+    );
+
+    let missing_too = provisioning.decide(
+        &world().not_serving("product-service").missing("search"),
+        CREATED + 10,
+    );
+    let routing = condition(&missing_too, ROUTING_COMPLETE);
+    assert_eq!(routing.reason, reason::SERVICES_MISSING);
+    assert_eq!(
+        routing.message,
+        "no Service yet for: search; no ready endpoint yet for: product-service"
+    );
+
+    let timed_out = provisioning.decide(
+        &world().not_serving("product-service"),
+        CREATED + minutes(30),
+    );
+    assert_eq!(ready(&timed_out), ("False", reason::PROVISIONING_TIMEOUT));
+
+    let warm = healthy_warm().decide(&world().not_serving("product-service"), CREATED + 10);
+    assert_eq!(
+        (warm.phase(), ready(&warm)),
+        (Phase::Warm, ("True", reason::AVAILABLE)),
+        "a serving environment whose pods roll keeps serving"
+    );
 }
