@@ -10,19 +10,29 @@ export GOTOOLCHAIN := local
 export GOFLAGS := -mod=mod
 
 ASSETS := target/test-assets
+# Tools built from their Go modules, cached per version by stamp files.
+TOOLS := $(CURDIR)/target/tools
+TOOLS_BIN := $(TOOLS)/bin
 # Point TESTMESH_TEST_ASSETS at an existing directory of kube-apiserver,
-# kube-controller-manager and kubectl (e.g. from setup-envtest) to skip the build.
+# kube-controller-manager, kube-scheduler and kubectl (e.g. from setup-envtest) to skip
+# the build.
 TESTMESH_TEST_ASSETS ?= $(CURDIR)/$(ASSETS)/bin
 export TESTMESH_TEST_ASSETS
-KUBE_BINARIES := kube-apiserver kube-controller-manager kubectl
+KUBE_BINARIES := kube-apiserver kube-controller-manager kube-scheduler kubectl
 KUBE_VERSION := $(shell sed -n 's|^\tk8s.io/kubernetes \(v[0-9.]*\).*|\1|p' tests/assets/go.mod)
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 # Stamp the release into the binaries, as Kubernetes' own build does (`kubectl version`).
 KUBE_LDFLAGS := -s -w $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
-# Third-party CRDs the tests install, taken from the projects' own Go modules.
-ARGOCD_MODULE := github.com/argoproj/argo-cd/v3@v3.5.7
+# Third-party CRDs the tests install, taken from the projects' own Go modules. Argo CD's
+# are those of the release the GitOps tests run (see gitops-tools).
+ARGOCD_VERSION := v3.2.11
+ARGOCD_MODULE := github.com/argoproj/argo-cd/v3@$(ARGOCD_VERSION)
 FLUX_KUSTOMIZE_MODULE := github.com/fluxcd/kustomize-controller@v1.9.6
+# The control plane's etcd and the GitOps tests' kwok (see gitops-tools).
+ETCD_MODULE := go.etcd.io/etcd/server/v3
+ETCD_VERSION := v3.6.17
+KWOK_VERSION := v0.8.0
 
 .PHONY: help
 help: ## List the targets.
@@ -33,18 +43,18 @@ run: ## Run the operator against the cluster of the current kubeconfig (ARGS= ad
 	$(CARGO) run -q --bin testmesh -- run $(ARGS)
 
 .PHONY: dev-cluster
-dev-cluster: test-assets ## A local control plane with TestMesh's and Argo CD's CRDs (Ctrl-C stops it).
+dev-cluster: test-assets gitops-tools ## A local control plane with TestMesh's and Argo CD's CRDs (Ctrl-C stops it).
 	$(CARGO) run -q -p testmesh-testenv --bin testmesh-dev-cluster -- crds/*.yaml $(ASSETS)/crds/*.yaml tests/assets/gitops-namespaces.yaml
 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than
 # there are cores.
-test: lint check-crds check-chart test-assets fuzz-tools browser-tools ## Lint, unit tests, CRD and chart checks, real-control-plane tests (with the API fuzzer and the dashboard's browser test).
+test: lint check-crds check-chart test-assets gitops-tools fuzz-tools browser-tools ## Lint, unit tests, CRD and chart checks, real-control-plane tests (with the API fuzzer and the dashboard's browser test).
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
 # chart-tools: the lifecycle runs with the chart's admission policy, rendered by helm.
-bench: test-assets peer-tools chart-tools ## The figures of issue 8 on the real control plane, beside the peer TTL cleaner; writes target/bench/lifecycle.json.
+bench: test-assets gitops-tools peer-tools chart-tools ## The figures of issue 8 on the real control plane, beside the peer TTL cleaner; writes target/bench/lifecycle.json.
 	$(CARGO) bench --bench lifecycle
 
 .PHONY: bench-peer
@@ -68,7 +78,7 @@ check-crds: ## Fail if crds/ differs from what the Rust types generate.
 	diff -ru crds "$$tmp" || { echo "crds/ is stale: run 'make crds' and commit the result" >&2; exit 1; }
 
 .PHONY: test-assets
-test-assets: $(addprefix $(TESTMESH_TEST_ASSETS)/,$(KUBE_BINARIES)) $(ASSETS)/crds/.stamp ## Build the control-plane binaries and fetch third-party CRDs (cached).
+test-assets: $(addprefix $(TESTMESH_TEST_ASSETS)/,$(KUBE_BINARIES)) $(TOOLS_BIN)/.etcd-$(ETCD_VERSION) $(ASSETS)/crds/.stamp ## Build the control-plane binaries (etcd too) and fetch third-party CRDs (cached).
 
 $(CURDIR)/$(ASSETS)/bin/%: tests/assets/go.mod tests/assets/go.sum
 	@mkdir -p $(@D)
@@ -81,6 +91,7 @@ $(ASSETS)/crds/.stamp: Makefile
 	test -n "$$argocd" && test -n "$$flux" && \
 	install -m 0644 "$$argocd/manifests/crds/application-crd.yaml" $(@D)/argocd-application.yaml && \
 	install -m 0644 "$$argocd/manifests/crds/applicationset-crd.yaml" $(@D)/argocd-applicationset.yaml && \
+	install -m 0644 "$$argocd/manifests/crds/appproject-crd.yaml" $(@D)/argocd-appproject.yaml && \
 	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml
 	@touch $@
 
@@ -118,6 +129,35 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
 clean-test-assets: ## Remove the built control-plane binaries and run directories.
 	rm -rf $(ASSETS) target/testenv
 
+# --- etcd, Argo CD and kwok -------------------------------------------------------------
+# The test control plane runs etcd 3.6: Debian's 3.4 lacks the watch progress requests
+# client-go ≥ 1.35 informers rely on, and they then catch up only by relisting (kwok took
+# 13 s instead of 1.5 s to make pods ready). The GitOps tests run a real Argo CD (one
+# binary: the component is chosen by ARGOCD_BINARY_NAME or argv[0]) and kwok, which
+# plays the kubelet for fake nodes. Argo CD 3.2 is the newest release that builds from
+# the Go module proxy alone (3.3+ need a nested gitops-engine module the proxy lacks).
+# etcd and Argo CD have replace directives, so hack/go-build-module.sh builds them.
+ARGOCD_LDFLAGS := -s -w -X github.com/argoproj/argo-cd/v3/common.version=$(ARGOCD_VERSION:v%=%)
+
+.PHONY: gitops-tools
+gitops-tools: $(TOOLS_BIN)/.argocd-$(ARGOCD_VERSION) $(TOOLS_BIN)/.kwok-$(KWOK_VERSION) ## Build Argo CD and kwok for the GitOps tests (cached; etcd comes with test-assets).
+
+$(TOOLS_BIN)/.etcd-$(ETCD_VERSION):
+	@mkdir -p $(@D)
+	hack/go-build-module.sh $(ETCD_MODULE) $(ETCD_VERSION) $(ETCD_MODULE) $(TOOLS_BIN)/etcd
+	@touch $@
+
+$(TOOLS_BIN)/.argocd-$(ARGOCD_VERSION):
+	@mkdir -p $(@D)
+	hack/go-build-module.sh github.com/argoproj/argo-cd/v3 $(ARGOCD_VERSION) github.com/argoproj/argo-cd/v3/cmd \
+		$(TOOLS_BIN)/argocd '$(ARGOCD_LDFLAGS)'
+	@touch $@
+
+$(TOOLS_BIN)/.kwok-$(KWOK_VERSION):
+	@mkdir -p $(@D)
+	cd /tmp && CGO_ENABLED=0 GOBIN=$(TOOLS_BIN) $(GO) install -trimpath -ldflags='-s -w' sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	@touch $@
+
 # --- Helm chart -------------------------------------------------------------------------
 # Tools are built from their Go modules into target/tools/bin (cached per version).
 # kubeconform validates against JSON schemas made offline from Kubernetes' OpenAPI spec
@@ -125,8 +165,6 @@ clean-test-assets: ## Remove the built control-plane binaries and run directorie
 # hack/kube-json-schemas.py.
 
 CHART := charts/testmesh
-TOOLS := $(CURDIR)/target/tools
-TOOLS_BIN := $(TOOLS)/bin
 KUBE_SCHEMAS := $(TOOLS)/kube-schemas
 HELM := $(TOOLS_BIN)/helm
 KUBECONFORM := $(TOOLS_BIN)/kubeconform

@@ -1,5 +1,5 @@
 // Pins and builds the Kubernetes control-plane binaries the integration tests run
-// (kube-apiserver, kube-controller-manager, kubectl). Nothing here is shipped.
+// (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl). Nothing here is shipped.
 module testmesh.io/test-assets
 
 go 1.26.0
@@ -7,6 +7,7 @@ go 1.26.0
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubectl
 )
 

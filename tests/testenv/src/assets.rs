@@ -1,4 +1,5 @@
-//! Where the control-plane binaries and extra asset files live.
+//! Where the control-plane binaries, the tools the GitOps tests run and extra asset files
+//! live.
 //!
 //! The workspace root is derived from this crate's `CARGO_MANIFEST_DIR`
 //! (`<workspace>/tests/testenv`) at compile time, so a fresh clone works without
@@ -35,6 +36,12 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// `<workspace>/target/tools/bin`: etcd 3.6, Argo CD and kwok, built by `make
+/// test-assets` and `make gitops-tools`.
+pub fn tools_bin_dir() -> PathBuf {
+    workspace_root().join("target").join("tools").join("bin")
+}
+
 /// `<workspace>/target/test-assets/crds`: third-party CRD YAML files copied by the Makefile.
 pub fn crd_dir() -> PathBuf {
     test_assets_root().join("crds")
@@ -45,9 +52,11 @@ pub fn runs_root() -> PathBuf {
     workspace_root().join("target").join("testenv")
 }
 
-/// Finds the executable `name` in the asset directory, optionally falling back to `PATH`.
+/// Finds the executable `name`: in [`tools_bin_dir`] first (so the etcd 3.6 built
+/// there wins over an older one elsewhere), then in [`bin_dir`], then — if
+/// `search_path` — on `PATH`.
 pub(crate) fn find_binary(name: &str, search_path: bool) -> Result<PathBuf> {
-    let mut searched = vec![bin_dir().join(name)];
+    let mut searched = vec![tools_bin_dir().join(name), bin_dir().join(name)];
     if search_path && let Some(path) = std::env::var_os("PATH") {
         searched.extend(std::env::split_paths(&path).map(|dir| dir.join(name)));
     }
@@ -58,5 +67,19 @@ pub(crate) fn find_binary(name: &str, search_path: bool) -> Result<PathBuf> {
         .ok_or_else(|| Error::AssetNotFound {
             name: name.to_owned(),
             searched,
+            hint: install_hint(name),
         })
+}
+
+/// How a missing executable is obtained.
+fn install_hint(name: &str) -> &'static str {
+    match name {
+        "argocd" | "kwok" => "run `make gitops-tools`",
+        "redis-server" => "install Debian's redis-server (`apt-get install redis-server`)",
+        "git" => "install git (`apt-get install git`)",
+        _ => {
+            "run `make test-assets`, or point TESTMESH_TEST_ASSETS at a directory containing \
+             kube-apiserver, kube-controller-manager, kube-scheduler and kubectl"
+        }
+    }
 }

@@ -7,16 +7,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A required executable was not found.
-    #[error(
-        "test asset `{name}` not found (looked in: {searched:?}); run `make test-assets` \
-         or point TESTMESH_TEST_ASSETS at a directory containing kube-apiserver, \
-         kube-controller-manager and kubectl"
-    )]
+    #[error("test asset `{name}` not found (looked in: {searched:?}); {hint}")]
     AssetNotFound {
         /// File name of the executable.
         name: String,
         /// Every location that was checked.
         searched: Vec<PathBuf>,
+        /// How to get it.
+        hint: &'static str,
     },
 
     /// A file-system or process operation failed.
@@ -38,9 +36,9 @@ pub enum Error {
         stderr: String,
     },
 
-    /// A control-plane process did not become ready, or died.
-    /// `logs` holds the tail of every log file of the run.
-    #[error("control plane startup failed: {message}\n{logs}")]
+    /// A process of the control plane, kwok or Argo CD did not become ready, or died.
+    /// `logs` holds the tail of every log file of the group it belongs to.
+    #[error("startup failed: {message}\n{logs}")]
     Startup {
         /// What went wrong.
         message: String,
@@ -58,7 +56,9 @@ pub enum Error {
     },
 
     /// A user name that has no token in the static token file.
-    #[error("unknown test user `{0}` (known users: admin, alice, bob)")]
+    #[error(
+        "unknown test user `{0}` (known users: admin, testmesh-operator, argocd, kwok, alice, bob)"
+    )]
     UnknownUser(String),
 
     /// A request to the API server failed.
