@@ -1,13 +1,12 @@
-//! Starting, health-checking and stopping etcd + kube-apiserver + kube-controller-manager.
+//! Starting, health-checking and stopping etcd, kube-apiserver, kube-controller-manager
+//! and kube-scheduler.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -16,7 +15,7 @@ use kube::Api;
 use crate::assets;
 use crate::certs::{self, Certs};
 use crate::error::{Error, Result};
-use crate::process::{Launcher, ManagedProcess, log_tail};
+use crate::process::{ProcessGroup, block_on, free_ports};
 
 /// User name of the cluster-admin identity (group `system:masters`).
 pub const ADMIN_USER: &str = "admin";
@@ -25,33 +24,42 @@ pub const TEST_USERS: [&str; 2] = ["alice", "bob"];
 /// Identity for an operator under test (group `system:masters`): separate from
 /// [`ADMIN_USER`] so the audit log tells the operator's requests from the test's own.
 pub const OPERATOR_USER: &str = "testmesh-operator";
+/// Identity of a real Argo CD's controllers ([`crate::argocd::RealArgoCd`]; group
+/// `system:masters`), so the audit log tells Argo CD's writes apart.
+pub const ARGOCD_USER: &str = "argocd";
+/// Identity of kwok, which plays the kubelet of fake nodes ([`crate::kwok::Kwok`]; group
+/// `system:masters`).
+pub const KWOK_USER: &str = "kwok";
 /// Group the [`TEST_USERS`] belong to (besides `system:authenticated`).
 pub const TEST_USERS_GROUP: &str = "testmesh:users";
 
 const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// Issuer of service-account tokens; the in-cluster default.
 const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-/// Controllers we run: enough for namespace deletion, garbage collection,
-/// default service accounts (+ legacy token secrets), `kube-root-ca.crt` config
-/// maps and the aggregated `admin`/`edit`/`view` cluster roles. Workload
-/// controllers are left out: without kubelets they would only create noise.
+/// Controllers we run: namespace deletion, garbage collection, default service accounts
+/// (+ legacy token secrets), `kube-root-ca.crt` config maps, the aggregated
+/// `admin`/`edit`/`view` cluster roles — and the workload controllers a Deployment needs
+/// to become Available and a Service to get EndpointSlices, with kwok as the kubelet of
+/// fake nodes ([`crate::kwok`]). Jobs too, so hooks run to completion. Without kwok
+/// started, nothing schedules or runs their pods, which is harmless.
 const CONTROLLERS: &str = "namespace-controller,garbage-collector-controller,\
 serviceaccount-controller,serviceaccount-token-controller,\
-root-ca-certificate-publisher-controller,clusterrole-aggregation-controller";
+root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,\
+deployment-controller,replicaset-controller,job-controller,endpointslice-controller";
 
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const CONTROLLER_MANAGER_READY_TIMEOUT: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const SCHEDULER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Run directories older than this are removed when a new run starts.
 const STALE_RUN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
-const LOG_TAIL_LINES: usize = 40;
 
-/// A running etcd + kube-apiserver + kube-controller-manager on 127.0.0.1.
+/// A running etcd + kube-apiserver + kube-controller-manager + kube-scheduler on
+/// 127.0.0.1.
 ///
 /// Every run gets its own directory `<workspace>/target/testenv/<run-id>/`
-/// containing `certs/`, `etcd/` (data, removed on drop), `logs/` (kept) and an
-/// admin `kubeconfig`.
+/// containing `certs/`, `etcd/` (data, removed on drop), `logs/` (kept) and a
+/// kubeconfig per static user (`kubeconfig` is the admin's).
 ///
 /// Dropping the value kills the processes. Children are additionally tied to a
 /// launcher thread via `PR_SET_PDEATHSIG`, so they also die when the owning
@@ -61,24 +69,23 @@ pub struct ControlPlane {
     run_dir: PathBuf,
     log_dir: PathBuf,
     etcd_data_dir: PathBuf,
-    kubeconfig_path: PathBuf,
-    operator_kubeconfig_path: PathBuf,
+    /// user name -> kubeconfig file (every static user)
+    kubeconfig_paths: BTreeMap<String, PathBuf>,
     audit_log_path: PathBuf,
     server_url: String,
     server_uri: http::Uri,
     certs: Certs,
-    /// user name -> bearer token (admin and test users)
+    /// user name -> bearer token (every static user)
     tokens: BTreeMap<String, String>,
     kubectl_path: PathBuf,
     startup_duration: Duration,
-    processes: Mutex<Vec<ManagedProcess>>,
-    launcher: Launcher,
+    processes: ProcessGroup,
 }
 
 impl ControlPlane {
     /// Starts a fresh control plane and blocks until it is ready: `/readyz` of the
-    /// API server is `ok`, the controller manager's `/healthz` is `ok`, and the
-    /// `default` service account exists in the `default` namespace.
+    /// API server is `ok`, the controller manager's and the scheduler's `/healthz` are
+    /// `ok`, and the `default` service account exists in the `default` namespace.
     ///
     /// This is blocking std code on purpose so it can run inside a
     /// `OnceLock::get_or_init` from a `#[tokio::test]`; the async health checks run
@@ -91,72 +98,76 @@ impl ControlPlane {
         let etcd = assets::find_binary("etcd", true)?;
         let apiserver = assets::find_binary("kube-apiserver", false)?;
         let controller_manager = assets::find_binary("kube-controller-manager", false)?;
+        let scheduler = assets::find_binary("kube-scheduler", false)?;
         let kubectl_path = assets::find_binary("kubectl", false)?;
 
         let run_dir = create_run_dir()?;
         let log_dir = run_dir.join("logs");
         let etcd_data_dir = run_dir.join("etcd");
         let cert_dir = run_dir.join("certs");
-        std::fs::create_dir_all(&log_dir)
-            .map_err(|e| Error::io(format!("create {}", log_dir.display()), e))?;
+        let processes = ProcessGroup::new("control plane", &log_dir, &run_dir)?;
         let certs = certs::generate(&cert_dir)?;
 
         let mut tokens = BTreeMap::new();
-        for user in [ADMIN_USER, OPERATOR_USER].into_iter().chain(TEST_USERS) {
+        for user in [ADMIN_USER, OPERATOR_USER, ARGOCD_USER, KWOK_USER]
+            .into_iter()
+            .chain(TEST_USERS)
+        {
             tokens.insert(user.to_owned(), random_hex(16)?);
         }
-        let controller_manager_token = random_hex(16)?;
+        let component_tokens = [
+            (CONTROLLER_MANAGER_USER, random_hex(16)?),
+            (SCHEDULER_USER, random_hex(16)?),
+        ];
         let token_file = cert_dir.join("tokens.csv");
-        write_file(
-            &token_file,
-            &token_file_csv(&tokens, &controller_manager_token),
-        )?;
+        write_file(&token_file, &token_file_csv(&tokens, &component_tokens))?;
 
         let [
             etcd_client_port,
             etcd_peer_port,
             apiserver_port,
             controller_manager_port,
+            scheduler_port,
         ] = free_ports()?;
         let server_url = format!("https://127.0.0.1:{apiserver_port}");
         let server_uri = server_url
             .parse::<http::Uri>()
             .map_err(|e| Error::Config(format!("API server URL {server_url}: {e}")))?;
-        let kubeconfig_path = run_dir.join("kubeconfig");
-        write_file(
-            &kubeconfig_path,
-            &kubeconfig(&server_url, &certs.ca_cert, ADMIN_USER, &tokens[ADMIN_USER])?,
-        )?;
-        let operator_kubeconfig_path = run_dir.join("operator.kubeconfig");
-        write_file(
-            &operator_kubeconfig_path,
-            &kubeconfig(
-                &server_url,
-                &certs.ca_cert,
-                OPERATOR_USER,
-                &tokens[OPERATOR_USER],
-            )?,
-        )?;
+        let mut kubeconfig_paths = BTreeMap::new();
+        for (user, token) in &tokens {
+            let path = run_dir.join(match user.as_str() {
+                ADMIN_USER => "kubeconfig".to_owned(),
+                OPERATOR_USER => "operator.kubeconfig".to_owned(),
+                other => format!("{other}.kubeconfig"),
+            });
+            write_file(
+                &path,
+                &kubeconfig(&server_url, &certs.ca_cert, user, token)?,
+            )?;
+            kubeconfig_paths.insert(user.clone(), path);
+        }
+        let mut component_kubeconfigs = Vec::new();
+        for (user, token) in &component_tokens {
+            let path = cert_dir.join(format!("{}.kubeconfig", user.trim_start_matches("system:")));
+            write_file(
+                &path,
+                &kubeconfig(&server_url, &certs.ca_cert, user, token)?,
+            )?;
+            component_kubeconfigs.push(path);
+        }
+        let [controller_manager_kubeconfig, scheduler_kubeconfig] =
+            <[PathBuf; 2]>::try_from(component_kubeconfigs).map_err(|_| {
+                Error::Config("one kubeconfig per control-plane component".to_owned())
+            })?;
         let audit_policy = cert_dir.join("audit-policy.yaml");
         write_file(&audit_policy, AUDIT_POLICY)?;
         let audit_log_path = log_dir.join("audit.log");
-        let controller_manager_kubeconfig = cert_dir.join("controller-manager.kubeconfig");
-        write_file(
-            &controller_manager_kubeconfig,
-            &kubeconfig(
-                &server_url,
-                &certs.ca_cert,
-                CONTROLLER_MANAGER_USER,
-                &controller_manager_token,
-            )?,
-        )?;
 
         let mut control_plane = ControlPlane {
             run_dir,
             log_dir,
             etcd_data_dir,
-            kubeconfig_path,
-            operator_kubeconfig_path,
+            kubeconfig_paths,
             audit_log_path: audit_log_path.clone(),
             server_url,
             server_uri,
@@ -164,8 +175,7 @@ impl ControlPlane {
             tokens,
             kubectl_path,
             startup_duration: Duration::ZERO,
-            processes: Mutex::new(Vec::new()),
-            launcher: Launcher::new()?,
+            processes,
         };
         // From here on, an early return drops `control_plane`, which kills whatever
         // was started so far.
@@ -184,15 +194,17 @@ impl ControlPlane {
             "--logger=zap".to_owned(),
             "--log-outputs=stderr".to_owned(),
         ];
-        control_plane.spawn("etcd", &etcd, &etcd_args, |command| {
-            // etcd also reads ETCD_* variables and refuses to start when they
-            // conflict with flags; do not let the developer's environment leak in.
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("ETCD_") {
-                    command.env_remove(key);
+        control_plane
+            .processes
+            .spawn("etcd", &etcd, &etcd_args, |command| {
+                // etcd also reads ETCD_* variables and refuses to start when they
+                // conflict with flags; do not let the developer's environment leak in.
+                for (key, _) in std::env::vars_os() {
+                    if key.to_string_lossy().starts_with("ETCD_") {
+                        command.env_remove(key);
+                    }
                 }
-            }
-        })?;
+            })?;
 
         let c = &control_plane.certs;
         let apiserver_args = vec![
@@ -232,32 +244,51 @@ impl ControlPlane {
             "--audit-log-format=json".to_owned(),
             "--audit-log-mode=blocking".to_owned(),
         ];
-        control_plane.spawn("kube-apiserver", &apiserver, &apiserver_args, |_| {})?;
+        control_plane
+            .processes
+            .spawn("kube-apiserver", &apiserver, &apiserver_args, |_| {})?;
         block_on(control_plane.wait_apiserver_ready())??;
 
+        // The controller manager and the scheduler start side by side.
         let c = &control_plane.certs;
-        let kcm_kubeconfig = controller_manager_kubeconfig.display();
-        let controller_manager_args = vec![
-            format!("--kubeconfig={kcm_kubeconfig}"),
-            format!("--authentication-kubeconfig={kcm_kubeconfig}"),
-            format!("--authorization-kubeconfig={kcm_kubeconfig}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            format!("--secure-port={controller_manager_port}"),
-            format!("--tls-cert-file={}", c.serving_cert.display()),
-            format!("--tls-private-key-file={}", c.serving_key.display()),
-            "--leader-elect=false".to_owned(),
+        let serving = |port: u16| {
+            vec![
+                "--bind-address=127.0.0.1".to_owned(),
+                format!("--secure-port={port}"),
+                format!("--tls-cert-file={}", c.serving_cert.display()),
+                format!("--tls-private-key-file={}", c.serving_key.display()),
+                "--leader-elect=false".to_owned(),
+            ]
+        };
+        let with_kubeconfig = |kubeconfig: &Path| {
+            let kubeconfig = kubeconfig.display();
+            vec![
+                format!("--kubeconfig={kubeconfig}"),
+                format!("--authentication-kubeconfig={kubeconfig}"),
+                format!("--authorization-kubeconfig={kubeconfig}"),
+            ]
+        };
+        let mut controller_manager_args = with_kubeconfig(&controller_manager_kubeconfig);
+        controller_manager_args.extend(serving(controller_manager_port));
+        controller_manager_args.extend([
             format!("--controllers={CONTROLLERS}"),
             format!("--service-account-private-key-file={}", c.sa_key.display()),
             format!("--root-ca-file={}", c.ca_cert.display()),
             "--use-service-account-credentials=false".to_owned(),
-        ];
-        control_plane.spawn(
+        ]);
+        let mut scheduler_args = with_kubeconfig(&scheduler_kubeconfig);
+        scheduler_args.extend(serving(scheduler_port));
+        control_plane.processes.spawn(
             "kube-controller-manager",
             &controller_manager,
             &controller_manager_args,
             |_| {},
         )?;
+        control_plane
+            .processes
+            .spawn("kube-scheduler", &scheduler, &scheduler_args, |_| {})?;
         block_on(control_plane.wait_controller_manager_ready(controller_manager_port))??;
+        block_on(control_plane.wait_scheduler_ready(scheduler_port))??;
 
         control_plane.startup_duration = started.elapsed();
         tracing::info!(
@@ -304,7 +335,7 @@ impl ControlPlane {
 
     /// Admin kubeconfig, usable with `kubectl --kubeconfig` or `KUBECONFIG=`.
     pub fn kubeconfig_path(&self) -> &Path {
-        &self.kubeconfig_path
+        &self.kubeconfig_paths[ADMIN_USER]
     }
 
     /// PEM file of the cluster CA.
@@ -319,7 +350,16 @@ impl ControlPlane {
 
     /// Kubeconfig of [`OPERATOR_USER`], for running an operator under test.
     pub fn operator_kubeconfig_path(&self) -> &Path {
-        &self.operator_kubeconfig_path
+        &self.kubeconfig_paths[OPERATOR_USER]
+    }
+
+    /// Kubeconfig of one of the static users ([`ADMIN_USER`], [`OPERATOR_USER`],
+    /// [`ARGOCD_USER`], [`KWOK_USER`], [`TEST_USERS`]).
+    pub fn user_kubeconfig_path(&self, user: &str) -> Result<&Path> {
+        self.kubeconfig_paths
+            .get(user)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| Error::UnknownUser(user.to_owned()))
     }
 
     /// Every write the API server completed so far (create, update, patch, delete),
@@ -438,7 +478,7 @@ impl ControlPlane {
     /// `kubectl --kubeconfig <admin kubeconfig>`; add arguments and run it.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(&self.kubectl_path);
-        command.arg("--kubeconfig").arg(&self.kubeconfig_path);
+        command.arg("--kubeconfig").arg(self.kubeconfig_path());
         command
     }
 
@@ -449,14 +489,8 @@ impl ControlPlane {
     }
 
     fn shutdown(&mut self) {
-        let processes = self
-            .processes
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Reverse start order: controller manager, API server, etcd.
-        while let Some(mut process) = processes.pop() {
-            process.kill();
-        }
+        // Reverse start order: scheduler, controller manager, API server, etcd.
+        self.processes.kill_all();
         if self.etcd_data_dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&self.etcd_data_dir)
         {
@@ -464,100 +498,46 @@ impl ControlPlane {
         }
     }
 
-    fn spawn(
-        &self,
-        name: &str,
-        program: &Path,
-        args: &[String],
-        configure: impl FnOnce(&mut Command),
-    ) -> Result<()> {
-        let log_path = self.log_dir.join(format!("{name}.log"));
-        let run_dir = self.run_dir.clone();
-        let process = self
-            .launcher
-            .spawn(name, program, args, &log_path, |command| {
-                command.current_dir(run_dir);
-                configure(command);
-            })?;
-        self.lock_processes().push(process);
-        Ok(())
-    }
-
-    fn lock_processes(&self) -> std::sync::MutexGuard<'_, Vec<ManagedProcess>> {
-        self.processes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A startup error carrying the tail of every log file.
-    fn startup_error(&self, message: String) -> Error {
-        let logs = self
-            .lock_processes()
-            .iter()
-            .map(|p| {
-                format!(
-                    "----- {} ({}) -----\n{}",
-                    p.name,
-                    p.log_path.display(),
-                    log_tail(&p.log_path, LOG_TAIL_LINES)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        Error::Startup { message, logs }
-    }
-
-    /// Polls `probe` until it returns `Ok(true)`, failing fast if a process died.
-    async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut probe: F) -> Result<()>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<bool, String>>,
-    {
-        let deadline = Instant::now() + timeout;
-        let mut last_error = String::from("none");
-        loop {
-            let exited = self
-                .lock_processes()
-                .iter_mut()
-                .find_map(ManagedProcess::exit_status);
-            if let Some(exited) = exited {
-                return Err(self.startup_error(format!("{exited} while waiting for {what}")));
-            }
-            match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
-                Ok(Ok(true)) => return Ok(()),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => last_error = e,
-                Err(_) => last_error = format!("probe timed out after {PROBE_TIMEOUT:?}"),
-            }
-            if Instant::now() >= deadline {
-                return Err(self.startup_error(format!(
-                    "timed out after {timeout:?} waiting for {what} (last probe error: {last_error})"
-                )));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
     async fn wait_apiserver_ready(&self) -> Result<()> {
         let client = self.admin_client().await?;
-        self.wait_for("kube-apiserver /readyz", APISERVER_READY_TIMEOUT, || {
-            get_ok(&client, "/readyz")
-        })
-        .await
+        self.processes
+            .wait_for("kube-apiserver /readyz", APISERVER_READY_TIMEOUT, || {
+                get_ok(&client, "/readyz")
+            })
+            .await
     }
 
-    async fn wait_controller_manager_ready(&self, port: u16) -> Result<()> {
+    /// Waits for `/healthz` of a component serving the API server's certificate on
+    /// `port` (the controller manager, the scheduler).
+    async fn wait_component_healthy(
+        &self,
+        component: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<()> {
         let uri = format!("https://127.0.0.1:{port}")
             .parse::<http::Uri>()
             .map_err(|e| Error::Config(e.to_string()))?;
         let mut config = kube::Config::new(uri);
-        // It serves the same certificate as the API server.
         config.root_cert = Some(vec![self.certs.ca_der.clone()]);
-        let controller_manager = kube::Client::try_from(config)?;
-        self.wait_for(
-            "kube-controller-manager /healthz",
+        let client = kube::Client::try_from(config)?;
+        self.processes
+            .wait_for(&format!("{component} /healthz"), timeout, || {
+                get_ok(&client, "/healthz")
+            })
+            .await
+    }
+
+    async fn wait_scheduler_ready(&self, port: u16) -> Result<()> {
+        self.wait_component_healthy("kube-scheduler", port, SCHEDULER_READY_TIMEOUT)
+            .await
+    }
+
+    async fn wait_controller_manager_ready(&self, port: u16) -> Result<()> {
+        self.wait_component_healthy(
+            "kube-controller-manager",
+            port,
             CONTROLLER_MANAGER_READY_TIMEOUT,
-            || get_ok(&controller_manager, "/healthz"),
         )
         .await?;
 
@@ -565,18 +545,19 @@ impl ControlPlane {
         // controllers are actually running (and that the `default` namespace exists).
         let service_accounts: Api<ServiceAccount> =
             Api::namespaced(self.admin_client().await?, "default");
-        self.wait_for(
-            "service account default/default",
-            CONTROLLER_MANAGER_READY_TIMEOUT,
-            || async {
-                service_accounts
-                    .get_opt("default")
-                    .await
-                    .map(|sa| sa.is_some())
-                    .map_err(|e| e.to_string())
-            },
-        )
-        .await
+        self.processes
+            .wait_for(
+                "service account default/default",
+                CONTROLLER_MANAGER_READY_TIMEOUT,
+                || async {
+                    service_accounts
+                        .get_opt("default")
+                        .await
+                        .map(|sa| sa.is_some())
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .await
     }
 }
 
@@ -597,28 +578,6 @@ async fn get_ok(client: &kube::Client, path: &str) -> Result<bool, String> {
     }
 }
 
-/// Runs `future` to completion on a private current-thread runtime in a scoped
-/// helper thread, so it works whether or not the caller is inside a runtime.
-fn block_on<F>(future: F) -> Result<F::Output>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map(|runtime| runtime.block_on(future))
-                .map_err(|e| Error::io("build Tokio runtime", e))
-        });
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
 /// `n` random bytes from `/dev/urandom`, hex encoded.
 pub(crate) fn random_hex(n: usize) -> Result<String> {
     let mut bytes = vec![0_u8; n];
@@ -628,24 +587,7 @@ pub(crate) fn random_hex(n: usize) -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Four distinct free TCP ports on 127.0.0.1. All listeners are held until the
-/// last port is picked so the kernel cannot hand out the same port twice.
-fn free_ports() -> Result<[u16; 4]> {
-    let mut listeners = Vec::with_capacity(4);
-    let mut ports = [0_u16; 4];
-    for port in &mut ports {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("bind 127.0.0.1:0", e))?;
-        *port = listener
-            .local_addr()
-            .map_err(|e| Error::io("read local address", e))?
-            .port();
-        listeners.push(listener);
-    }
-    Ok(ports)
-}
-
-fn write_file(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<()> {
     std::fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
@@ -666,16 +608,19 @@ rules:
 /// The verbs that change something.
 const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
-/// `token,user,uid,"groups"` lines for `--token-auth-file`.
-fn token_file_csv(tokens: &BTreeMap<String, String>, controller_manager_token: &str) -> String {
-    let mut csv = format!(
-        "{controller_manager_token},{CONTROLLER_MANAGER_USER},uid-kube-controller-manager,\"system:masters\"\n"
-    );
+/// `token,user,uid,"groups"` lines for `--token-auth-file`: the control-plane
+/// components, then the static users.
+fn token_file_csv(tokens: &BTreeMap<String, String>, components: &[(&str, String)]) -> String {
+    let mut csv = String::new();
+    for (user, token) in components {
+        let uid = user.trim_start_matches("system:");
+        csv.push_str(&format!("{token},{user},uid-{uid},\"system:masters\"\n"));
+    }
     for (user, token) in tokens {
-        let groups = if user == ADMIN_USER || user == OPERATOR_USER {
-            "system:masters"
-        } else {
+        let groups = if TEST_USERS.contains(&user.as_str()) {
             TEST_USERS_GROUP
+        } else {
+            "system:masters"
         };
         csv.push_str(&format!("{token},{user},uid-{user},\"{groups}\"\n"));
     }

@@ -12,12 +12,19 @@
 //! shared control plane that is until process exit.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const LOG_TAIL_LINES: usize = 40;
 
 type SpawnReply = mpsc::Sender<std::io::Result<Child>>;
 
@@ -76,7 +83,7 @@ impl Launcher {
 
         let (reply, response) = mpsc::channel();
         let gone = || Error::Startup {
-            message: format!("launcher thread is gone, cannot start {name}"),
+            message: format!("the launcher thread is gone, cannot start {name}"),
             logs: String::new(),
         };
         self.requests.send((command, reply)).map_err(|_| gone())?;
@@ -95,7 +102,177 @@ impl Launcher {
     }
 }
 
-/// A running control-plane component.
+/// Processes started together and stopped together — a control plane, kwok, an Argo
+/// CD — each logging to `<log_dir>/<name>.log` and running in one working directory.
+///
+/// Dropping the group kills its processes (and the launcher thread's exit would SIGKILL
+/// them anyway), last started first.
+#[derive(Debug)]
+pub(crate) struct ProcessGroup {
+    /// What the processes make up together, for error messages ("Argo CD").
+    what: &'static str,
+    log_dir: PathBuf,
+    work_dir: PathBuf,
+    processes: Mutex<Vec<ManagedProcess>>,
+    launcher: Launcher,
+}
+
+impl ProcessGroup {
+    pub(crate) fn new(what: &'static str, log_dir: &Path, work_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(log_dir)
+            .map_err(|e| Error::io(format!("create {}", log_dir.display()), e))?;
+        Ok(Self {
+            what,
+            log_dir: log_dir.to_path_buf(),
+            work_dir: work_dir.to_path_buf(),
+            processes: Mutex::new(Vec::new()),
+            launcher: Launcher::new()?,
+        })
+    }
+
+    /// Starts `program args…` as `name`, logging to `<log_dir>/<name>.log`.
+    pub(crate) fn spawn(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<()> {
+        let log_path = self.log_dir.join(format!("{name}.log"));
+        let work_dir = self.work_dir.clone();
+        let process = self
+            .launcher
+            .spawn(name, program, args, &log_path, |command| {
+                command.current_dir(work_dir);
+                configure(command);
+            })?;
+        self.lock().push(process);
+        Ok(())
+    }
+
+    /// Kills every process, last started first.
+    pub(crate) fn kill_all(&mut self) {
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        while let Some(mut process) = processes.pop() {
+            process.kill();
+        }
+    }
+
+    /// `Some(description)` of the first process found to have exited.
+    pub(crate) fn exited(&self) -> Option<String> {
+        self.lock().iter_mut().find_map(ManagedProcess::exit_status)
+    }
+
+    /// A startup error carrying the tail of every log file.
+    pub(crate) fn startup_error(&self, message: impl std::fmt::Display) -> Error {
+        let logs = self
+            .lock()
+            .iter()
+            .map(|p| {
+                format!(
+                    "----- {} ({}) -----\n{}",
+                    p.name,
+                    p.log_path.display(),
+                    log_tail(&p.log_path, LOG_TAIL_LINES)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Error::Startup {
+            message: format!("{}: {message}", self.what),
+            logs,
+        }
+    }
+
+    /// Polls `probe` until it returns `Ok(true)`, failing fast if a process died.
+    pub(crate) async fn wait_for<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bool, String>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("none");
+        loop {
+            if let Some(exited) = self.exited() {
+                return Err(self.startup_error(format!("{exited} while waiting for {what}")));
+            }
+            match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => last_error = e,
+                Err(_) => last_error = format!("probe timed out after {PROBE_TIMEOUT:?}"),
+            }
+            if Instant::now() >= deadline {
+                return Err(self.startup_error(format!(
+                    "timed out after {timeout:?} waiting for {what} (last probe error: {last_error})"
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<ManagedProcess>> {
+        self.processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Runs `future` to completion on a private current-thread runtime in a scoped
+/// helper thread, so blocking start-up code works whether or not the caller is
+/// inside a runtime (e.g. in a `OnceLock::get_or_init` from a `#[tokio::test]`).
+pub(crate) fn block_on<F>(future: F) -> Result<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(future))
+                .map_err(|e| Error::io("build Tokio runtime", e))
+        });
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// `N` distinct free TCP ports on 127.0.0.1. All listeners are held until the last
+/// port is picked so the kernel cannot hand out the same port twice.
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let mut listeners = Vec::with_capacity(N);
+    let mut ports = [0_u16; N];
+    for port in &mut ports {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("bind 127.0.0.1:0", e))?;
+        *port = listener
+            .local_addr()
+            .map_err(|e| Error::io("read local address", e))?
+            .port();
+        listeners.push(listener);
+    }
+    Ok(ports)
+}
+
+/// A running child process of a [`ProcessGroup`].
 #[derive(Debug)]
 pub(crate) struct ManagedProcess {
     pub name: String,
