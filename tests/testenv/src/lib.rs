@@ -34,18 +34,21 @@ mod control_plane;
 mod error;
 pub mod flux;
 pub mod http_client;
+pub mod kwok;
 mod manifests;
 mod namespace;
 pub mod operator;
 mod process;
+pub mod workloads;
 
 pub use assets::ASSETS_ENV;
 pub use control_plane::{
-    ADMIN_USER, AuditedRequest, ControlPlane, OPERATOR_USER, TEST_USERS, TEST_USERS_GROUP,
+    ADMIN_USER, ARGOCD_USER, AuditedRequest, ControlPlane, KWOK_USER, OPERATOR_USER, TEST_USERS,
+    TEST_USERS_GROUP,
 };
 pub use error::{Error, Result};
 pub use manifests::{
-    CRD_ESTABLISHED_TIMEOUT, FIELD_MANAGER, apply_yaml, install_crds_from_yaml,
+    CRD_ESTABLISHED_TIMEOUT, FIELD_MANAGER, apply_yaml, apply_yaml_in, install_crds_from_yaml,
     wait_crd_established,
 };
 pub use namespace::{TEST_NAMESPACE_LABEL, TempNamespace, with_temp_namespace};

@@ -32,7 +32,7 @@ pub async fn install_crds_from_yaml(client: &Client, yaml: &str) -> Result<Vec<S
     }
     let mut names = Vec::with_capacity(objects.len());
     for object in &objects {
-        names.push(apply_object(client, object, &mut HashMap::new()).await?);
+        names.push(apply_object(client, "default", object, &mut HashMap::new()).await?);
     }
     Ok(names)
 }
@@ -43,10 +43,15 @@ pub async fn install_crds_from_yaml(client: &Client, yaml: &str) -> Result<Vec<S
 /// is applied, so a CRD followed by its custom resources works. Returns
 /// `Kind/name` of every applied object.
 pub async fn apply_yaml(client: &Client, yaml: &str) -> Result<Vec<String>> {
+    apply_yaml_in(client, "default", yaml).await
+}
+
+/// [`apply_yaml`], with namespaced objects that name no namespace going to `namespace`.
+pub async fn apply_yaml_in(client: &Client, namespace: &str, yaml: &str) -> Result<Vec<String>> {
     let mut discovered = HashMap::new();
     let mut applied = Vec::new();
     for object in parse_yaml(yaml)? {
-        let name = apply_object(client, &object, &mut discovered).await?;
+        let name = apply_object(client, namespace, &object, &mut discovered).await?;
         applied.push(format!("{}/{name}", gvk_of(&object)?.kind));
     }
     Ok(applied)
@@ -86,9 +91,11 @@ fn describe(object: &DynamicObject) -> String {
     format!("{kind}/{name}")
 }
 
-/// Applies one object, returns its name.
+/// Applies one object (into `default_namespace` if it is namespaced and names none),
+/// returns its name.
 async fn apply_object(
     client: &Client,
+    default_namespace: &str,
     object: &DynamicObject,
     discovered: &mut HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>,
 ) -> Result<String> {
@@ -107,7 +114,11 @@ async fn apply_object(
     let api: Api<DynamicObject> = match capabilities.scope {
         Scope::Namespaced => Api::namespaced_with(
             client.clone(),
-            object.metadata.namespace.as_deref().unwrap_or("default"),
+            object
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(default_namespace),
             &resource,
         ),
         Scope::Cluster => Api::all_with(client.clone(), &resource),
