@@ -141,9 +141,13 @@ fn resolve_target<'a>(
     let on = |environment: &'a TestEnvironment, sole_taker: bool| {
         let env_name = environment.name_any();
         let queue = claims::queue(entries, &env_name, &environment.spec.context);
+        let holders = environment
+            .status
+            .as_ref()
+            .map_or(&[][..], |s| s.claimed_by.as_slice());
         Target::Environment {
             environment,
-            queue_position: queue.iter().position(|e| e.name == name).map(|i| i + 1),
+            queue_position: claims::queue_position(&queue, &name, holders),
             created_for_claim: created_for_this_claim(environment),
             sole_taker,
         }
@@ -308,6 +312,8 @@ async fn publish(
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
     use super::*;
     use crate::resources::{TestEnvironmentClaimSpec, TestEnvironmentStatus};
 
@@ -342,6 +348,35 @@ mod tests {
             Target::Environment { sole_taker, .. } => sole_taker,
             other => panic!("no environment: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_claim_next_in_line_behind_the_holder_is_position_one() {
+        let mut running = environment("pr-1-1", Phase::Running);
+        if let Some(status) = Arc::make_mut(&mut running).status.as_mut() {
+            status.claimed_by = vec!["holder".into()];
+        }
+        let created = |claim: &mut TestEnvironmentClaim, name: &str, seconds: i64| {
+            claim.metadata.name = Some(name.into());
+            claim.metadata.creation_timestamp =
+                Some(Time(Timestamp::from_second(seconds).expect("time")));
+        };
+        let mut holder = claim(None);
+        created(&mut holder, "holder", 1);
+        let mut next = claim(None);
+        created(&mut next, "next", 2);
+        let mut after = claim(None);
+        created(&mut after, "after", 3);
+        let entries = [&holder, &next, &after].map(QueueEntry::of);
+        let environments = [running];
+        let now = Timestamp::now();
+        let position = |claim| match resolve_target(claim, "uid", &environments, &entries, now) {
+            Target::Environment { queue_position, .. } => queue_position,
+            other => panic!("no environment: {other:?}"),
+        };
+        assert_eq!(position(&holder), None, "the holder waits for nothing");
+        assert_eq!(position(&next), Some(1), "next in line");
+        assert_eq!(position(&after), Some(2));
     }
 
     #[test]

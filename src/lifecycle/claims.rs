@@ -109,6 +109,18 @@ pub fn queue<'e, 'a>(
     queue
 }
 
+/// A waiting claim's place in the queue (`queue`, from [`queue`]) of an environment held by
+/// `holders`: 1 for the claim bound next, as `status.queuePosition` documents. The claims
+/// holding the environment are in its queue too, but they wait for nothing, so they are
+/// not counted; `None` for a holder or a claim not in the queue.
+pub fn queue_position(queue: &[&QueueEntry<'_>], claim: &str, holders: &[String]) -> Option<usize> {
+    queue
+        .iter()
+        .filter(|entry| !holders.iter().any(|holder| holder == entry.name))
+        .position(|entry| entry.name == claim)
+        .map(|index| index + 1)
+}
+
 /// The name of the `generation`-th environment of a context. Every claim that finds no
 /// live environment for its context creates the same next name, so concurrent creates
 /// collide and exactly one environment results.
@@ -147,7 +159,7 @@ pub enum Target<'a> {
     /// An environment the claim waits for or holds.
     Environment {
         environment: &'a TestEnvironment,
-        /// 1-based position in its queue, when waiting.
+        /// Position in its queue when waiting ([`queue_position`]: 1 = next).
         queue_position: Option<usize>,
         /// The environment was created from this claim's template.
         created_for_claim: bool,

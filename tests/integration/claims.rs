@@ -408,7 +408,7 @@ async fn a_claim_deleted_while_queued_is_never_bound() {
     let queued = wait_for(&t.claims(), "impatient", REACTION, "queued", |c| {
         c.and_then(|c| c.status.as_ref())
             .and_then(|s| s.queue_position)
-            == Some(2)
+            == Some(1)
     })
     .await
     .expect("claim");

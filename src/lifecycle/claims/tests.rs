@@ -56,6 +56,26 @@ fn queue_is_creation_order_then_name_and_only_active_wanting_claims() {
 }
 
 #[test]
+fn the_claim_bound_next_is_position_one_and_holders_are_not_counted() {
+    let entries = [entry("holder", 1), entry("next", 2), entry("after", 3)];
+    let waiting = queue(&entries, "env-1", "pr-1");
+    let held = ["holder".to_owned()];
+    let left = ["gone".to_owned()];
+    let cases: [(&str, &[String], &str, Option<usize>); 7] = [
+        ("held: the first waiting is next", &held, "next", Some(1)),
+        ("held: then the one after it", &held, "after", Some(2)),
+        ("held: the holder waits for nothing", &held, "holder", None),
+        ("free: the head is next", &[], "holder", Some(1)),
+        ("free: then the one after it", &[], "next", Some(2)),
+        ("the holder left the queue", &left, "next", Some(2)),
+        ("not in the queue", &held, "stranger", None),
+    ];
+    for (case, holders, claim, expected) in cases {
+        assert_eq!(queue_position(&waiting, claim, holders), expected, "{case}");
+    }
+}
+
+#[test]
 fn generated_environment_names_are_valid_and_numbered() {
     assert_eq!(environment_name_for("pr-123", 1), "pr-123-1");
     assert_eq!(environment_name_for("Feature_X.y", 2), "feature-x-y-2");
