@@ -20,3 +20,6 @@ pub mod routing;
 pub mod ttl;
 
 pub use phase::{ClaimPhase, Phase};
+
+#[cfg(test)]
+mod tests;

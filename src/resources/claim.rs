@@ -12,6 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::environment::EnvironmentTemplate;
+use super::exact_time;
 use super::validation::{DNS1123_SUBDOMAIN, LABEL_VALUE};
 use crate::lifecycle::ClaimPhase;
 
@@ -103,9 +104,11 @@ pub struct TestEnvironmentClaimStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
     /// When the claim was bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub bound_at: Option<Time>,
     /// When the lease runs out (`boundAt + maxDurationMinutes`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub lease_expires_at: Option<Time>,
 }

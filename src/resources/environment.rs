@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::exact_time;
 use super::validation::{DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE};
 use crate::lifecycle::Phase;
 
@@ -206,22 +207,28 @@ pub struct TestEnvironmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_services: Vec<String>,
     /// When a run last released the environment (or when it became warm); starts the TTL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub last_used_at: Option<Time>,
     /// `lastUsedAt + ttlMinutes`: when an idle environment is destroyed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub expires_at: Option<Time>,
     /// When provisioning began.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub provisioning_started_at: Option<Time>,
     /// When the environment first became ready.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub ready_at: Option<Time>,
     /// When teardown began.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub teardown_started_at: Option<Time>,
     /// When the namespace was confirmed gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub destroyed_at: Option<Time>,
     /// What the GitOps provider last reported for the environment's app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,7 +237,8 @@ pub struct TestEnvironmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claimed_by: Vec<String>,
     /// When the current holder was bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub held_since: Option<Time>,
     /// Whether the current holder got the environment already provisioned (warm,
     /// cooling, or handed over from a previous run) rather than waiting for it.
@@ -243,7 +251,8 @@ pub struct TestEnvironmentStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStatus {
     /// When `health` last changed; grace periods (Degraded, Missing) count from here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
     pub health_since: Option<Time>,
     /// Health as the provider reports it (Argo CD: Healthy, Progressing, Degraded, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@
 
 mod claim;
 mod environment;
+mod exact_time;
 pub(crate) mod validation;
 
 pub use claim::{
