@@ -35,6 +35,9 @@ pub const DEFAULT_MAX_DURATION_MINUTES: u32 = 120;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Context","type":"string","jsonPath":".spec.context"}"#,
     printcolumn = r#"{"name":"Environment","type":"string","jsonPath":".status.environmentName"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Queue","type":"integer","jsonPath":".status.queuePosition","description":"Position in the queue while waiting (1 = next)"}"#,
     printcolumn = r#"{"name":"Reused","type":"boolean","jsonPath":".status.reused"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = kube::core::Rule {

@@ -38,7 +38,10 @@ pub const MAX_TTL_MINUTES: u32 = 43_200;
     printcolumn = r#"{"name":"Context","type":"string","jsonPath":".spec.context"}"#,
     printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".spec.namespace"}"#,
     printcolumn = r#"{"name":"TTL","type":"integer","jsonPath":".spec.ttlMinutes","description":"Idle lifetime in minutes"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    // A string, not a date: kubectl shows a date as an age, and a future one as <invalid>.
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt","description":"When it is torn down if no run claims it (UTC); empty while a run holds it"}"#,
     printcolumn = r#"{"name":"Last Used","type":"date","jsonPath":".status.lastUsedAt","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
