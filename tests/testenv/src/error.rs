@@ -36,6 +36,15 @@ pub enum Error {
         stderr: String,
     },
 
+    /// A `git` invocation failed.
+    #[error("{command} failed: {stderr}")]
+    Git {
+        /// The command line.
+        command: String,
+        /// Its stderr.
+        stderr: String,
+    },
+
     /// A process of the control plane, kwok or Argo CD did not become ready, or died.
     /// `logs` holds the tail of every log file of the group it belongs to.
     #[error("startup failed: {message}\n{logs}")]

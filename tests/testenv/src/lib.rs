@@ -33,6 +33,7 @@ pub mod chart;
 mod control_plane;
 mod error;
 pub mod flux;
+pub mod git;
 pub mod http_client;
 pub mod kwok;
 mod manifests;
