@@ -1,17 +1,35 @@
-//! A stand-in for Argo CD's application controller: real `Application` objects (the real
-//! CRD from Argo CD's module), whose status tests and benchmarks write the way Argo CD
-//! does.
+//! Argo CD for tests, two ways: a stand-in whose Application status the test writes
+//! ([`ArgoCd`], cheap and fully controlled), and the real controllers syncing from Git
+//! repositories the test writes ([`RealArgoCd`]), for what only the real thing shows —
+//! when it syncs, what it writes, what it prunes.
 //!
-//! These helpers are fixtures: they panic with a message when the control plane refuses
-//! a request, which fails the test or benchmark that called them.
+//! Both use Argo CD's own CRDs, of the release `make gitops-tools` builds (v3.2.11).
+
+use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use crate::error::{Error, Result};
 use crate::{ControlPlane, install_crds_from_yaml};
+
+mod real;
+mod stand_in;
+
+pub use real::RealArgoCd;
+pub use stand_in::{ArgoCd, application, healthy_status, progressing_status};
+
+/// The namespace a [`RealArgoCd`] runs in and takes Applications from.
+pub const NAMESPACE: &str = "argocd";
+/// Argo CD prunes what an Application deployed before the Application goes.
+pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+/// Set to `normal` (or `hard`), it makes Argo CD compare with Git at once instead of at
+/// its next poll (every 120 s); it removes the annotation when done.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 
 /// The `argoproj.io/v1alpha1` Application resource.
 pub fn application_resource() -> ApiResource {
@@ -21,127 +39,125 @@ pub fn application_resource() -> ApiResource {
     )
 }
 
+/// The `argoproj.io/v1alpha1` AppProject resource.
+pub fn app_project_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AppProject"),
+        "appprojects",
+    )
+}
+
+const CRD_FILES: [&str; 3] = [
+    "argocd-application.yaml",
+    "argocd-applicationset.yaml",
+    "argocd-appproject.yaml",
+];
+
 static ARGO_CRDS: OnceCell<()> = OnceCell::const_new();
 
-/// Argo CD's Application and ApplicationSet CRDs, installed once per test binary.
+/// Argo CD's Application, ApplicationSet and AppProject CRDs, installed once per test
+/// binary. A fixture: panics if they cannot be read or installed.
 pub async fn install_crds(client: &Client) {
+    try_install_crds(client)
+        .await
+        .unwrap_or_else(|e| panic!("install Argo CD's CRDs (run `make test-assets`): {e}"));
+}
+
+async fn try_install_crds(client: &Client) -> Result<()> {
     ARGO_CRDS
-        .get_or_init(|| async {
-            for file in ["argocd-application.yaml", "argocd-applicationset.yaml"] {
+        .get_or_try_init(|| async {
+            for file in CRD_FILES {
                 let path = ControlPlane::crd_assets_dir().join(file);
-                let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                    panic!("read {} (run `make test-assets`): {e}", path.display())
-                });
-                install_crds_from_yaml(client, &yaml)
-                    .await
-                    .expect("install Argo CD CRD");
+                let yaml = std::fs::read_to_string(&path)
+                    .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+                install_crds_from_yaml(client, &yaml).await?;
             }
+            Ok(())
         })
-        .await;
+        .await
+        .map(drop)
 }
 
-/// The Applications of one fake Argo CD namespace.
-pub struct ArgoCd {
-    /// The namespace the Applications live in.
-    pub namespace: String,
-    /// The Applications of that namespace.
-    pub apps: Api<DynamicObject>,
-}
-
-impl ArgoCd {
-    /// The Applications of `namespace`.
-    pub fn new(client: &Client, namespace: &str) -> ArgoCd {
-        ArgoCd {
-            namespace: namespace.to_owned(),
-            apps: Api::namespaced_with(client.clone(), namespace, &application_resource()),
-        }
-    }
-
-    /// Creates an Application deploying into `destination`, not yet reconciled.
-    pub async fn create_app(&self, name: &str, destination: &str) -> DynamicObject {
-        self.create(application(name, destination)).await
-    }
-
-    /// Creates an Application from its JSON.
-    pub async fn create(&self, app: Value) -> DynamicObject {
-        let app: DynamicObject = serde_json::from_value(app).expect("Application JSON");
-        self.apps
-            .create(&PostParams::default(), &app)
-            .await
-            .expect("create Application")
-    }
-
-    /// Writes `status` the way Argo CD does: Applications have no status subresource.
-    pub async fn set_status(&self, name: &str, status: Value) {
-        let patch = json!({ "status": status });
-        self.apps
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("write Application status");
-    }
-
-    /// Healthy and Synced at the current spec, last sync succeeded.
-    pub async fn make_healthy(&self, name: &str) {
-        let app = self.apps.get(name).await.expect("get Application");
-        self.set_status(name, healthy_status(&app)).await;
-    }
-
-    /// The Application, if it exists.
-    pub async fn get(&self, name: &str) -> Option<DynamicObject> {
-        self.apps.get_opt(name).await.expect("get Application")
-    }
-
-    /// Deletes like Argo CD's resources finalizer would: drop finalizers, then the object.
-    pub async fn finish_deletion(&self, name: &str) {
-        let patch = json!({ "metadata": { "finalizers": null } });
-        let _ = self
-            .apps
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await;
-    }
-}
-
-/// An Application as an App-of-Apps would define it.
-pub fn application(name: &str, destination: &str) -> Value {
+/// An Application in [`NAMESPACE`] syncing `path` of the Git repository `repo_url`
+/// (branch [`crate::git::BRANCH`]) into the namespace `destination` of the cluster Argo
+/// CD runs in, automatically, pruning and self-healing. The destination namespace must
+/// exist (no `CreateNamespace`).
+pub fn git_application(name: &str, repo_url: &str, path: &str, destination: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": { "name": name },
+        "metadata": { "name": name, "namespace": NAMESPACE },
         "spec": {
             "project": "default",
             "source": {
-                "repoURL": "https://git.example.com/org/environments.git",
-                "path": format!("envs/{destination}"),
-                "targetRevision": "HEAD"
+                "repoURL": repo_url,
+                "path": path,
+                "targetRevision": crate::git::BRANCH,
             },
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": destination }
-        }
-    })
-}
-
-/// The status Argo CD writes once an Application is synced and healthy.
-pub fn healthy_status(app: &DynamicObject) -> Value {
-    json!({
-        "health": { "status": "Healthy" },
-        "sync": {
-            "status": "Synced",
-            "revision": "4f2c1e9",
-            "comparedTo": { "source": app.data["spec"]["source"], "destination": app.data["spec"]["destination"] }
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": destination },
+            "syncPolicy": { "automated": { "prune": true, "selfHeal": true } },
         },
-        "operationState": {
-            "phase": "Succeeded",
-            "message": "successfully synced (all tasks run)",
-            "startedAt": "2026-11-24T00:00:00Z",
-            "finishedAt": "2026-11-24T00:00:05Z",
-            "operation": { "sync": { "revision": "4f2c1e9" } }
-        }
     })
 }
 
-/// The status while Argo CD is still syncing.
-pub fn progressing_status() -> Value {
-    json!({
-        "health": { "status": "Progressing", "message": "Waiting for rollout to finish" },
-        "sync": { "status": "OutOfSync" }
-    })
+/// `app` with [`RESOURCES_FINALIZER`], so deleting it prunes what it deployed first.
+pub fn with_resources_finalizer(mut app: Value) -> Value {
+    app["metadata"]["finalizers"] = json!([RESOURCES_FINALIZER]);
+    app
+}
+
+/// `status.sync.status` of an Application (`Synced`, `OutOfSync`, `Unknown`).
+pub fn sync_status(app: &DynamicObject) -> Option<&str> {
+    app.data["status"]["sync"]["status"].as_str()
+}
+
+/// `status.sync.revision`: the commit the Application was last compared with.
+pub fn synced_revision(app: &DynamicObject) -> Option<&str> {
+    app.data["status"]["sync"]["revision"].as_str()
+}
+
+/// `status.health.status` (`Healthy`, `Progressing`, `Degraded`, `Missing`, …).
+pub fn health_status(app: &DynamicObject) -> Option<&str> {
+    app.data["status"]["health"]["status"].as_str()
+}
+
+/// `status.operationState.phase` of the last or running sync (`Running`, `Succeeded`,
+/// `Failed`, `Error`).
+pub fn operation_phase(app: &DynamicObject) -> Option<&str> {
+    app.data["status"]["operationState"]["phase"].as_str()
+}
+
+/// Synced at `revision`, Healthy, and the sync operation finished successfully. Argo CD
+/// reports Synced while the operation may still be Running, so all three are checked.
+pub fn is_synced_and_healthy_at(app: &DynamicObject, revision: &str) -> bool {
+    sync_status(app) == Some("Synced")
+        && synced_revision(app) == Some(revision)
+        && health_status(app) == Some("Healthy")
+        && operation_phase(app) == Some("Succeeded")
+}
+
+/// Waits until the Application `name` in `apps`' namespace is `Some` and satisfies
+/// `accept`, or is gone (`None`) if `accept(None)` says so; returns what was seen last.
+pub async fn wait_application(
+    apps: &Api<DynamicObject>,
+    name: &str,
+    timeout: Duration,
+    accept: impl Fn(Option<&DynamicObject>) -> bool,
+) -> Result<Option<DynamicObject>> {
+    tokio::time::timeout(timeout, await_condition(apps.clone(), name, accept))
+        .await
+        .map_err(|_| Error::Timeout {
+            what: format!("Application {name}"),
+            after: timeout,
+        })?
+        .map_err(Error::from)
+}
+
+/// Asks Argo CD to compare `name` with Git now ([`REFRESH_ANNOTATION`]), e.g. right
+/// after a new commit.
+pub async fn request_refresh(apps: &Api<DynamicObject>, name: &str) -> Result<()> {
+    let patch = json!({ "metadata": { "annotations": { REFRESH_ANNOTATION: "normal" } } });
+    apps.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
