@@ -43,8 +43,8 @@ run: ## Run the operator against the cluster of the current kubeconfig (ARGS= ad
 	$(CARGO) run -q --bin testmesh -- run $(ARGS)
 
 .PHONY: dev-cluster
-dev-cluster: test-assets gitops-tools ## A local control plane with TestMesh's and Argo CD's CRDs (Ctrl-C stops it).
-	$(CARGO) run -q -p testmesh-testenv --bin testmesh-dev-cluster -- crds/*.yaml $(ASSETS)/crds/*.yaml tests/assets/gitops-namespaces.yaml
+dev-cluster: test-assets gitops-tools ## A local control plane with TestMesh's CRDs, fake nodes (kwok) and a real Argo CD (Ctrl-C stops it).
+	$(CARGO) run -q -p testmesh-testenv --bin testmesh-dev-cluster -- --gitops crds/*.yaml $(ASSETS)/crds/*.yaml tests/assets/gitops-namespaces.yaml
 
 .PHONY: test
 # Integration tests mostly wait on the control plane, so more of them run at once than
