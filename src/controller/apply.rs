@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
 use super::observe::World;
 use crate::error::{Error, Result};
+use crate::lifecycle::Phase;
 use crate::lifecycle::environment::Effect;
-use crate::lifecycle::{Phase, conditions};
 use crate::resources::{
     ENVIRONMENT_ANNOTATION, ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
     ROUTING_CONFIG_MAP, TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus,
@@ -284,7 +283,7 @@ async fn patch_finalizers(
     }
 }
 
-/// Publishes a Kubernetes Event for a phase change; Warning when entering `failed`.
+/// Publishes the Event of an environment's phase change; Warning when entering `failed`.
 pub async fn publish_transition(
     ctx: &Context,
     environment: &TestEnvironment,
@@ -292,31 +291,10 @@ pub async fn publish_transition(
     status: &TestEnvironmentStatus,
 ) {
     let to = status.phase.unwrap_or(Phase::Cold);
-    let ready = conditions::find(&status.conditions, conditions::READY);
-    let reason = ready.map_or("PhaseChanged", |c| c.reason.as_str());
-    let message = ready.map_or("", |c| c.message.as_str());
-    let event = Event {
-        type_: if to == Phase::Failed {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_owned(),
-        note: Some(truncate(&format!("{from} → {to}: {message}"), 1000)),
-        action: "PhaseChange".to_owned(),
-        secondary: None,
-    };
-    let reference = environment.object_ref(&());
-    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(%error, "cannot publish event");
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    let (regarding, failed) = (environment.object_ref(&()), to == Phase::Failed);
+    ctx.recorder
+        .publish_phase_change(&regarding, from, to, failed, &status.conditions)
+        .await;
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -20,7 +19,7 @@ use super::observe::{Source, cached_in, listed_in};
 use crate::error::{Error, Result};
 use crate::lifecycle::claims::{self, ClaimDecision, QueueEntry, Target, decide_claim};
 use crate::lifecycle::reuse::{self, Candidate};
-use crate::lifecycle::{ClaimPhase, Phase, conditions, ttl};
+use crate::lifecycle::{ClaimPhase, Phase, ttl};
 use crate::resources::{
     CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TEARDOWN_FINALIZER, TestEnvironment,
     TestEnvironmentClaim, TestEnvironmentSpec,
@@ -72,7 +71,11 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
         let previous = current.phase.unwrap_or(ClaimPhase::Pending);
         let phase = decision.status.phase.unwrap_or(ClaimPhase::Pending);
         if phase != previous || current.phase.is_none() {
-            publish(ctx, claim, previous, &decision.status).await;
+            let warning = matches!(phase, ClaimPhase::Expired | ClaimPhase::Failed);
+            let conditions = &decision.status.conditions;
+            ctx.recorder
+                .publish_phase_change(&claim.object_ref(&()), previous, phase, warning, conditions)
+                .await;
         }
     }
     Ok(match decision.wake_at {
@@ -278,35 +281,6 @@ async fn create_environment(
         }
         Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
         Err(error) => Err(Error::Kube(error)),
-    }
-}
-
-async fn publish(
-    ctx: &Context,
-    claim: &TestEnvironmentClaim,
-    from: ClaimPhase,
-    status: &crate::resources::TestEnvironmentClaimStatus,
-) {
-    let to = status.phase.unwrap_or(ClaimPhase::Pending);
-    let ready = conditions::find(&status.conditions, conditions::READY);
-    let event = Event {
-        type_: if matches!(to, ClaimPhase::Expired | ClaimPhase::Failed) {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: ready
-            .map_or("PhaseChanged", |c| c.reason.as_str())
-            .to_owned(),
-        note: Some(format!(
-            "{from} → {to}: {}",
-            ready.map_or("", |c| c.message.as_str())
-        )),
-        action: "PhaseChange".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &claim.object_ref(&())).await {
-        tracing::warn!(%error, "cannot publish event");
     }
 }
 

@@ -7,14 +7,26 @@
 //! second one's words, and an operator that just provisioned ten thousand environments
 //! would hold ten thousand events. So each transition is created as it happens, and the
 //! API server's event TTL ages them out.
+//!
+//! Environments and claims tell their phase changes the same way ([`phase_change`]), and
+//! every note is cut here to the API server's limit of 1,024 bytes ([`fit_note`]) — a
+//! provider's message can be long and far from ASCII, and an event over the limit is
+//! refused whole.
+
+use std::fmt::Display;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
+
+use crate::lifecycle::conditions;
+
+/// The longest note the API server accepts on an Event, in bytes (not characters).
+pub const NOTE_MAX_BYTES: usize = 1024;
 
 /// Publishes events as one reporting controller instance.
 #[derive(Clone)]
@@ -26,6 +38,23 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(client: Client, reporter: Reporter) -> Recorder {
         Recorder { client, reporter }
+    }
+
+    /// Publishes the phase change of `regarding` from `from` to `to` ([`phase_change`]).
+    /// A failure is logged, not returned: the change is in the status already, and an
+    /// event is not worth a retry of the reconciliation.
+    pub async fn publish_phase_change(
+        &self,
+        regarding: &ObjectReference,
+        from: impl Display,
+        to: impl Display,
+        warning: bool,
+        conditions: &[Condition],
+    ) {
+        let event = phase_change(from, to, warning, conditions);
+        if let Err(error) = self.publish(&event, regarding).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
     }
 
     /// Creates `event` about `regarding`, in `regarding`'s namespace.
@@ -42,6 +71,45 @@ impl Recorder {
             .await
             .map(|_| ())
     }
+}
+
+/// The Event of a phase change, for environments and claims alike: the `Ready`
+/// condition's reason, and the note `from → to: ` its message; Warning when `warning`.
+pub fn phase_change(
+    from: impl Display,
+    to: impl Display,
+    warning: bool,
+    conditions: &[Condition],
+) -> Event {
+    let ready = conditions::find(conditions, conditions::READY);
+    Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: ready.map_or("PhaseChanged", |c| &c.reason).to_owned(),
+        note: Some(format!(
+            "{from} → {to}: {}",
+            ready.map_or("", |c| c.message.as_str())
+        )),
+        action: "PhaseChange".to_owned(),
+        secondary: None,
+    }
+}
+
+/// `note` cut to at most [`NOTE_MAX_BYTES`] bytes on a character boundary, ending in `…`
+/// when cut: a provider's message can be long, and not ASCII.
+pub fn fit_note(note: &str) -> String {
+    const CUT: &str = "…";
+    if note.len() <= NOTE_MAX_BYTES {
+        return note.to_owned();
+    }
+    let mut end = NOTE_MAX_BYTES - CUT.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &note[..end])
 }
 
 /// The Event `reporter` publishes for `event` about `regarding` at `now`.
@@ -69,7 +137,7 @@ fn build(
         ),
         reason: Some(event.reason.clone()),
         action: Some(event.action.clone()),
-        note: event.note.clone(),
+        note: event.note.as_deref().map(fit_note),
         regarding: Some(regarding.clone()),
         related: event.secondary.clone(),
         reporting_controller: Some(reporter.controller.clone()),
@@ -130,5 +198,63 @@ mod tests {
             built.series.is_none(),
             "every transition is an event of its own"
         );
+    }
+
+    #[test]
+    fn a_note_is_cut_to_the_api_servers_byte_limit_on_a_character_boundary() {
+        let fits = "x".repeat(NOTE_MAX_BYTES);
+        let padded = |ascii: usize, tail: &str| "x".repeat(ascii) + tail;
+        let cases = [
+            ("short", "sync failed".to_owned()),
+            ("exactly the limit", fits.clone()),
+            ("one byte over", format!("{fits}x")),
+            ("2-byte characters", "é".repeat(600)),
+            ("3-byte characters", "同期".repeat(300)),
+            ("4 bytes across the cut", padded(1019, "🦀🦀")),
+            ("3 bytes ending at the cut", padded(1018, "…tail")),
+        ];
+        for (case, note) in cases {
+            let cut = fit_note(&note);
+            assert!(cut.len() <= NOTE_MAX_BYTES, "{case}: {} bytes", cut.len());
+            if note.len() <= NOTE_MAX_BYTES {
+                assert_eq!(cut, note, "{case}: kept whole");
+            } else {
+                let kept = cut.strip_suffix('…').expect("marked as cut");
+                assert!(note.starts_with(kept), "{case}: a prefix of the note");
+                assert!(
+                    cut.len() > NOTE_MAX_BYTES - 4 - '…'.len_utf8(),
+                    "{case}: no more cut than one character"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_published_event_fits_however_long_the_providers_message() {
+        let message = "ComparisonError: ".to_owned() + &"リソースが見つかりません。".repeat(100);
+        let ready = Condition {
+            type_: conditions::READY.into(),
+            status: "False".into(),
+            reason: "AppFailed".into(),
+            message,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: Some(1),
+        };
+        let event = phase_change("provisioning", "failed", true, &[ready]);
+        assert_eq!(
+            (event.type_, event.reason.as_str(), event.action.as_str()),
+            (EventType::Warning, "AppFailed", "PhaseChange")
+        );
+        let reporter = Reporter {
+            controller: "testmesh".into(),
+            instance: None,
+        };
+        let nowhere = ObjectReference::default();
+        let built = build(&reporter, &event, &nowhere, Timestamp::UNIX_EPOCH);
+        let note = built.note.expect("note");
+        assert!(note.len() <= NOTE_MAX_BYTES, "{} bytes", note.len());
+        assert!(note.starts_with("provisioning → failed: ComparisonError: リソース"));
     }
 }
