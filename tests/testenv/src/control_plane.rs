@@ -115,12 +115,19 @@ impl ControlPlane {
         {
             tokens.insert(user.to_owned(), random_hex(16)?);
         }
-        let component_tokens = [
-            (CONTROLLER_MANAGER_USER, random_hex(16)?),
-            (SCHEDULER_USER, random_hex(16)?),
-        ];
+        let controller_manager_token = random_hex(16)?;
+        let scheduler_token = random_hex(16)?;
         let token_file = cert_dir.join("tokens.csv");
-        write_file(&token_file, &token_file_csv(&tokens, &component_tokens))?;
+        write_file(
+            &token_file,
+            &token_file_csv(
+                &tokens,
+                &[
+                    (CONTROLLER_MANAGER_USER, controller_manager_token.as_str()),
+                    (SCHEDULER_USER, scheduler_token.as_str()),
+                ],
+            ),
+        )?;
 
         let [
             etcd_client_port,
@@ -133,32 +140,35 @@ impl ControlPlane {
         let server_uri = server_url
             .parse::<http::Uri>()
             .map_err(|e| Error::Config(format!("API server URL {server_url}: {e}")))?;
+        let write_kubeconfig = |path: PathBuf, user: &str, token: &str| -> Result<PathBuf> {
+            write_file(
+                &path,
+                &kubeconfig(&server_url, &certs.ca_cert, user, token)?,
+            )?;
+            Ok(path)
+        };
         let mut kubeconfig_paths = BTreeMap::new();
         for (user, token) in &tokens {
-            let path = run_dir.join(match user.as_str() {
+            let file = match user.as_str() {
                 ADMIN_USER => "kubeconfig".to_owned(),
                 OPERATOR_USER => "operator.kubeconfig".to_owned(),
                 other => format!("{other}.kubeconfig"),
-            });
-            write_file(
-                &path,
-                &kubeconfig(&server_url, &certs.ca_cert, user, token)?,
-            )?;
-            kubeconfig_paths.insert(user.clone(), path);
+            };
+            kubeconfig_paths.insert(
+                user.clone(),
+                write_kubeconfig(run_dir.join(file), user, token)?,
+            );
         }
-        let mut component_kubeconfigs = Vec::new();
-        for (user, token) in &component_tokens {
-            let path = cert_dir.join(format!("{}.kubeconfig", user.trim_start_matches("system:")));
-            write_file(
-                &path,
-                &kubeconfig(&server_url, &certs.ca_cert, user, token)?,
-            )?;
-            component_kubeconfigs.push(path);
-        }
-        let [controller_manager_kubeconfig, scheduler_kubeconfig] =
-            <[PathBuf; 2]>::try_from(component_kubeconfigs).map_err(|_| {
-                Error::Config("one kubeconfig per control-plane component".to_owned())
-            })?;
+        let controller_manager_kubeconfig = write_kubeconfig(
+            cert_dir.join("controller-manager.kubeconfig"),
+            CONTROLLER_MANAGER_USER,
+            &controller_manager_token,
+        )?;
+        let scheduler_kubeconfig = write_kubeconfig(
+            cert_dir.join("scheduler.kubeconfig"),
+            SCHEDULER_USER,
+            &scheduler_token,
+        )?;
         let audit_policy = cert_dir.join("audit-policy.yaml");
         write_file(&audit_policy, AUDIT_POLICY)?;
         let audit_log_path = log_dir.join("audit.log");
@@ -610,7 +620,7 @@ const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deleteco
 
 /// `token,user,uid,"groups"` lines for `--token-auth-file`: the control-plane
 /// components, then the static users.
-fn token_file_csv(tokens: &BTreeMap<String, String>, components: &[(&str, String)]) -> String {
+fn token_file_csv(tokens: &BTreeMap<String, String>, components: &[(&str, &str)]) -> String {
     let mut csv = String::new();
     for (user, token) in components {
         let uid = user.trim_start_matches("system:");

@@ -3,11 +3,16 @@
 //! Mocked API servers drift from reality exactly where an operator's bugs hide:
 //! server-side apply, RBAC, admission, finalizers, namespace deletion, garbage
 //! collection. This crate therefore runs the genuine binaries — etcd,
-//! kube-apiserver and kube-controller-manager — on 127.0.0.1 with random ports,
-//! fresh certificates and static bearer tokens, and hands out `kube::Client`s.
+//! kube-apiserver, kube-controller-manager and kube-scheduler — on 127.0.0.1 with
+//! random ports, fresh certificates and static bearer tokens, and hands out
+//! `kube::Client`s. On demand it adds what a GitOps operator meets on a real cluster:
+//! fake nodes on which pods run and turn Ready ([`kwok::Kwok`]), a real Argo CD
+//! ([`argocd::RealArgoCd`]) and Git repositories for it to sync from
+//! ([`git::GitRepository`]).
 //!
-//! Binaries come from `<workspace>/target/test-assets/bin` (`make test-assets`)
-//! or `$TESTMESH_TEST_ASSETS`; `etcd` may also come from `PATH`.
+//! Binaries come from `<workspace>/target/test-assets/bin` (`make test-assets`) or
+//! `$TESTMESH_TEST_ASSETS`; etcd, Argo CD and kwok from `<workspace>/target/tools/bin`
+//! (`make test-assets`, `make gitops-tools`); Redis and git from `PATH`.
 //!
 //! ```no_run
 //! use testmesh_testenv::{ControlPlane, with_temp_namespace};
@@ -22,7 +27,9 @@
 //! ```
 //!
 //! Users: `admin` (`system:masters`), `alice` and `bob` (group `testmesh:users`,
-//! no permissions until a test grants some). See [`ControlPlane::user_config`].
+//! no permissions until a test grants some); `testmesh-operator`, `argocd` and `kwok`
+//! (`system:masters`), so the audit log tells their requests apart. See
+//! [`ControlPlane::user_config`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

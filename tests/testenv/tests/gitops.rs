@@ -33,9 +33,7 @@ async fn admin_client_with_kwok() -> Client {
 /// kwok and a real Argo CD on the shared control plane.
 async fn admin_client_with_argocd() -> (Client, &'static RealArgoCd) {
     let client = admin_client_with_kwok().await;
-    let argocd = tokio::task::spawn_blocking(RealArgoCd::shared)
-        .await
-        .unwrap();
+    let argocd = RealArgoCd::shared();
     eprintln!("Argo CD started in {:.1?}", argocd.startup_duration());
     (client, argocd)
 }
