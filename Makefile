@@ -243,26 +243,21 @@ check-chart: chart-tools ## Lint the chart, validate what it renders, refuse mis
 # --- Peer for the side-by-side benchmark ------------------------------------------------
 # Kyverno's cleanup controller deletes what is labelled cleanup.kyverno.io/ttl; it is the
 # TTL cleaner the Go module proxy serves here (TwiN's k8s-ttl-controller is not). Kyverno's
-# go.mod has a replace directive, which `go install …@version` refuses, so it is built from
-# a throw-away module that requires it and repeats its replace lines. Its CRDs come from
-# the same module. Nothing of it is committed.
+# go.mod has a replace directive, which `go install …@version` refuses, so
+# hack/go-build-module.sh builds it. Its CRDs come from the same module. Nothing of it is
+# committed.
 PEER_MODULE := github.com/kyverno/kyverno
 PEER_VERSION := v1.19.1
-PEER_BUILD := $(TOOLS)/peer-build
 
 .PHONY: peer-tools
 peer-tools: $(TOOLS_BIN)/.kyverno-cleanup-controller-$(PEER_VERSION) ## Build the benchmark's peer TTL cleaner and copy its CRDs (cached).
 
 $(TOOLS_BIN)/.kyverno-cleanup-controller-$(PEER_VERSION):
 	@mkdir -p $(@D)
+	hack/go-build-module.sh $(PEER_MODULE) $(PEER_VERSION) $(PEER_MODULE)/cmd/cleanup-controller \
+		$(TOOLS_BIN)/kyverno-cleanup-controller '-s -w -X $(PEER_MODULE)/pkg/version.BuildVersion=$(PEER_VERSION)'
 	src=$$(cd /tmp && $(GO) mod download -json $(PEER_MODULE)@$(PEER_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
 	test -n "$$src" && \
-	rm -rf $(PEER_BUILD) && mkdir -p $(PEER_BUILD) && cd $(PEER_BUILD) && \
-	printf 'module testmesh.local/peer\n\ngo %s\n' "$$(sed -n 's/^go //p' "$$src/go.mod")" > go.mod && \
-	$(GO) mod edit -require=$(PEER_MODULE)@$(PEER_VERSION) \
-		$$(sed -n 's/^replace \(.*\) => \(.*\) \(.*\)$$/-replace=\1=\2@\3/p' "$$src/go.mod") && \
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -X $(PEER_MODULE)/pkg/version.BuildVersion=$(PEER_VERSION)' \
-		-o $(TOOLS_BIN)/kyverno-cleanup-controller $(PEER_MODULE)/cmd/cleanup-controller && \
 	rm -rf $(TOOLS)/kyverno-crds && mkdir -p $(TOOLS)/kyverno-crds && \
 	install -m 0644 "$$src"/config/crds/*/*.yaml $(TOOLS)/kyverno-crds/
 	@touch $@
