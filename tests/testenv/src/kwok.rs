@@ -38,6 +38,8 @@ pub const NODE_ALLOCATABLE: [(&str, &str); 3] =
 const NODE_LEASE_DURATION: Duration = Duration::from_secs(40);
 /// Pod IPs; apart from the Service range (10.0.0.0/24) so addresses read unambiguously.
 const POD_CIDR: &str = "10.244.0.0/16";
+/// The InternalIP of every fake node (and so their pods' hostIP); nothing connects to it.
+const NODE_IP: &str = "10.240.0.1";
 const STAGES: &str = include_str!("../../assets/kwok-stages.yaml");
 /// The taint the API server puts on every new node until something reports it Ready;
 /// no node lifecycle controller runs here to lift it.
@@ -84,6 +86,7 @@ impl Kwok {
                 NODE_LEASE_DURATION.as_secs()
             ),
             format!("--cidr={POD_CIDR}"),
+            format!("--node-ip={NODE_IP}"),
             // No --node-port or --server-address: kwok then serves nothing (no logs,
             // exec or metrics endpoints), so it needs no port.
         ];
