@@ -5,18 +5,27 @@
 //! and prints the routing policy on stdout as JSON or as `export NAME_URL=…` lines. On
 //! failure or timeout it releases the claim (so the queue moves on) and exits non-zero
 //! with the reason.
+//!
+//! The wait may last many minutes in a CI log: it outlives a broken watch (it reconnects
+//! with backoff until the `--wait` deadline, and only an identity refused by the API
+//! server ends it early), and it prints one line per change of the claim and a heartbeat
+//! — elapsed time, phase, reason, queue position — at least every `HEARTBEAT`, so the
+//! log never goes silent. What to print is decided by `ProgressLog`, without a clock.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::pin::pin;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use futures::{Stream, StreamExt};
 use jiff::SignedDuration;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
-use kube::runtime::wait::await_condition;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, watch_object};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use tokio::time::{Instant, sleep_until};
 
 use crate::lifecycle::{ClaimPhase, claims, conditions};
 use crate::resources::{
@@ -107,7 +116,9 @@ pub enum CiError {
     #[error("claim {0} was deleted while waiting")]
     Deleted(String),
     #[error("watching the claim failed: {0}")]
-    Watch(#[from] kube::runtime::wait::Error),
+    Watch(#[source] watcher::Error),
+    #[error("the watch on claim {0} ended")]
+    WatchEnded(String),
 }
 
 /// Creates a claim, waits for Ready, and prints the routing policy.
@@ -183,43 +194,63 @@ pub async fn release(args: ReleaseArgs) -> Result<(), CiError> {
     }
 }
 
-/// Waits until the claim is Ready (bound) or finished otherwise, printing each change of
-/// phase, reason or queue position on stderr.
+/// Waits until the claim is Ready (bound) or finished otherwise, or the deadline `wait`
+/// from now passes, printing its progress on stderr ([`ProgressLog`]). A failed watch is
+/// retried with kube's default backoff (up to 30 s apart) until the deadline.
 async fn wait_until_settled(
     api: &Api<TestEnvironmentClaim>,
     name: &str,
     wait: Duration,
 ) -> Result<TestEnvironmentClaim, CiError> {
-    let last = Mutex::new(String::new());
-    let settled = |claim: Option<&TestEnvironmentClaim>| {
-        let Some(claim) = claim else { return true };
-        let progress = describe(claim);
-        if let Ok(mut last) = last.lock()
-            && *last != progress
-        {
-            eprintln!("{progress}");
-            *last = progress;
+    let updates = watch_object(api.clone(), name).default_backoff();
+    follow(updates, name, wait, |line| eprintln!("{line}")).await
+}
+
+/// [`wait_until_settled`] on the claim's `updates` (`None`: deleted), handing each
+/// progress line to `print`.
+async fn follow(
+    updates: impl Stream<Item = Result<Option<TestEnvironmentClaim>, watcher::Error>>,
+    name: &str,
+    wait: Duration,
+    mut print: impl FnMut(String),
+) -> Result<TestEnvironmentClaim, CiError> {
+    let started = Instant::now();
+    let deadline = started + wait;
+    let mut log = ProgressLog::default();
+    let mut updates = pin!(updates);
+    let mut say = |line: Option<String>| {
+        if let Some(line) = line {
+            print(line);
         }
-        let phase = claim.status.as_ref().and_then(|s| s.phase);
-        is_ready(claim)
-            || matches!(
-                phase,
-                Some(ClaimPhase::Failed | ClaimPhase::Expired | ClaimPhase::Released)
-            )
     };
-    let waited = tokio::time::timeout(wait, await_condition(api.clone(), name, settled)).await;
-    let last_seen = last.lock().map(|l| l.clone()).unwrap_or_default();
-    let claim = match waited {
-        Err(_) => {
-            return Err(CiError::Timeout {
-                claim: name.to_owned(),
-                waited: wait,
-                last: last_seen,
-            });
+    let claim = loop {
+        let update = tokio::select! {
+            update = updates.next() => update,
+            () = sleep_until(started + log.next_heartbeat()) => {
+                say(log.tick(started.elapsed()));
+                continue;
+            }
+            () = sleep_until(deadline) => {
+                return Err(CiError::Timeout {
+                    claim: name.to_owned(),
+                    waited: wait,
+                    last: log.last_seen(),
+                });
+            }
+        };
+        let elapsed = started.elapsed();
+        match update {
+            Some(Ok(Some(claim))) => {
+                say(log.saw(Progress::of(&claim), elapsed));
+                if is_settled(&claim) {
+                    break claim;
+                }
+            }
+            Some(Ok(None)) => return Err(CiError::Deleted(name.to_owned())),
+            Some(Err(error)) if is_refused(&error) => return Err(CiError::Watch(error)),
+            Some(Err(error)) => say(log.watch_failed(&explain(&error), elapsed)),
+            None => return Err(CiError::WatchEnded(name.to_owned())),
         }
-        Ok(Err(error)) => return Err(error.into()),
-        Ok(Ok(None)) => return Err(CiError::Deleted(name.to_owned())),
-        Ok(Ok(Some(claim))) => claim,
     };
     if is_ready(&claim) {
         return Ok(claim);
@@ -241,13 +272,165 @@ fn is_ready(claim: &TestEnvironmentClaim) -> bool {
         .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
 }
 
-/// One progress line: phase, reason, queue position and message.
-fn describe(claim: &TestEnvironmentClaim) -> String {
-    let status = claim.status.clone().unwrap_or_default();
-    let phase = status.phase.map_or("pending", ClaimPhase::as_str);
-    match conditions::find(&status.conditions, conditions::READY) {
-        Some(ready) => format!("{phase}: {}: {}", ready.reason, ready.message),
-        None => format!("{phase}: waiting for the operator"),
+/// Ready, or finished without being Ready.
+fn is_settled(claim: &TestEnvironmentClaim) -> bool {
+    let phase = claim.status.as_ref().and_then(|s| s.phase);
+    is_ready(claim)
+        || matches!(
+            phase,
+            Some(ClaimPhase::Failed | ClaimPhase::Expired | ClaimPhase::Released)
+        )
+}
+
+/// The API server refused who we are (401) or what we asked (403): waiting does not
+/// change that, so the wait ends at once instead of at its deadline.
+fn is_refused(error: &watcher::Error) -> bool {
+    api_status(error).is_some_and(|status| matches!(status.code, 401 | 403))
+}
+
+/// A broken watch in a few words: the API server's answer, or what failed on the way.
+fn explain(error: &watcher::Error) -> String {
+    match api_status(error) {
+        Some(status) => format!("{} {}: {}", status.code, status.reason, status.message),
+        None => error.to_string(),
+    }
+}
+
+fn api_status(error: &watcher::Error) -> Option<&kube::core::Status> {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => Some(status),
+        _ => None,
+    }
+}
+
+/// How long a wait with nothing new to say stays silent at most.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// What the job is told about its claim: the parts whose change is worth a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Progress {
+    phase: ClaimPhase,
+    /// The `Ready` condition's reason and message, once the operator has written them.
+    ready: Option<(String, String)>,
+    queue_position: Option<u32>,
+}
+
+impl Progress {
+    fn of(claim: &TestEnvironmentClaim) -> Progress {
+        let status = claim.status.clone().unwrap_or_default();
+        Progress {
+            phase: status.phase.unwrap_or(ClaimPhase::Pending),
+            ready: conditions::find(&status.conditions, conditions::READY)
+                .map(|c| (c.reason.clone(), c.message.clone())),
+            queue_position: status.queue_position,
+        }
+    }
+
+    /// `pending: Queued: position 1 in the queue for environment …`.
+    fn describe(&self) -> String {
+        match &self.ready {
+            Some((reason, message)) => format!("{}: {reason}: {message}", self.phase),
+            None => format!("{}: waiting for the operator", self.phase),
+        }
+    }
+
+    /// `pending (Queued, queue position 1)`, for a heartbeat.
+    fn summary(&self) -> String {
+        let mut details: Vec<String> = self.ready.iter().map(|(r, _)| r.clone()).collect();
+        details.extend(self.queue_position.map(|p| format!("queue position {p}")));
+        if details.is_empty() {
+            self.phase.to_string()
+        } else {
+            format!("{} ({})", self.phase, details.join(", "))
+        }
+    }
+}
+
+/// Decides the progress lines of one wait from what it sees and how long it has waited:
+/// a line for each change, a line when the watch breaks (once until it works again), and
+/// a heartbeat when nothing was printed for [`HEARTBEAT`]. Every line starts with the time
+/// waited, `[2m05s]`.
+#[derive(Debug, Default)]
+struct ProgressLog {
+    seen: Option<Progress>,
+    /// When the last line was printed, as time waited.
+    printed_at: Duration,
+    /// The watch broke and has delivered nothing since.
+    reconnecting: bool,
+}
+
+impl ProgressLog {
+    /// The claim as the watch delivered it.
+    fn saw(&mut self, progress: Progress, elapsed: Duration) -> Option<String> {
+        let changed = self.seen.as_ref() != Some(&progress);
+        let reconnected = std::mem::take(&mut self.reconnecting);
+        let line = match (changed, reconnected) {
+            (true, _) => progress.describe(),
+            (false, true) => format!("watching again: {}", progress.describe()),
+            (false, false) => return None,
+        };
+        self.seen = Some(progress);
+        Some(self.line(line, elapsed))
+    }
+
+    /// The watch broke (`why`); it is retried after a backoff.
+    fn watch_failed(&mut self, why: &str, elapsed: Duration) -> Option<String> {
+        if std::mem::replace(&mut self.reconnecting, true) {
+            return None;
+        }
+        Some(self.line(
+            format!("lost the watch on the claim ({why}); retrying"),
+            elapsed,
+        ))
+    }
+
+    /// Time passed: a heartbeat if nothing was printed for [`HEARTBEAT`].
+    fn tick(&mut self, elapsed: Duration) -> Option<String> {
+        if elapsed < self.next_heartbeat() {
+            return None;
+        }
+        let state = self
+            .seen
+            .as_ref()
+            .map_or_else(|| "waiting for the claim".to_owned(), Progress::summary);
+        let reconnecting = if self.reconnecting {
+            "; reconnecting"
+        } else {
+            ""
+        };
+        Some(self.line(format!("still {state}{reconnecting}"), elapsed))
+    }
+
+    /// When, as time waited, the next heartbeat is due.
+    fn next_heartbeat(&self) -> Duration {
+        self.printed_at + HEARTBEAT
+    }
+
+    /// The claim's last progress, for a timeout's message.
+    fn last_seen(&self) -> String {
+        self.seen.as_ref().map_or_else(
+            || "nothing from the operator".to_owned(),
+            Progress::describe,
+        )
+    }
+
+    fn line(&mut self, text: String, elapsed: Duration) -> String {
+        self.printed_at = elapsed;
+        format!("[{}] {text}", clock(elapsed))
+    }
+}
+
+/// Time waited as `0m07s`, `12m30s`, `1h02m05s`.
+fn clock(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        format!("{hours}h{minutes:02}m{seconds:02}s")
+    } else {
+        format!("{minutes}m{seconds:02}s")
     }
 }
 
@@ -435,6 +618,255 @@ mod tests {
         let commands: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
         assert!(commands.iter().any(|c| c.contains("testmesh claim")));
         assert!(commands.iter().any(|c| c.contains("testmesh release")));
+    }
+
+    /// Waiting in the queue at `position`.
+    fn queued(position: u32) -> Progress {
+        Progress {
+            phase: ClaimPhase::Pending,
+            ready: Some(("Queued".into(), format!("position {position} in the queue"))),
+            queue_position: Some(position),
+        }
+    }
+
+    /// What a wait sees, in order, as the loop in `wait_until_settled` feeds it.
+    enum Seen {
+        Claim(Progress),
+        /// The watch broke: the API server answered 503.
+        Lost,
+        /// Nothing: the heartbeat's timer fired.
+        Tick,
+    }
+
+    #[test]
+    fn a_wait_prints_each_change_a_broken_watch_once_and_a_heartbeat_when_quiet() {
+        let new = Progress {
+            phase: ClaimPhase::Pending,
+            ready: None,
+            queue_position: None,
+        };
+        let bound = Progress {
+            phase: ClaimPhase::Bound,
+            ready: Some(("Bound".into(), "in namespace review-pr-1".into())),
+            queue_position: None,
+        };
+        let script = [
+            (0, Seen::Tick, ""),
+            (
+                0,
+                Seen::Claim(new),
+                "[0m00s] pending: waiting for the operator",
+            ),
+            (
+                1,
+                Seen::Claim(queued(2)),
+                "[0m01s] pending: Queued: position 2 in the queue",
+            ),
+            (5, Seen::Claim(queued(2)), ""),
+            (30, Seen::Tick, ""),
+            (
+                31,
+                Seen::Tick,
+                "[0m31s] still pending (Queued, queue position 2)",
+            ),
+            (
+                40,
+                Seen::Lost,
+                "[0m40s] lost the watch on the claim (503 ServiceUnavailable: etcdserver: leader changed); retrying",
+            ),
+            (41, Seen::Lost, ""),
+            (
+                70,
+                Seen::Tick,
+                "[1m10s] still pending (Queued, queue position 2); reconnecting",
+            ),
+            (
+                75,
+                Seen::Claim(queued(2)),
+                "[1m15s] watching again: pending: Queued: position 2 in the queue",
+            ),
+            (
+                80,
+                Seen::Claim(queued(1)),
+                "[1m20s] pending: Queued: position 1 in the queue",
+            ),
+            (
+                3_725,
+                Seen::Claim(bound),
+                "[1h02m05s] bound: Bound: in namespace review-pr-1",
+            ),
+        ];
+        let mut log = ProgressLog::default();
+        for (seconds, seen, expected) in script {
+            let elapsed = Duration::from_secs(seconds);
+            let line = match seen {
+                Seen::Claim(progress) => log.saw(progress, elapsed),
+                Seen::Lost => log.watch_failed(&explain(&unavailable()), elapsed),
+                Seen::Tick => log.tick(elapsed),
+            };
+            assert_eq!(line.unwrap_or_default(), expected, "at {seconds} s");
+        }
+    }
+
+    fn unavailable() -> watcher::Error {
+        let status =
+            kube::core::Status::failure("etcdserver: leader changed", "ServiceUnavailable")
+                .with_code(503);
+        watcher::Error::WatchFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    /// The claim as the watch delivers it: `phase`, `Ready` with `reason`.
+    fn claim_in(phase: ClaimPhase, ready: &str, reason: &str) -> TestEnvironmentClaim {
+        let mut claim: TestEnvironmentClaim = serde_json::from_value(json!({
+            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironmentClaim",
+            "metadata": {"name": "run", "namespace": "team-a"},
+            "spec": {"context": "pr-1", "environmentName": "pr-1-1"},
+        }))
+        .unwrap();
+        claim.status = Some(crate::resources::TestEnvironmentClaimStatus {
+            phase: Some(phase),
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: conditions::READY.into(),
+                status: ready.into(),
+                reason: reason.into(),
+                message: "details".into(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::UNIX_EPOCH,
+                ),
+                observed_generation: Some(1),
+            }],
+            ..Default::default()
+        });
+        claim
+    }
+
+    type Update = Result<Option<TestEnvironmentClaim>, watcher::Error>;
+
+    /// Follows `updates` (then nothing more) for at most a second.
+    async fn followed(updates: Vec<Update>) -> Result<TestEnvironmentClaim, CiError> {
+        let updates = futures::stream::iter(updates).chain(futures::stream::pending());
+        follow(updates, "run", Duration::from_secs(1), drop).await
+    }
+
+    #[tokio::test]
+    async fn a_broken_watch_is_retried_until_the_claim_settles_or_the_deadline_passes() {
+        let queued = claim_in(ClaimPhase::Pending, "False", "Queued");
+        let bound = claim_in(ClaimPhase::Bound, "True", "Bound");
+        let failed = claim_in(ClaimPhase::Failed, "False", "EnvironmentFailed");
+        let forbidden = || {
+            let status = kube::core::Status::failure("no", "Forbidden").with_code(403);
+            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+        };
+        let cases: Vec<(&str, Vec<Update>, &str)> = vec![
+            (
+                "broken twice, then bound",
+                vec![
+                    Ok(Some(queued.clone())),
+                    Err(unavailable()),
+                    Err(unavailable()),
+                    Ok(Some(bound)),
+                ],
+                "bound",
+            ),
+            (
+                "failed",
+                vec![Err(unavailable()), Ok(Some(failed))],
+                "claim run failed",
+            ),
+            (
+                "deleted",
+                vec![Err(unavailable()), Ok(None)],
+                "claim run was deleted",
+            ),
+            (
+                "forbidden",
+                vec![Err(forbidden())],
+                "watching the claim failed",
+            ),
+            (
+                "never settles",
+                vec![Ok(Some(queued)), Err(unavailable())],
+                "claim run was not Ready within 1s",
+            ),
+        ];
+        for (case, updates, outcome) in cases {
+            let shown = match followed(updates).await {
+                Ok(claim) => Progress::of(&claim).phase.to_string(),
+                Err(error) => error.to_string(),
+            };
+            assert!(shown.starts_with(outcome), "{case}: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_quiet_wait_is_never_silent_for_longer_than_the_heartbeat() {
+        let mut log = ProgressLog::default();
+        let mut printed = vec![Duration::ZERO];
+        let _ = log.saw(queued(1), Duration::ZERO);
+        // The loop sleeps until the next heartbeat is due, then ticks.
+        while *printed.last().unwrap() < Duration::from_secs(900) {
+            let due = log.next_heartbeat();
+            assert!(log.tick(due - Duration::from_millis(1)).is_none());
+            assert!(log.tick(due).is_some(), "a heartbeat when due");
+            printed.push(due);
+        }
+        assert!(printed.windows(2).all(|w| w[1] - w[0] <= HEARTBEAT));
+    }
+
+    #[test]
+    fn only_a_refused_identity_ends_the_wait_before_its_deadline() {
+        let api = |code: u16| {
+            let status = kube::core::Status::failure("message", "Reason").with_code(code);
+            kube::Error::Api(Box::new(status))
+        };
+        let expired = kube::core::Status::failure("too old", "Expired").with_code(410);
+        let cases = [
+            (
+                "unauthorized",
+                watcher::Error::InitialListFailed(api(401)),
+                true,
+            ),
+            (
+                "forbidden",
+                watcher::Error::WatchStartFailed(api(403)),
+                true,
+            ),
+            ("unavailable", watcher::Error::WatchFailed(api(503)), false),
+            (
+                "throttled",
+                watcher::Error::InitialListFailed(api(429)),
+                false,
+            ),
+            (
+                "expired",
+                watcher::Error::WatchError(Box::new(expired)),
+                false,
+            ),
+            ("no version", watcher::Error::NoResourceVersion, false),
+        ];
+        for (case, error, refused) in cases {
+            assert_eq!(is_refused(&error), refused, "{case}");
+        }
+        assert_eq!(
+            explain(&watcher::Error::InitialListFailed(api(403))),
+            "403 Reason: message"
+        );
+        assert_eq!(
+            explain(&watcher::Error::NoResourceVersion),
+            watcher::Error::NoResourceVersion.to_string()
+        );
+    }
+
+    #[test]
+    fn time_waited_reads_as_minutes_and_seconds() {
+        for (seconds, shown) in [
+            (0, "0m00s"),
+            (7, "0m07s"),
+            (750, "12m30s"),
+            (3_725, "1h02m05s"),
+        ] {
+            assert_eq!(clock(Duration::from_secs(seconds)), shown);
+        }
     }
 
     #[test]
