@@ -123,13 +123,8 @@ async fn a_warm_environment_is_reused_and_release_starts_its_ttl() {
     let cooling = t.wait_phase(&environment, Phase::Cooling, REACTION).await;
     let status = cooling.status.expect("status");
     let last_used = status.last_used_at.expect("lastUsedAt").0;
-    assert!(
-        last_used
-            >= released_at
-                .checked_sub(jiff::SignedDuration::from_secs(1))
-                .expect("time"),
-        "TTL starts at the release"
-    );
+    // To the fraction of a second: the status keeps it, so no whole-second slack.
+    assert!(last_used >= released_at, "TTL starts at the release");
     assert_eq!(
         status
             .expires_at
