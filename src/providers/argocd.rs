@@ -313,12 +313,15 @@ impl<'a> Application<'a> {
     /// The last sync attempt, when it failed and Argo CD will not start another by itself
     /// soon: it gave up, or it waits out a retry backoff.
     fn failed_attempt(&self, environment_namespace: &str) -> Option<FailedAttempt> {
-        if self.operation_pending || self.being_deleted {
+        if self.being_deleted {
             return None;
         }
         let (backing_off, message) = match self.last_operation {
-            LastOperation::Failed { message, .. } => (false, message),
+            // A new sync is pending once the failed one is over.
+            LastOperation::Failed { message, .. } if !self.operation_pending => (false, message),
+            // While it backs off, the operation stays in `operation`.
             LastOperation::Retrying { message } => (true, message),
+            LastOperation::Failed { .. } => return None,
             LastOperation::NoneOrSucceeded | LastOperation::Unfinished { .. } => return None,
         };
         let missing_namespace = format!("namespaces \"{environment_namespace}\" not found");

@@ -236,6 +236,9 @@ async fn provisioning_failures_are_reported_with_a_reason_and_recover() {
     )
     .await;
     let ns = |suffix: &str| format!("{}-{suffix}", t.workspace);
+    // A sync that started once the namespace existed: a real failure. (One that failed
+    // before is synced again instead: see `argocd.rs`, against the real controller.)
+    let after_the_namespace = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
     let scenarios = [
         (
             "op-failed",
@@ -244,7 +247,8 @@ async fn provisioning_failures_are_reported_with_a_reason_and_recover() {
                 "operationState": {
                     "phase": "Failed", "message": "one or more objects failed to apply",
                     "operation": {"sync": {"revision": "4f2c1e9"}},
-                    "startedAt": "2026-11-24T00:00:00Z", "finishedAt": "2026-11-24T00:00:05Z"
+                    "startedAt": after_the_namespace.to_string(),
+                    "finishedAt": after_the_namespace.to_string()
                 }
             }),
             "AppFailed",

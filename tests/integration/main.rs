@@ -2,6 +2,7 @@
 //! started once for this test binary by `testmesh-testenv`.
 
 mod api;
+mod argocd;
 mod chart;
 mod claims;
 mod crds;

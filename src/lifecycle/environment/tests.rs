@@ -1171,12 +1171,24 @@ fn any_observed() -> impl Strategy<Value = World> {
         Just(AppDeletion::InProgress),
         Just(AppDeletion::Retained("kept".into())),
     ];
+    let failed_attempt = proptest::option::of(
+        (CREATED - 100..CREATED + 100, any::<bool>(), any::<bool>()).prop_map(
+            |(started, backing_off, namespace_missing)| FailedAttempt {
+                started_at: Some(at(started)),
+                backing_off,
+                namespace_missing,
+            },
+        ),
+    );
     let app = prop_oneof![
         Just(AppState::Missing),
-        (readiness, deletion).prop_map(|(readiness, deletion)| AppState::Present(AppReport {
-            deletion,
-            ..app(readiness, "Whatever")
-        })),
+        (readiness, deletion, failed_attempt).prop_map(|(readiness, deletion, failed_attempt)| {
+            AppState::Present(AppReport {
+                deletion,
+                failed_attempt,
+                ..app(readiness, "Whatever")
+            })
+        }),
     ];
     let teardown = prop_oneof![
         Just(None),
@@ -1276,7 +1288,16 @@ proptest! {
         }
         if ready(&decision).0 == "True" {
             let app_ready = matches!(&world.0.app, AppState::Present(a) if a.readiness == Readiness::Ready);
-            prop_assert!(owned_active && app_ready);
+            // A serving environment stays Ready while its app syncs again.
+            let resyncing = phase.is_serving()
+                && matches!(&world.0.app, AppState::Present(a) if a.readiness == Readiness::Progressing);
+            prop_assert!(owned_active && (app_ready || resyncing));
+        }
+        if decision.effects.contains(&Effect::SyncApp) || decision.effects.contains(&Effect::EndAppRetry) {
+            prop_assert!(owned_active, "asked for a sync into a namespace it does not own");
+            let failed = matches!(&world.0.app, AppState::Present(a) if a.failed_attempt.is_some());
+            prop_assert!(failed, "asked for a sync nobody needs");
+            prop_assert!(!decision.phase().is_tearing_down(), "asked for a sync while tearing down");
         }
         if !world.0.holders.is_empty() && world.0.teardown.is_none() && phase != Phase::Destroying {
             prop_assert!(!decision.phase().is_tearing_down() || phase == Phase::Destroyed, "expired under a run");

@@ -1208,12 +1208,15 @@ fn a_failed_attempt_is_reported_with_its_start_and_cause() {
             }),
         ),
         (
-            "backing off because the namespace was missing",
-            application().compared_to_current().operation(
-                "Running",
-                &format!("{NAMESPACE_NOT_FOUND}. Retrying attempt #2 at 9:14AM."),
-                true,
-            ),
+            "backing off because the namespace was missing (the operation stays requested)",
+            application()
+                .compared_to_current()
+                .operation(
+                    "Running",
+                    &format!("{NAMESPACE_NOT_FOUND}. Retrying attempt #2 at 9:14AM."),
+                    true,
+                )
+                .operation_pending(),
             Some(FailedAttempt {
                 started_at: started,
                 backing_off: true,
