@@ -23,9 +23,7 @@ use super::Context;
 use crate::error::Result;
 use crate::lifecycle::Phase;
 use crate::lifecycle::claims::{self, QueueEntry};
-use crate::lifecycle::environment::{
-    AppState, NamespaceState, Observed, RoutingMap, TeardownRequest,
-};
+use crate::lifecycle::environment::{self, AppState, NamespaceState, Observed, RoutingMap};
 use crate::lifecycle::routing::{self, Routing, ServicePorts};
 use crate::resources::{
     ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, ROUTING_CONFIG_MAP, TestEnvironment,
@@ -97,13 +95,7 @@ pub async fn observe(
         None => (AppState::Missing, None),
     };
 
-    let teardown = if environment.metadata.deletion_timestamp.is_some() {
-        Some(TeardownRequest::Delete)
-    } else if environment.spec.destroy {
-        Some(TeardownRequest::Destroy)
-    } else {
-        None
-    };
+    let teardown = environment::teardown_request(environment);
     let workspace = environment.namespace().unwrap_or_default();
     let claims: Vec<Arc<TestEnvironmentClaim>> = match source {
         Source::Cache => cached_in(&ctx.caches.claims, &workspace),

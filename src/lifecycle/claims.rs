@@ -17,7 +17,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::conditions::{self, ConditionStatus, Verdict};
 use super::environment;
 use super::phase::{ClaimPhase, Phase};
-use crate::resources::{TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus};
+use super::reuse::{self, Candidate};
+use crate::resources::{
+    CREATED_FOR_CLAIM_UID_LABEL, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus,
+};
 
 /// Reasons a claim's `Ready` condition gives.
 pub mod reason {
@@ -174,6 +177,127 @@ pub enum Target<'a> {
     PreviousTearingDown { environment: &'a str },
     /// No live environment for the context: create the next one.
     CreateEnvironment { name: String },
+}
+
+/// Which environment a claim is about: the one it names, the one already chosen for it,
+/// the live one of its context the reuse rule picks, or a new one.
+///
+/// `environments` are the workspace's, in any order: they are considered by name, so
+/// every replica — and one replica before and after a restart — makes the same choice
+/// from the same objects. `entries` only give the queue position shown on the claim; who
+/// is bound, and in what order, is decided by the environment's reconciler.
+pub fn choose_target<'a>(
+    claim: &TestEnvironmentClaim,
+    uid: &str,
+    environments: &[&'a TestEnvironment],
+    entries: &[QueueEntry<'_>],
+    now: Timestamp,
+) -> Target<'a> {
+    let mut environments = environments.to_vec();
+    environments.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    let find = |wanted: &str| {
+        environments
+            .iter()
+            .copied()
+            .find(|e| e.metadata.name.as_deref() == Some(wanted))
+    };
+    let created_for_this_claim = |environment: &TestEnvironment| {
+        environment
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(CREATED_FOR_CLAIM_UID_LABEL))
+            .map(String::as_str)
+            == Some(uid)
+    };
+    let on = |environment: &'a TestEnvironment, sole_taker: bool| {
+        let env_name = environment.metadata.name.as_deref().unwrap_or_default();
+        let queue = queue(entries, env_name, &environment.spec.context);
+        let holders = environment
+            .status
+            .as_ref()
+            .map_or(&[][..], |s| s.claimed_by.as_slice());
+        Target::Environment {
+            environment,
+            queue_position: queue_position(&queue, name, holders),
+            created_for_claim: created_for_this_claim(environment),
+            sole_taker,
+        }
+    };
+    if let Some(named) = &claim.spec.environment_name {
+        return find(named).map_or(Target::NamedEnvironmentMissing, |env| on(env, true));
+    }
+    let status = claim.status.clone().unwrap_or_default();
+    if let Some(environment) = status.environment_name.as_deref().and_then(find) {
+        let held = environment
+            .status
+            .as_ref()
+            .is_some_and(|s| s.claimed_by.iter().any(|holder| holder == name));
+        if held
+            || created_for_this_claim(environment)
+            || status.phase == Some(ClaimPhase::Bound)
+            || !environment::tearing_down(environment)
+        {
+            return on(environment, false);
+        }
+    }
+    let of_context: Vec<&TestEnvironment> = environments
+        .iter()
+        .copied()
+        .filter(|env| env.spec.context == claim.spec.context)
+        .filter(|env| env.status.as_ref().and_then(|s| s.phase) != Some(Phase::Destroyed))
+        .collect();
+    let live: Vec<&TestEnvironment> = of_context
+        .iter()
+        .copied()
+        .filter(|env| !environment::tearing_down(env))
+        .collect();
+    let candidates: Vec<Candidate<'_>> = live.iter().map(|env| candidate(env)).collect();
+    let chosen = reuse::choose(&candidates, &claim.spec.context, now)
+        .map(|c| c.name)
+        // Nothing to reuse now: wait in the queue of a live one, a failed one last.
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|c| c.phase != Phase::Failed)
+                .map(|c| c.name)
+        })
+        .or_else(|| candidates.first().map(|c| c.name));
+    if let Some(environment) = chosen.and_then(find) {
+        return on(environment, live.len() == 1);
+    }
+    if let Some(old) = of_context.first() {
+        return Target::PreviousTearingDown {
+            environment: old.metadata.name.as_deref().unwrap_or_default(),
+        };
+    }
+    let latest = environments
+        .iter()
+        .filter_map(|env| {
+            environment_generation(
+                &claim.spec.context,
+                env.metadata.name.as_deref().unwrap_or_default(),
+            )
+        })
+        .max()
+        .unwrap_or(0);
+    Target::CreateEnvironment {
+        name: environment_name_for(&claim.spec.context, latest + 1),
+    }
+}
+
+/// What the reuse choice needs to know about an environment.
+fn candidate(environment: &TestEnvironment) -> Candidate<'_> {
+    let status = environment.status.as_ref();
+    Candidate {
+        name: environment.metadata.name.as_deref().unwrap_or_default(),
+        context: &environment.spec.context,
+        phase: status.and_then(|s| s.phase).unwrap_or(Phase::Cold),
+        expires_at: status.and_then(|s| s.expires_at.as_ref()).map(|t| t.0),
+        holders: status.map_or(0, |s| s.claimed_by.len()),
+        teardown_requested: environment::tearing_down(environment),
+    }
 }
 
 /// How long a new claim's first status waits for an environment that binds it at once:

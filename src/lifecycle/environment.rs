@@ -356,9 +356,35 @@ pub fn binds_at_once(environment: &TestEnvironment, now: Timestamp) -> bool {
     let phase = status.phase.unwrap_or(Phase::Cold);
     let idle_and_expired =
         phase != Phase::Running && ttl::is_expired(idle_expiry(environment, status, now), now);
-    let teardown_requested =
-        environment.metadata.deletion_timestamp.is_some() || environment.spec.destroy;
-    status.claimed_by.is_empty() && takes_runs(phase, teardown_requested, idle_and_expired)
+    status.claimed_by.is_empty()
+        && takes_runs(phase, teardown_requested(environment), idle_and_expired)
+}
+
+/// Why teardown was asked for, if it was: the object is being deleted, or `spec.destroy`
+/// is set.
+pub fn teardown_request(environment: &TestEnvironment) -> Option<TeardownRequest> {
+    if environment.metadata.deletion_timestamp.is_some() {
+        Some(TeardownRequest::Delete)
+    } else if environment.spec.destroy {
+        Some(TeardownRequest::Destroy)
+    } else {
+        None
+    }
+}
+
+/// Teardown was asked for ([`teardown_request`]).
+pub fn teardown_requested(environment: &TestEnvironment) -> bool {
+    teardown_request(environment).is_some()
+}
+
+/// Teardown was asked for, has begun or is done.
+pub fn tearing_down(environment: &TestEnvironment) -> bool {
+    teardown_requested(environment)
+        || environment
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(Phase::is_tearing_down)
 }
 
 /// When an idle environment with `status` expires: TTL after its last use, or after its

@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-use testmesh::lifecycle::Phase;
-use testmesh::resources::TestEnvironment;
+use testmesh::lifecycle::{ClaimPhase, Phase};
+use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
 use testmesh_testenv::argocd::{self, ArgoCd, RealArgoCd};
 use testmesh_testenv::git::GitRepository;
 use testmesh_testenv::kwok::Kwok;
@@ -178,45 +178,60 @@ async fn create_namespace(client: &kube::Client, name: &str) {
 }
 
 /// Every (phase, Ready status, Ready reason) an environment was seen in, in order, from a
-/// watch started before it exists.
+/// watch started before the change under test.
 #[derive(Clone, Default)]
-struct History(Arc<Mutex<Vec<(Phase, String, String)>>>);
+struct History<T>(Arc<Mutex<Vec<T>>>);
 
-impl History {
-    fn record(environments: &Api<TestEnvironment>, name: &str) -> History {
-        let history = History::default();
+impl<T: Clone + PartialEq + Send + 'static> History<T> {
+    /// Records `state` of the object `name` of `api` each time it changes.
+    fn record<K>(api: &Api<K>, name: &str, state: fn(&K) -> Option<T>) -> History<T>
+    where
+        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let history = History(Arc::new(Mutex::new(Vec::new())));
         let seen = history.clone();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let stream = watcher(environments.clone(), config).applied_objects();
+        let stream = watcher(api.clone(), config).applied_objects();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Some(Ok(environment)) = stream.next().await {
-                let Some(phase) = phase_of(Some(&environment)) else {
+            while let Some(Ok(object)) = stream.next().await {
+                let Some(state) = state(&object) else {
                     continue;
                 };
-                let (status, reason) = ready_of(&environment);
                 let mut seen = seen.0.lock().expect("history");
-                if seen.last() != Some(&(phase, status.clone(), reason.clone())) {
-                    seen.push((phase, status, reason));
+                if seen.last() != Some(&state) {
+                    seen.push(state);
                 }
             }
         });
         history
     }
 
+    fn entries(&self) -> Vec<T> {
+        self.0.lock().expect("history").clone()
+    }
+}
+
+/// An environment's (phase, Ready status, Ready reason).
+fn lifecycle(environment: &TestEnvironment) -> Option<(Phase, String, String)> {
+    let phase = phase_of(Some(environment))?;
+    let (status, reason) = ready_of(environment);
+    Some((phase, status, reason))
+}
+
+fn environment_history(g: &Gitops, name: &str) -> History<(Phase, String, String)> {
+    History::record(&g.t.environments, name, lifecycle)
+}
+
+impl History<(Phase, String, String)> {
     fn phases(&self) -> Vec<Phase> {
-        let seen = self.0.lock().expect("history");
         let mut phases: Vec<Phase> = Vec::new();
-        for (phase, _, _) in seen.iter() {
-            if phases.last() != Some(phase) {
-                phases.push(*phase);
+        for (phase, _, _) in self.entries() {
+            if phases.last() != Some(&phase) {
+                phases.push(phase);
             }
         }
         phases
-    }
-
-    fn entries(&self) -> Vec<(Phase, String, String)> {
-        self.0.lock().expect("history").clone()
     }
 }
 
@@ -226,7 +241,7 @@ async fn the_documentation_example_end_to_end() {
     let staging = g.staging().await;
     let namespace = g.name("pr-123");
     let app = g.name("testmesh-pr-123");
-    let history = History::record(&g.t.environments, "pr-123");
+    let history = environment_history(&g, "pr-123");
     g.t.create(&g.environment("pr-123", &app, &namespace, &staging))
         .await;
     g.t.wait_phase("pr-123", Phase::Provisioning, ARGO).await;
@@ -321,7 +336,7 @@ async fn an_app_argo_cd_gave_up_on_is_synced_once_the_namespace_exists() {
         "{message}"
     );
 
-    let history = History::record(&g.t.environments, "late");
+    let history = environment_history(&g, "late");
     let staging = g.staging().await;
     g.t.create(&g.environment("late", &app, &namespace, &staging))
         .await;
@@ -363,7 +378,7 @@ async fn an_app_backing_off_is_synced_without_waiting_for_its_backoff() {
     .await
     .expect("Argo CD backs off");
 
-    let history = History::record(&g.t.environments, "backoff");
+    let history = environment_history(&g, "backoff");
     let staging = g.staging().await;
     g.t.create(&g.environment("backoff", &app, &namespace, &staging))
         .await;
@@ -393,10 +408,29 @@ async fn a_commit_moves_the_environment_on_without_leaving_warm() {
     g.t.create(&g.environment("commit", &app, &namespace, &staging))
         .await;
     g.create_app(&app, &namespace, |_| {}).await;
-    let warm = g.t.wait_phase("commit", Phase::Warm, ARGO).await;
-    let expires_at = warm.status.as_ref().and_then(|s| s.expires_at.clone());
+    g.t.wait_phase("commit", Phase::Warm, ARGO).await;
+    // A run holds it.
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(g.t.client.clone(), &g.t.workspace);
+    let claim: TestEnvironmentClaim = from_json(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironmentClaim",
+        "metadata": {"name": "run"},
+        "spec": {"context": "commit", "environmentName": "commit"},
+    }));
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("claim");
+    let claim_phase = |c: &TestEnvironmentClaim| c.status.as_ref().and_then(|s| s.phase);
+    wait_for(&claims, "run", ARGO, "bound", |c| {
+        c.and_then(claim_phase) == Some(ClaimPhase::Bound)
+    })
+    .await;
+    let running = g.t.wait_phase("commit", Phase::Running, ARGO).await;
+    let expires_at = running.status.as_ref().and_then(|s| s.last_used_at.clone());
 
-    let history = History::record(&g.t.environments, "commit");
+    let history = environment_history(&g, "commit");
+    let claim_history = History::record(&claims, "run", claim_phase);
     let new_image = Workload::new("user-service", "myrepo/user-service:pr-123-b", 8080);
     let revision = g
         .repo
@@ -433,15 +467,20 @@ async fn a_commit_moves_the_environment_on_without_leaving_warm() {
     for (phase, status, reason) in history.entries() {
         assert_eq!(
             (phase, status.as_str()),
-            (Phase::Warm, "True"),
+            (Phase::Running, "True"),
             "a plain re-sync never un-readies the environment ({reason}): {:?}",
             history.entries()
         );
     }
     assert_eq!(
-        moved.status.as_ref().and_then(|s| s.expires_at.clone()),
+        claim_history.entries(),
+        [ClaimPhase::Bound],
+        "the run's claim never leaves bound"
+    );
+    assert_eq!(
+        moved.status.as_ref().and_then(|s| s.last_used_at.clone()),
         expires_at,
-        "a re-sync does not extend the TTL"
+        "a re-sync does not count as a use (the TTL is not extended)"
     );
 }
 
@@ -467,7 +506,7 @@ async fn failures_are_truthful_with_the_real_controller() {
         )
         .expect("commit");
     let _ = broken;
-    let invalid_history = History::record(&g.t.environments, "invalid");
+    let invalid_history = environment_history(&g, "invalid");
     g.t.create(&g.environment("invalid", &invalid, &invalid, &staging))
         .await;
     g.create_app(&invalid, &invalid, |app| {

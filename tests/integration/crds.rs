@@ -157,6 +157,8 @@ async fn crds_are_established_with_names_columns_and_category() {
             "CONTEXT",
             "NAMESPACE",
             "TTL",
+            "READY",
+            "REASON",
             "EXPIRES",
             "AGE"
         ]
@@ -172,7 +174,17 @@ async fn crds_are_established_with_names_columns_and_category() {
     assert!(ok, "{stderr}");
     assert_eq!(
         header(&stdout),
-        ["NAME", "PHASE", "CONTEXT", "ENVIRONMENT", "REUSED", "AGE"]
+        [
+            "NAME",
+            "PHASE",
+            "CONTEXT",
+            "ENVIRONMENT",
+            "READY",
+            "REASON",
+            "QUEUE",
+            "REUSED",
+            "AGE"
+        ]
     );
 }
 

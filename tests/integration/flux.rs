@@ -9,7 +9,9 @@ use testmesh::lifecycle::Phase;
 use testmesh::resources::{Provider, TestEnvironment};
 use testmesh_testenv::flux::{condition, kustomization};
 
-use crate::support::{Operated, REACTION, destroyed_message, operated_workspace, ready_of};
+use crate::support::{
+    Operated, REACTION, destroyed_message, operated_workspace, phase_of, ready_of, wait_for,
+};
 
 fn flux_environment(
     t: &Operated,
@@ -32,14 +34,39 @@ async fn a_flux_environment_becomes_warm_and_tears_down_its_kustomization() {
     t.wait_phase("fluxed", Phase::Provisioning, REACTION).await;
 
     // Ready, but for an older generation: not yet.
-    t.flux.make_ready("flux-env").await;
     let bump = json!({"spec": {"path": "./envs/changed"}});
     t.flux
         .kustomizations
         .patch("flux-env", &PatchParams::default(), &Patch::Merge(&bump))
         .await
         .expect("spec change");
-    let stale = t.wait_phase("fluxed", Phase::Provisioning, REACTION).await;
+    let stale_ready = json!({"status": {
+        "observedGeneration": 1,
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+            "message": "Applied revision: main@sha1:4f2c1e9", "observedGeneration": 1,
+            "lastTransitionTime": "2026-11-24T00:00:00Z",
+        }],
+    }});
+    t.flux
+        .kustomizations
+        .patch_status(
+            "flux-env",
+            &PatchParams::default(),
+            &Patch::Merge(&stale_ready),
+        )
+        .await
+        .expect("status for generation 1");
+    let stale = wait_for(
+        &t.environments,
+        "fluxed",
+        REACTION,
+        "waiting on generation 2",
+        |e| e.is_some_and(|e| provider_message(e).contains("not yet reconciled at generation 2")),
+    )
+    .await
+    .expect("environment");
+    assert_eq!(phase_of(Some(&stale)), Some(Phase::Provisioning));
     assert_eq!(ready_of(&stale).1, "Provisioning");
 
     t.flux.make_ready("flux-env").await;
@@ -183,4 +210,13 @@ async fn tearing_down_a_suspended_kustomization_says_it_prunes_nothing() {
         .expect("finalizer");
     t.wait_phase("paused", Phase::Destroyed, Duration::from_secs(60))
         .await;
+}
+
+fn provider_message(environment: &TestEnvironment) -> String {
+    environment
+        .status
+        .as_ref()
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "ProviderReady"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }

@@ -494,3 +494,176 @@ fn a_new_claim_is_written_queued_when_the_environment_does_not_bind_it_at_once()
         );
     }
 }
+
+/// An environment of context `pr-1` named `name`, in `phase`, expiring at `expires`.
+fn live(name: &str, phase: Phase, expires: Option<i64>) -> TestEnvironment {
+    let spec: TestEnvironmentSpec = serde_json::from_value(serde_json::json!({
+        "context": "pr-1", "provider": "argocd", "providerAppName": name, "namespace": name
+    }))
+    .expect("spec");
+    let mut environment = TestEnvironment::new(name, spec);
+    environment.status = Some(TestEnvironmentStatus {
+        phase: Some(phase),
+        expires_at: expires.map(|seconds| Time(at(seconds))),
+        ..TestEnvironmentStatus::default()
+    });
+    environment
+}
+
+fn claim_for(environment_name: Option<&str>) -> TestEnvironmentClaim {
+    TestEnvironmentClaim::new(
+        "run",
+        TestEnvironmentClaimSpec {
+            context: "pr-1".into(),
+            environment_name: environment_name.map(str::to_owned),
+            template: None,
+            max_duration_minutes: 60,
+        },
+    )
+}
+
+/// The name of the environment `claim` is about among `environments`, and whether it is
+/// the sole taker.
+fn chosen(claim: &TestEnvironmentClaim, environments: &[&TestEnvironment]) -> (String, bool) {
+    let entries = [QueueEntry::of(claim)];
+    match choose_target(claim, "uid", environments, &entries, at(NOW)) {
+        Target::Environment {
+            environment,
+            sole_taker,
+            ..
+        } => (
+            environment.metadata.name.clone().unwrap_or_default(),
+            sole_taker,
+        ),
+        Target::CreateEnvironment { name } => (format!("create {name}"), false),
+        Target::PreviousTearingDown { environment } => (format!("wait for {environment}"), false),
+        Target::NamedEnvironmentMissing => ("missing".into(), false),
+    }
+}
+
+#[test]
+fn the_claim_next_in_line_behind_the_holder_is_position_one() {
+    let mut running = live("pr-1-1", Phase::Running, None);
+    if let Some(status) = running.status.as_mut() {
+        status.claimed_by = vec!["holder".into()];
+    }
+    let created = |name: &str, seconds: i64| {
+        let mut claim = claim_for(None);
+        claim.metadata.name = Some(name.into());
+        claim.metadata.creation_timestamp = Some(Time(at(seconds)));
+        claim
+    };
+    let (holder, next, after) = (
+        created("holder", 1),
+        created("next", 2),
+        created("after", 3),
+    );
+    let entries = [&holder, &next, &after].map(QueueEntry::of);
+    let position = |claim| match choose_target(claim, "uid", &[&running], &entries, at(NOW)) {
+        Target::Environment { queue_position, .. } => queue_position,
+        other => panic!("no environment: {other:?}"),
+    };
+    assert_eq!(position(&holder), None, "the holder waits for nothing");
+    assert_eq!(position(&next), Some(1), "next in line");
+    assert_eq!(position(&after), Some(2));
+}
+
+#[test]
+fn a_claim_is_the_sole_taker_of_the_only_live_environment_or_the_one_it_names() {
+    let warm = live("pr-1-1", Phase::Warm, Some(NOW + 60));
+    let provisioning = live("pr-1-2", Phase::Provisioning, None);
+    let destroying = live("pr-1-0", Phase::Destroying, None);
+    assert_eq!(chosen(&claim_for(None), &[&warm]), ("pr-1-1".into(), true));
+    assert_eq!(
+        chosen(&claim_for(None), &[&warm, &destroying]),
+        ("pr-1-1".into(), true),
+        "one being torn down takes no claim"
+    );
+    assert_eq!(
+        chosen(&claim_for(None), &[&warm, &provisioning]),
+        ("pr-1-1".into(), false),
+        "another live environment of the context could take it too"
+    );
+    assert_eq!(
+        chosen(&claim_for(Some("pr-1-2")), &[&warm, &provisioning]),
+        ("pr-1-2".into(), true)
+    );
+}
+
+#[test]
+fn every_tie_is_broken_the_same_way_whatever_order_the_cache_gives() {
+    let a_warm = live("pr-1-a", Phase::Warm, Some(NOW + 60));
+    let b_warm = live("pr-1-b", Phase::Warm, Some(NOW + 60));
+    let c_later = live("pr-1-c", Phase::Cooling, Some(NOW + 120));
+    let d_provisioning = live("pr-1-d", Phase::Provisioning, None);
+    let e_provisioning = live("pr-1-e", Phase::Provisioning, None);
+    let f_failed = live("pr-1-f", Phase::Failed, None);
+    let g_failed = live("pr-1-g", Phase::Failed, None);
+    let x_destroying = live("pr-1-x", Phase::Destroying, None);
+    let y_destroying = live("pr-1-y", Phase::Destroying, None);
+    let cases: [(&str, Vec<&TestEnvironment>, &str); 6] = [
+        (
+            "reusable, equal expiry: the smaller name",
+            vec![&b_warm, &a_warm],
+            "pr-1-a",
+        ),
+        (
+            "reusable: the latest expiry, whatever the name",
+            vec![&a_warm, &c_later, &b_warm],
+            "pr-1-c",
+        ),
+        (
+            "none reusable: the queue of the first live one by name",
+            vec![&e_provisioning, &f_failed, &d_provisioning],
+            "pr-1-d",
+        ),
+        (
+            "only failed ones: the first by name",
+            vec![&g_failed, &f_failed],
+            "pr-1-f",
+        ),
+        (
+            "a failed one comes after any other live one",
+            vec![&f_failed, &e_provisioning],
+            "pr-1-e",
+        ),
+        (
+            "all being torn down: wait for the first by name",
+            vec![&y_destroying, &x_destroying],
+            "wait for pr-1-x",
+        ),
+    ];
+    for (case, environments, expected) in cases {
+        let mut orders = vec![environments.clone()];
+        let mut reversed = environments.clone();
+        reversed.reverse();
+        orders.push(reversed);
+        let mut rotated = environments.clone();
+        rotated.rotate_left(1);
+        orders.push(rotated);
+        for order in orders {
+            assert_eq!(
+                chosen(&claim_for(None), &order).0,
+                expected,
+                "{case}: {order:?}",
+                order = order
+                    .iter()
+                    .map(|e| e.metadata.name.clone())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_environment_takes_the_next_number_after_any_of_the_context() {
+    let old = live("pr-1-3", Phase::Destroyed, None);
+    let other = live("pr-1-1", Phase::Destroyed, None);
+    assert_eq!(
+        chosen(&claim_for(None), &[&old, &other]).0,
+        "create pr-1-4",
+        "destroyed records are not reused, and their numbers are not either"
+    );
+    assert_eq!(chosen(&claim_for(None), &[]).0, "create pr-1-1");
+    assert_eq!(chosen(&claim_for(Some("gone")), &[&old]).0, "missing");
+}
