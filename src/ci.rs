@@ -275,11 +275,7 @@ fn is_ready(claim: &TestEnvironmentClaim) -> bool {
 /// Ready, or finished without being Ready.
 fn is_settled(claim: &TestEnvironmentClaim) -> bool {
     let phase = claim.status.as_ref().and_then(|s| s.phase);
-    is_ready(claim)
-        || matches!(
-            phase,
-            Some(ClaimPhase::Failed | ClaimPhase::Expired | ClaimPhase::Released)
-        )
+    is_ready(claim) || phase.is_some_and(ClaimPhase::is_final)
 }
 
 /// The API server refused who we are (401) or what we asked (403): waiting does not

@@ -425,10 +425,7 @@ impl Claim {
 
     /// Will not become ready without someone acting.
     pub fn is_settled(&self) -> bool {
-        matches!(
-            self.state,
-            ClaimPhase::Released | ClaimPhase::Expired | ClaimPhase::Failed
-        )
+        self.state.is_final()
     }
 }
 

@@ -46,8 +46,10 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
     // The caches are fed by the same informers that trigger this reconciliation, so they
     // have seen at least the event being handled. Creating an environment is decided
     // again on a fresh read.
+    ctx.caches.synced().await;
     let mut decision = decide_from(claim, &uid, &workspace, ctx, Source::Cache).await?;
-    if decision.create_environment.is_some() {
+    let current_phase = claim.status.as_ref().and_then(|s| s.phase);
+    if decision.needs_fresh_read(current_phase) {
         decision = decide_from(claim, &uid, &workspace, ctx, Source::ApiServer).await?;
     }
     let api: Api<TestEnvironmentClaim> = Api::namespaced(ctx.client.clone(), &workspace);
@@ -94,8 +96,8 @@ async fn decide_from(
     let (environments, claims): (Vec<Arc<TestEnvironment>>, Vec<Arc<TestEnvironmentClaim>>) =
         match source {
             Source::Cache => (
-                cached_in(&ctx.caches.environments, workspace),
-                cached_in(&ctx.caches.claims, workspace),
+                cached_in(&ctx.caches.environments.store, workspace),
+                cached_in(&ctx.caches.claims.store, workspace),
             ),
             Source::ApiServer => (
                 listed_in(&ctx.client, workspace).await?,

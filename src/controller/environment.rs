@@ -44,6 +44,7 @@ pub fn error_policy(
 }
 
 async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result<Action> {
+    ctx.caches.synced().await;
     let workspace = environment
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -74,12 +75,10 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     let mut world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
     let mut now = Timestamp::now();
     let mut decision = decide(environment, &world.observed, &ctx.timing, now);
-    // Writing anything but the status, and entering teardown, are decided again on a
-    // fresh read.
+    // Writing anything but the status, entering teardown and letting a run go are
+    // decided again on a fresh read.
     let mut fresh = false;
-    if !decision.effects.is_empty()
-        || (decision.phase().is_tearing_down() && !previous.is_tearing_down())
-    {
+    if decision.needs_fresh_read(&current) {
         world = observe::observe(environment, &uid, ctx, Source::ApiServer).await?;
         now = Timestamp::now();
         decision = decide(environment, &world.observed, &ctx.timing, now);

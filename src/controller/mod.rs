@@ -71,8 +71,8 @@ pub type AppCache = Cache<Packed<DynamicObject>>;
 /// The informers' caches: everything a reconciliation normally reads.
 #[derive(Clone)]
 pub struct Caches {
-    pub environments: Store<TestEnvironment>,
-    pub claims: Store<TestEnvironmentClaim>,
+    pub environments: Cache<TestEnvironment>,
+    pub claims: Cache<TestEnvironmentClaim>,
     /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
     pub namespaces: Cache<Packed<Namespace>>,
     /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
@@ -89,6 +89,14 @@ pub struct Caches {
 }
 
 impl Caches {
+    /// Resolves once the environment and claim caches have listed everything: before
+    /// that, an environment or claim missing from them proves nothing, and a
+    /// reconciliation must not decide from them (a restarted operator would otherwise
+    /// fail every claim whose environment it had not listed yet).
+    pub async fn synced(&self) {
+        futures::join!(self.environments.synced(), self.claims.synced());
+    }
+
     pub fn apps_of(&self, provider: Provider) -> Option<&AppCache> {
         self.apps
             .iter()
@@ -105,6 +113,11 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let cluster = kube::Config::infer()
         .await
         .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+    tracing::info!(
+        api_server = %cluster.cluster_url,
+        default_namespace = %cluster.default_namespace,
+        "cluster: the first of KUBECONFIG, ~/.kube/config and the in-cluster service account"
+    );
     let client = connect(cluster.clone(), &identity)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -424,7 +437,11 @@ async fn reconcile(
             }),
         )
     };
-    tokio::spawn(report_ready(environment_cache, claim_cache, ready));
+    tokio::spawn(report_ready(
+        environment_cache.clone(),
+        claim_cache.clone(),
+        ready,
+    ));
 
     // Bounded, so that thousands of environments reconciled at once (a restart, a burst of
     // expiries) share a few connections instead of opening one each.
@@ -451,8 +468,8 @@ async fn reconcile(
         cluster_domain: config.cluster_domain.clone(),
         metrics,
         caches: Caches {
-            environments,
-            claims,
+            environments: environment_cache,
+            claims: claim_cache,
             namespaces,
             apps,
             services,

@@ -98,7 +98,7 @@ pub async fn observe(
     let teardown = environment::teardown_request(environment);
     let workspace = environment.namespace().unwrap_or_default();
     let claims: Vec<Arc<TestEnvironmentClaim>> = match source {
-        Source::Cache => cached_in(&ctx.caches.claims, &workspace),
+        Source::Cache => cached_in(&ctx.caches.claims.store, &workspace),
         Source::ApiServer => listed_in(&ctx.client, &workspace).await?,
     };
     let (holders, waiting) = claims_of(environment, &claims);

@@ -317,6 +317,16 @@ pub struct ClaimDecision {
     pub wake_at: Option<Timestamp>,
 }
 
+impl ClaimDecision {
+    /// Whether to decide again on a fresh read before acting on this decision: it creates
+    /// an environment, or it ends the claim (a cache that has not seen an environment, or
+    /// has not seen it hold the claim, proves neither absence nor release).
+    pub fn needs_fresh_read(&self, current: Option<ClaimPhase>) -> bool {
+        let ends = self.status.phase.is_some_and(ClaimPhase::is_final);
+        self.create_environment.is_some() || (ends && !current.is_some_and(ClaimPhase::is_final))
+    }
+}
+
 /// Decides a claim's status from its target at `now`.
 pub fn decide_claim(
     claim: &TestEnvironmentClaim,
@@ -333,10 +343,7 @@ pub fn decide_claim(
         wake_at: None,
     };
     let previous = current.phase.unwrap_or(ClaimPhase::Pending);
-    if matches!(
-        previous,
-        ClaimPhase::Released | ClaimPhase::Expired | ClaimPhase::Failed
-    ) {
+    if previous.is_final() {
         stamp_generation(&mut decision.status, generation);
         return decision;
     }

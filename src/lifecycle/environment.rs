@@ -220,6 +220,22 @@ impl Decision {
     pub fn phase(&self) -> Phase {
         self.status.phase.unwrap_or(Phase::Cold)
     }
+
+    /// Whether this decision, made from the caches, must be made again from a fresh read
+    /// before anything is written: it writes something other than the environment's own
+    /// status (creates, deletes, publishes, asks the provider to sync), it enters
+    /// teardown, or it lets go of a run that held the environment. A cache that has not
+    /// seen an object yet proves nothing about its absence, and acting on a stale view is
+    /// how operators delete twice or hand one environment to two runs.
+    pub fn needs_fresh_read(&self, current: &TestEnvironmentStatus) -> bool {
+        let previous = current.phase.unwrap_or(Phase::Cold);
+        let enters_teardown = self.phase().is_tearing_down() && !previous.is_tearing_down();
+        let lets_go = current
+            .claimed_by
+            .iter()
+            .any(|holder| !self.status.claimed_by.contains(holder));
+        !self.effects.is_empty() || enters_teardown || lets_go
+    }
 }
 
 /// Decides the next status of `environment` from what was observed at `now`.

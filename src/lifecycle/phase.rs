@@ -96,6 +96,14 @@ pub enum ClaimPhase {
 }
 
 impl ClaimPhase {
+    /// Whether the claim is over (released, expired or failed): final, it never moves on.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ClaimPhase::Released | ClaimPhase::Expired | ClaimPhase::Failed
+        )
+    }
+
     /// The wire name, as in `status.phase`.
     pub fn as_str(self) -> &'static str {
         match self {

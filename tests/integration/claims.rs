@@ -520,3 +520,62 @@ async fn the_ci_command_claims_prints_the_policy_and_releases() {
     assert!(stderr.contains("EnvironmentNotFound"), "{stderr}");
     wait_for(&t.claims(), "ci-bad", REACTION, "released", |c| c.is_none()).await;
 }
+
+/// A restarted operator decides nothing before its caches have listed everything, and
+/// ends no claim on a cache's word alone: before, the new process failed every bound claim
+/// naming its environment (`EnvironmentNotFound`) before its environment cache had synced,
+/// and dropped the environment from `running` to `cooling` under the run.
+#[tokio::test]
+async fn a_restart_keeps_every_bound_claim_bound() {
+    let mut t = operated_workspace("rebound", &[]).await;
+    let namespace = t.healthy_app("rebound-app").await;
+    t.create(&t.environment("rb", &namespace, "rebound-app", 30))
+        .await;
+    t.wait_phase("rb", Phase::Warm, REACTION).await;
+    let named: TestEnvironmentClaim = serde_json::from_value(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironmentClaim",
+        "metadata": {"name": "named"},
+        "spec": {"context": "rb", "environmentName": "rb"},
+    }))
+    .expect("claim");
+    t.create_claim(&named).await;
+    t.wait_claim("named", ClaimPhase::Bound, REACTION).await;
+    t.wait_phase("rb", Phase::Running, REACTION).await;
+
+    for restart in 0..3 {
+        let claim_phases = Arc::new(Mutex::new(Vec::new()));
+        let seen = claim_phases.clone();
+        let claims = t.claims();
+        let watching = tokio::spawn(async move {
+            let config = watcher::Config::default().fields("metadata.name=named");
+            let events = watcher(claims, config).applied_objects();
+            let mut events = std::pin::pin!(events);
+            while let Some(Ok(claim)) = events.next().await {
+                let phase = claim.status.as_ref().and_then(|s| s.phase);
+                seen.lock().expect("phases").push(phase);
+            }
+        });
+        t.operator.restart();
+        // Settled: the restarted operator has reconciled both (its readiness follows its
+        // caches), and a bad decision would have been written by now.
+        let deadline = Instant::now() + REACTION;
+        while t.operator.probe("/readyz") != Some(200) {
+            assert!(Instant::now() < deadline, "the operator never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        watching.abort();
+        let phases = claim_phases.lock().expect("phases").clone();
+        assert!(
+            phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
+            "restart {restart}: the claim left bound: {phases:?}"
+        );
+        let env = t.environments.get("rb").await.expect("environment");
+        assert_eq!(
+            crate::support::phase_of(Some(&env)),
+            Some(Phase::Running),
+            "restart {restart}: the run still holds it"
+        );
+    }
+}

@@ -667,3 +667,62 @@ fn a_new_environment_takes_the_next_number_after_any_of_the_context() {
     assert_eq!(chosen(&claim_for(None), &[]).0, "create pr-1-1");
     assert_eq!(chosen(&claim_for(Some("gone")), &[&old]).0, "missing");
 }
+
+#[test]
+fn ending_a_claim_or_creating_an_environment_is_decided_fresh() {
+    let decision = |phase: ClaimPhase, create: bool| ClaimDecision {
+        status: TestEnvironmentClaimStatus {
+            phase: Some(phase),
+            ..TestEnvironmentClaimStatus::default()
+        },
+        create_environment: create.then(|| "pr-1-1".to_owned()),
+        wake_at: None,
+    };
+    let cases = [
+        (
+            "bound stays bound",
+            decision(ClaimPhase::Bound, false),
+            Some(ClaimPhase::Bound),
+            false,
+        ),
+        (
+            "bound → failed",
+            decision(ClaimPhase::Failed, false),
+            Some(ClaimPhase::Bound),
+            true,
+        ),
+        (
+            "bound → released",
+            decision(ClaimPhase::Released, false),
+            Some(ClaimPhase::Bound),
+            true,
+        ),
+        (
+            "pending → expired",
+            decision(ClaimPhase::Expired, false),
+            Some(ClaimPhase::Pending),
+            true,
+        ),
+        (
+            "new → failed",
+            decision(ClaimPhase::Failed, false),
+            None,
+            true,
+        ),
+        (
+            "already failed",
+            decision(ClaimPhase::Failed, false),
+            Some(ClaimPhase::Failed),
+            false,
+        ),
+        (
+            "creating",
+            decision(ClaimPhase::Pending, true),
+            Some(ClaimPhase::Pending),
+            true,
+        ),
+    ];
+    for (case, decision, current, fresh) in cases {
+        assert_eq!(decision.needs_fresh_read(current), fresh, "{case}");
+    }
+}

@@ -84,6 +84,11 @@ impl Env {
         });
         self
     }
+    /// The stored status says `claim` holds it.
+    fn held_by_status(mut self, claim: &str) -> Self {
+        self.status().claimed_by.push(claim.into());
+        self
+    }
     fn ttl_minutes(mut self, ttl: u32) -> Self {
         self.0.spec.template.ttl_minutes = ttl;
         self
@@ -2025,4 +2030,47 @@ fn ready_waits_for_an_endpoint_behind_every_url_into_the_namespace() {
         (Phase::Warm, ("True", reason::AVAILABLE)),
         "a serving environment whose pods roll keeps serving"
     );
+}
+
+#[test]
+fn writes_beyond_the_status_teardown_and_letting_a_run_go_are_decided_fresh() {
+    let running = environment()
+        .in_phase(Phase::Running)
+        .last_used(CREATED)
+        .held_by_status("run");
+    let cases = [
+        (
+            "still held: a status write at most",
+            running.clone(),
+            world().held_by("run"),
+            false,
+        ),
+        (
+            "the run's claim is not seen: letting it go needs proof",
+            running.clone(),
+            world(),
+            true,
+        ),
+        (
+            "a namespace to create",
+            environment(),
+            world().no_namespace().no_app(),
+            true,
+        ),
+        (
+            "entering teardown",
+            healthy_warm(),
+            world().teardown(TeardownRequest::Destroy),
+            true,
+        ),
+        ("warm and nothing to do", healthy_warm(), world(), false),
+    ];
+    for (case, env, world, fresh) in cases {
+        let current = env.0.status.clone().unwrap_or_default();
+        assert_eq!(
+            env.decide(&world, CREATED + 10).needs_fresh_read(&current),
+            fresh,
+            "{case}"
+        );
+    }
 }

@@ -124,6 +124,16 @@ impl Operator {
         self.spawn();
     }
 
+    /// The status code of GET `path` on the operator's HTTP server, or `None` while it
+    /// does not answer (starting, restarting).
+    pub fn probe(&self, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(self.http).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// GET a path of the operator's HTTP server; (status code, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.http).expect("connect to operator");
