@@ -219,8 +219,8 @@ pub async fn write_status(
 ) -> Result<()> {
     let name = environment.name_any();
     let body = json!({
-        "apiVersion": "testmesh.io/v1alpha1",
-        "kind": "TestEnvironment",
+        "apiVersion": TestEnvironment::api_version(&()),
+        "kind": TestEnvironment::kind(&()),
         "metadata": { "name": name, "resourceVersion": environment.resource_version() },
         "status": status,
     });

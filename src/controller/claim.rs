@@ -59,8 +59,8 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
     let current = claim.status.clone().unwrap_or_default();
     if decision.status != current {
         let body = json!({
-            "apiVersion": "testmesh.io/v1alpha1",
-            "kind": "TestEnvironmentClaim",
+            "apiVersion": TestEnvironmentClaim::api_version(&()),
+            "kind": TestEnvironmentClaim::kind(&()),
             "status": decision.status,
         });
         api.patch_status(

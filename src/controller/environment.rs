@@ -16,8 +16,8 @@ use super::Context;
 use super::apply::{self, Applied};
 use super::observe::{self, Source};
 use crate::error::{Error, Result};
-use crate::lifecycle::environment::{Effect, decide};
-use crate::lifecycle::{Phase, conditions, ttl};
+use crate::lifecycle::environment::{Effect, Retention, decide};
+use crate::lifecycle::{self, Phase, conditions, ttl};
 use crate::resources::{TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus};
 
 /// How soon to look again after the world moved under a decision.
@@ -214,16 +214,12 @@ async fn retention(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Option<Action>> {
-    let (Some(retention), Some(destroyed_at)) = (ctx.retention, status.destroyed_at.as_ref())
-    else {
-        return Ok(None);
-    };
-    let prune_at = destroyed_at
-        .0
-        .saturating_add(retention)
-        .unwrap_or(Timestamp::MAX);
-    if now < prune_at {
-        return Ok(Some(Action::requeue(ttl::until(prune_at, now))));
+    match lifecycle::environment::retention(status, ctx.retention, now) {
+        Retention::Kept => return Ok(None),
+        Retention::Until(delete_at) => {
+            return Ok(Some(Action::requeue(ttl::until(delete_at, now))));
+        }
+        Retention::Over => {}
     }
     tracing::info!("retention period over; deleting the destroyed record");
     match api

@@ -14,39 +14,14 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::conditions::{self, ConditionStatus, Verdict};
+use super::conditions::{self, ConditionStatus, Verdict, reason};
 use super::environment;
 use super::phase::{ClaimPhase, Phase};
 use super::reuse::{self, Candidate};
+use super::ttl;
 use crate::resources::{
     CREATED_FOR_CLAIM_UID_LABEL, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus,
 };
-
-/// Reasons a claim's `Ready` condition gives.
-pub mod reason {
-    /// Holding a ready environment.
-    pub const BOUND: &str = "Bound";
-    /// Waiting behind other runs for the environment.
-    pub const QUEUED: &str = "Queued";
-    /// Holding an environment that is still being provisioned.
-    pub const PROVISIONING: &str = "Provisioning";
-    /// No environment yet; one is being created from the template.
-    pub const CREATING_ENVIRONMENT: &str = "CreatingEnvironment";
-    /// The context's previous environment is still being torn down.
-    pub const WAITING_FOR_TEARDOWN: &str = "WaitingForTeardown";
-    /// The environment named in `spec.environmentName` does not exist.
-    pub const ENVIRONMENT_NOT_FOUND: &str = "EnvironmentNotFound";
-    /// The environment failed; the message carries its reason.
-    pub const ENVIRONMENT_FAILED: &str = "EnvironmentFailed";
-    /// The environment was torn down under the claim.
-    pub const ENVIRONMENT_DESTROYED: &str = "EnvironmentDestroyed";
-    /// The named environment belongs to another context.
-    pub const CONTEXT_MISMATCH: &str = "ContextMismatch";
-    /// The lease (`maxDurationMinutes`) ran out.
-    pub const LEASE_EXPIRED: &str = "LeaseExpired";
-    /// The environment was released.
-    pub const RELEASED: &str = "Released";
-}
 
 /// What the queue needs to know about one claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -482,7 +457,7 @@ pub fn decide_claim(
                 let ready = env_ready.is_some_and(|c| c.status == ConditionStatus::True.as_str());
                 if ready {
                     let bound_at = decision.status.bound_at.get_or_insert(Time(now)).0;
-                    let lease_end = bound_at.saturating_add(lease).unwrap_or(Timestamp::MAX);
+                    let lease_end = ttl::deadline(bound_at, lease);
                     decision.status.lease_expires_at = Some(Time(lease_end));
                     decision.status.routing_policy = env_status.routing_policy.clone();
                     decision.status.namespace = Some(environment.spec.template.namespace.clone());

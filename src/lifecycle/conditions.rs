@@ -66,6 +66,29 @@ pub mod reason {
     pub const ENDPOINTS_NOT_READY: &str = "EndpointsNotReady";
     /// Teardown is done: the namespace is gone.
     pub const TEARDOWN_COMPLETE: &str = "TeardownComplete";
+
+    // A claim's `Ready` (`Provisioning` too: holding an environment still being
+    // provisioned).
+    /// Holding a ready environment.
+    pub const BOUND: &str = "Bound";
+    /// Waiting behind other runs for the environment.
+    pub const QUEUED: &str = "Queued";
+    /// No environment yet; one is being created from the template.
+    pub const CREATING_ENVIRONMENT: &str = "CreatingEnvironment";
+    /// The context's previous environment is still being torn down.
+    pub const WAITING_FOR_TEARDOWN: &str = "WaitingForTeardown";
+    /// The environment named in `spec.environmentName` does not exist.
+    pub const ENVIRONMENT_NOT_FOUND: &str = "EnvironmentNotFound";
+    /// The environment failed; the message carries its reason.
+    pub const ENVIRONMENT_FAILED: &str = "EnvironmentFailed";
+    /// The environment was torn down under the claim.
+    pub const ENVIRONMENT_DESTROYED: &str = "EnvironmentDestroyed";
+    /// The named environment belongs to another context.
+    pub const CONTEXT_MISMATCH: &str = "ContextMismatch";
+    /// The lease (`maxDurationMinutes`) ran out.
+    pub const LEASE_EXPIRED: &str = "LeaseExpired";
+    /// The environment was released.
+    pub const RELEASED: &str = "Released";
 }
 
 /// `status` of a condition.

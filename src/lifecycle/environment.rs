@@ -833,15 +833,11 @@ impl Step<'_> {
         }
         let grace_end = match (&self.observed.app, &readiness) {
             (AppState::Missing, _) => Some((
-                health_since
-                    .saturating_add(self.timing.missing_grace)
-                    .unwrap_or(Timestamp::MAX),
+                ttl::deadline(health_since, self.timing.missing_grace),
                 reason::APP_NOT_FOUND,
             )),
             (_, Readiness::Degraded) => Some((
-                health_since
-                    .saturating_add(self.timing.degraded_grace)
-                    .unwrap_or(Timestamp::MAX),
+                ttl::deadline(health_since, self.timing.degraded_grace),
                 reason::DEGRADED_TOO_LONG,
             )),
             _ => None,
@@ -912,9 +908,7 @@ impl Step<'_> {
             .provisioning_started_at
             .as_ref()
             .map_or(self.now, |t| t.0);
-        started
-            .saturating_add(self.timing.provisioning_timeout)
-            .unwrap_or(Timestamp::MAX)
+        ttl::deadline(started, self.timing.provisioning_timeout)
     }
 
     /// The app's failed attempt that the namespace, now there, may cure, and how to have
@@ -995,6 +989,35 @@ fn teardown_reason_of(ready_reason: &str) -> &'static str {
         reason::DELETED => reason::DELETED,
         reason::DESTROY_REQUESTED => reason::DESTROY_REQUESTED,
         _ => reason::EXPIRED,
+    }
+}
+
+/// What becomes of a record once it is `destroyed`, under the operator's retention period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Kept: no retention period is set, or the record is not destroyed.
+    Kept,
+    /// Kept until this instant, then deleted.
+    Until(Timestamp),
+    /// Its retention period is over: delete it.
+    Over,
+}
+
+/// Whether a record with `status` is kept at `now` when destroyed records are deleted
+/// `period` after their teardown ended (`None`: kept for ever).
+pub fn retention(
+    status: &TestEnvironmentStatus,
+    period: Option<SignedDuration>,
+    now: Timestamp,
+) -> Retention {
+    let (Some(period), Some(destroyed_at)) = (period, status.destroyed_at.as_ref()) else {
+        return Retention::Kept;
+    };
+    let delete_at = ttl::deadline(destroyed_at.0, period);
+    if now < delete_at {
+        Retention::Until(delete_at)
+    } else {
+        Retention::Over
     }
 }
 

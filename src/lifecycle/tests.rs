@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Phase;
-use super::claims::{self, Target, decide_claim};
+use super::claims::{Target, decide_claim};
 use super::conditions::{self, reason};
 use super::environment::{
     AppDeletion, AppReport, AppState, NamespaceState, Observed, Readiness, RoutingMap, Timing,
@@ -230,7 +230,7 @@ fn claim_lease() -> Deadline {
         lasts: minutes(60),
         passed: Box::new(move |now| {
             let decision = decide_claim(&claim, on(&environment), now);
-            ready_reason(&decision.status.conditions) == Some(claims::reason::LEASE_EXPIRED)
+            ready_reason(&decision.status.conditions) == Some(reason::LEASE_EXPIRED)
         }),
     }
 }

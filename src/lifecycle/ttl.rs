@@ -22,7 +22,14 @@ impl Ttl {
 /// `idle_since + ttl`. A timestamp too far in the future to add to saturates at the
 /// latest representable instant: the environment then simply never expires.
 pub fn expires_at(idle_since: Timestamp, ttl: Ttl) -> Timestamp {
-    idle_since.saturating_add(ttl.0).unwrap_or(Timestamp::MAX)
+    deadline(idle_since, ttl.0)
+}
+
+/// `start + duration`, the end of a TTL, grace period, timeout or lease: at the latest
+/// representable instant when that is out of range, so a deadline that cannot be
+/// computed never passes (rather than passing at once).
+pub fn deadline(start: Timestamp, duration: SignedDuration) -> Timestamp {
+    start.saturating_add(duration).unwrap_or(Timestamp::MAX)
 }
 
 /// Whether an environment with this expiry instant has expired at `now`.

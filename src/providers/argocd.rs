@@ -355,15 +355,11 @@ impl<'a> Application<'a> {
 
     /// Why the app deploys outside the environment's namespace, if it does.
     fn foreign_destination(&self, environment_namespace: &str) -> Option<String> {
-        match self.destination_namespace {
-            Some(namespace) if namespace == environment_namespace => None,
-            Some(namespace) => Some(format!(
-                "deploys into namespace {namespace}, not the environment's namespace {environment_namespace}"
-            )),
-            None => Some(format!(
-                "sets no destination namespace, so it does not deploy into the environment's namespace {environment_namespace}"
-            )),
-        }
+        super::deploys_elsewhere(
+            self.destination_namespace,
+            "destination namespace",
+            environment_namespace,
+        )
     }
 
     /// What the current or requested operation is doing, if it is not done.

@@ -307,15 +307,11 @@ impl<'a> Kustomization<'a> {
 
     /// Why the Kustomization deploys outside the environment's namespace, if it does.
     fn foreign_target(&self, environment_namespace: &str) -> Option<String> {
-        match self.target_namespace {
-            Some(namespace) if namespace == environment_namespace => None,
-            Some(namespace) => Some(format!(
-                "deploys into namespace {namespace}, not the environment's namespace {environment_namespace}"
-            )),
-            None => Some(format!(
-                "sets no spec.targetNamespace, so it does not deploy into the environment's namespace {environment_namespace}"
-            )),
-        }
+        super::deploys_elsewhere(
+            self.target_namespace,
+            "spec.targetNamespace",
+            environment_namespace,
+        )
     }
 
     /// Whether `status.observedGeneration` is the current generation. Without a

@@ -122,6 +122,25 @@ impl GitOpsProvider for Flux {
     }
 }
 
+/// Why an app whose target namespace is `target` does not deploy into the environment's
+/// namespace, if it does not; `field` names the setting when the app sets none. Such an
+/// app is never ready for the environment and never deleted by its teardown.
+fn deploys_elsewhere(
+    target: Option<&str>,
+    field: &str,
+    environment_namespace: &str,
+) -> Option<String> {
+    match target {
+        Some(namespace) if namespace == environment_namespace => None,
+        Some(namespace) => Some(format!(
+            "deploys into namespace {namespace}, not the environment's namespace {environment_namespace}"
+        )),
+        None => Some(format!(
+            "sets no {field}, so it does not deploy into the environment's namespace {environment_namespace}"
+        )),
+    }
+}
+
 /// The providers this operator serves.
 pub struct Providers {
     pub argocd: ArgoCd,

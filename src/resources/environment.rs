@@ -109,7 +109,7 @@ pub struct EnvironmentTemplate {
     /// Idle lifetime in minutes (1 to 43200): the environment is destroyed when it has not
     /// been used for this long. Defaults to 120.
     #[serde(default = "default_ttl_minutes")]
-    #[schemars(range(min = 1, max = 43_200))]
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     pub ttl_minutes: u32,
 
     /// The services deployed in the environment; names are unique.

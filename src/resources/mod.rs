@@ -20,9 +20,6 @@ pub use environment::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// The API group of every TestMesh resource.
-pub const GROUP: &str = "testmesh.io";
-
 /// Every CustomResourceDefinition the operator serves, in install order.
 pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
     vec![TestEnvironment::crd(), TestEnvironmentClaim::crd()]

@@ -2074,3 +2074,38 @@ fn writes_beyond_the_status_teardown_and_letting_a_run_go_are_decided_fresh() {
         );
     }
 }
+
+#[test]
+fn a_destroyed_record_is_deleted_exactly_when_its_retention_ends() {
+    let destroyed = TestEnvironmentStatus {
+        phase: Some(Phase::Destroyed),
+        destroyed_at: Some(Time(at(CREATED))),
+        ..TestEnvironmentStatus::default()
+    };
+    let day = Some(SignedDuration::from_hours(24));
+    let end = CREATED + 24 * 3600;
+    assert_eq!(
+        retention(&destroyed, None, at(end)),
+        Retention::Kept,
+        "no period: kept"
+    );
+    assert_eq!(
+        retention(&destroyed, day, at(end - 1)),
+        Retention::Until(at(end))
+    );
+    assert_eq!(retention(&destroyed, day, at(end)), Retention::Over);
+    assert_eq!(
+        retention(&TestEnvironmentStatus::default(), day, at(end)),
+        Retention::Kept,
+        "not destroyed: kept"
+    );
+    let far = TestEnvironmentStatus {
+        destroyed_at: Some(Time(Timestamp::MAX)),
+        ..destroyed
+    };
+    assert_eq!(
+        retention(&far, day, at(end)),
+        Retention::Until(Timestamp::MAX),
+        "a deadline out of range never passes"
+    );
+}
