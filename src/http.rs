@@ -30,22 +30,29 @@ pub fn router(health: Health) -> Router {
         .with_state(health)
 }
 
-/// Serves `router` on `address` until `shutdown` resolves; `what` names it in the log.
-pub async fn serve(
+/// Binds `address` and serves `router` there in the background until `shutdown`
+/// resolves; `what` names it in the log. An address that cannot be bound fails at once
+/// (an operator without its probes would only be restarted by its kubelet); a server that
+/// fails later logs why.
+pub async fn spawn(
     what: &'static str,
     address: SocketAddr,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| Error::Http { address, source })?;
     let bound = listener.local_addr().unwrap_or(address);
     tracing::info!(address = %bound, "serving {what}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| Error::Http { address, source })
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, address = %bound, "stopped serving {what}");
+        }
+    }))
 }
 
 async fn metrics(State(health): State<Health>) -> impl IntoResponse {

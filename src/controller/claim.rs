@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -13,9 +12,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::Context;
 use super::apply::FIELD_MANAGER;
 use super::observe::{Source, cached_in, listed_in};
+use super::{Context, backoff_key};
 use crate::error::{Error, Result};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
 use crate::lifecycle::{ClaimPhase, ttl};
@@ -30,6 +29,9 @@ pub async fn reconcile(claim: Arc<TestEnvironmentClaim>, ctx: Arc<Context>) -> R
     let started = std::time::Instant::now();
     let result = reconcile_inner(&claim, &ctx).await;
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&backoff_key(claim.as_ref()));
+    }
     result
 }
 
@@ -112,10 +114,11 @@ async fn decide_from(
 }
 
 /// Logs and counts a failed reconciliation, then retries after a pause.
-pub fn error_policy(_claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "claim reconciliation failed");
+pub fn error_policy(claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<Context>) -> Action {
+    let retry_in = ctx.backoff.failed(backoff_key(claim.as_ref()));
+    tracing::warn!(%error, ?retry_in, "claim reconciliation failed");
     ctx.metrics.failed(error.metric_label());
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(retry_in)
 }
 
 /// Creates the environment a claim asked for from its template, marked as made for it and

@@ -12,9 +12,9 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::Context;
 use super::apply::{self, Applied};
 use super::observe::{self, Source};
+use super::{Context, backoff_key};
 use crate::error::{Error, Result};
 use crate::lifecycle::environment::{Effect, Retention, decide};
 use crate::lifecycle::{self, Phase, conditions, ttl};
@@ -29,18 +29,18 @@ pub async fn reconcile(environment: Arc<TestEnvironment>, ctx: Arc<Context>) -> 
     let started = Instant::now();
     let result = reconcile_inner(&environment, &ctx).await;
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&backoff_key(environment.as_ref()));
+    }
     result
 }
 
-/// Logs and counts a failed reconciliation, then retries after a pause.
-pub fn error_policy(
-    _environment: Arc<TestEnvironment>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    tracing::warn!(%error, "reconciliation failed");
+/// Logs and counts a failed reconciliation, then retries it after its own backoff.
+pub fn error_policy(environment: Arc<TestEnvironment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let retry_in = ctx.backoff.failed(backoff_key(environment.as_ref()));
+    tracing::warn!(%error, ?retry_in, "reconciliation failed");
     ctx.metrics.failed(error.metric_label());
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(retry_in)
 }
 
 async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result<Action> {

@@ -3,6 +3,7 @@
 //! changes or one of its timers is due.
 
 mod apply;
+mod backoff;
 mod claim;
 mod environment;
 mod events;
@@ -63,6 +64,18 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// What the informers have seen.
     pub caches: Caches,
+    /// Consecutive failures of each object's reconciliation.
+    pub backoff: backoff::Backoff,
+}
+
+/// An object's key in [`Context::backoff`]: its kind, namespace and name.
+fn backoff_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
 }
 
 /// A provider's apps (Argo CD Applications or Flux Kustomizations).
@@ -116,7 +129,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     tracing::info!(
         api_server = %cluster.cluster_url,
         default_namespace = %cluster.default_namespace,
-        "cluster: the first of KUBECONFIG, ~/.kube/config and the in-cluster service account"
+        "connecting to the cluster of KUBECONFIG, else ~/.kube/config, else the in-cluster service account"
     );
     let client = connect(cluster.clone(), &identity)?;
     let shutdown = CancellationToken::new();
@@ -125,7 +138,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let metrics = Metrics::new();
     // A standby replica is ready to serve; a sole replica once its caches have synced.
     let ready = Arc::new(AtomicBool::new(config.leader_election));
-    let http = tokio::spawn(http::serve(
+    let http = http::spawn(
         "/metrics, /livez and /readyz",
         config.http_address,
         http::router(http::Health {
@@ -133,8 +146,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
             ready: ready.clone(),
         }),
         shutdown.clone().cancelled_owned(),
-    ));
-    let api = tokio::spawn(http::serve(
+    )
+    .await?;
+    let api = http::spawn(
         "the REST API and dashboard",
         config.api_address,
         api::router(api::Cluster::without_credentials(
@@ -142,7 +156,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
             &format!("testmesh-api/{} ({identity})", env!("CARGO_PKG_VERSION")),
         )),
         shutdown.clone().cancelled_owned(),
-    ));
+    )
+    .await?;
     tracing::info!(
         %identity,
         watch_namespace = config.watch_namespace.as_deref().unwrap_or("<all>"),
@@ -196,7 +211,11 @@ pub async fn run(config: RunConfig) -> Result<()> {
         campaign.resign().await;
     }
     shutdown.cancel();
-    let _ = tokio::join!(http, api);
+    for (server, stopped) in [("HTTP", http.await), ("API", api.await)] {
+        if let Err(error) = stopped {
+            tracing::error!(%error, "the {server} server task failed");
+        }
+    }
     tracing::info!("testmesh operator stopped");
     outcome
 }
@@ -476,6 +495,7 @@ async fn reconcile(
             endpoint_slices,
             routing_maps,
         },
+        backoff: backoff::Backoff::default(),
     });
 
     let environments_done = environment_controller

@@ -326,7 +326,9 @@ pub fn decide(
         return decision;
     }
 
-    if previous == Phase::Running && (holders.is_empty() || holders != current.claimed_by) {
+    let was_held = previous == Phase::Running
+        || (previous == Phase::Degraded && !current.claimed_by.is_empty());
+    if was_held && (holders.is_empty() || holders != current.claimed_by) {
         // A run released it (another may have taken it at once): its idle clock, or the
         // next run's, starts now.
         decision.status.last_used_at = Some(Time(now));
@@ -357,7 +359,12 @@ fn keep_last_seen_app(decision: &mut Decision, current: &TestEnvironmentStatus, 
 fn takes_runs(phase: Phase, teardown_requested: bool, idle_and_expired: bool) -> bool {
     matches!(
         phase,
-        Phase::Cold | Phase::Provisioning | Phase::Warm | Phase::Running | Phase::Cooling
+        Phase::Cold
+            | Phase::Provisioning
+            | Phase::Warm
+            | Phase::Running
+            | Phase::Cooling
+            | Phase::Degraded
     ) && !teardown_requested
         && !idle_and_expired
 }
@@ -770,7 +777,10 @@ impl Step<'_> {
             .get_or_insert(Time(self.now));
         let was_serving = previous.is_serving();
         let mut readiness = match &self.observed.app {
-            AppState::Present(_) if retry.is_some() => Readiness::Progressing,
+            // A failure the namespace has just removed is no failure: a new sync is asked for.
+            AppState::Present(app) if retry.is_some() && app.readiness == Readiness::Failed => {
+                Readiness::Progressing
+            }
             AppState::Present(app) => app.readiness.clone(),
             AppState::Missing => Readiness::Progressing,
         };
@@ -786,6 +796,7 @@ impl Step<'_> {
         // refresh) still serves the previous revision: the environment stays Ready, and
         // the sync shows in the provider's status. Degraded, failed or gone, it does not.
         let resyncing = was_serving
+            && retry.is_none()
             && readiness == Readiness::Progressing
             && matches!(self.observed.app, AppState::Present(_));
         if readiness == Readiness::Ready || resyncing {
@@ -868,10 +879,10 @@ impl Step<'_> {
             self.enter(decision, Phase::Failed, failed(reason, message));
             return;
         }
-        let phase = if held && was_serving {
-            Phase::Running
-        } else {
-            Phase::Provisioning
+        let (phase, ready_reason) = match (readiness, held && was_serving) {
+            (Readiness::Degraded, _) => (Phase::Degraded, reason::APP_DEGRADED),
+            (_, true) => (Phase::Running, reason::PROVISIONING),
+            (_, false) => (Phase::Provisioning, reason::PROVISIONING),
         };
         self.enter(
             decision,
@@ -879,7 +890,7 @@ impl Step<'_> {
             Verdict::new(
                 conditions::READY,
                 ConditionStatus::False,
-                reason::PROVISIONING,
+                ready_reason,
                 app_message,
             ),
         );

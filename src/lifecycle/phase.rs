@@ -6,8 +6,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where an environment is in its life. SPEC's six states plus `failed` and `destroying`,
-/// so that a failure and a teardown in progress are shown truthfully.
+/// Where an environment is in its life. SPEC's six states plus `degraded`, `failed` and
+/// `destroying`, so that a broken app, a failure and a teardown in progress are shown
+/// truthfully.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -21,6 +22,10 @@ pub enum Phase {
     Running,
     /// The run ended; idle, within its TTL, reusable.
     Cooling,
+    /// The provider reports its app Degraded: not Ready, not reusable. Within the
+    /// degraded grace it recovers by itself (back to `warm`, `cooling` or `running`);
+    /// after it the environment is `failed` (`DegradedTooLong`).
+    Degraded,
     /// Provisioning failed or the deployed app broke; the reason is in the `Ready`
     /// condition. Recovers by itself when the provider's app becomes ready again.
     Failed,
@@ -32,12 +37,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in lifecycle order.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Cold,
         Phase::Provisioning,
         Phase::Warm,
         Phase::Running,
         Phase::Cooling,
+        Phase::Degraded,
         Phase::Failed,
         Phase::Destroying,
         Phase::Destroyed,
@@ -51,6 +57,7 @@ impl Phase {
             Phase::Warm => "warm",
             Phase::Running => "running",
             Phase::Cooling => "cooling",
+            Phase::Degraded => "degraded",
             Phase::Failed => "failed",
             Phase::Destroying => "destroying",
             Phase::Destroyed => "destroyed",

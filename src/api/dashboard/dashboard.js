@@ -8,7 +8,8 @@
 
 (() => {
   const KNOWN_STATES = new Set([
-    'cold', 'provisioning', 'warm', 'running', 'cooling', 'failed', 'destroying', 'destroyed',
+    'cold', 'provisioning', 'warm', 'running', 'cooling', 'degraded', 'failed', 'destroying',
+    'destroyed',
   ]);
   // A workspace is a Kubernetes namespace: a DNS-1123 label.
   const WORKSPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;

@@ -353,15 +353,15 @@ fn transition_table() {
             effects: &[],
         },
         Row {
-            name: "provisioning, degraded within grace: keep waiting",
+            name: "provisioning, degraded within grace: degraded, waiting for it to recover",
             env: environment()
                 .in_phase(Phase::Provisioning)
                 .provisioning_since(CREATED)
                 .health_since("Degraded", now - minutes(5) + 1),
             world: world().app(Readiness::Degraded, "Degraded"),
             now,
-            phase: Phase::Provisioning,
-            ready: ("False", reason::PROVISIONING),
+            phase: Phase::Degraded,
+            ready: ("False", reason::APP_DEGRADED),
             effects: &[],
         },
         Row {
@@ -460,12 +460,30 @@ fn transition_table() {
             effects: &[],
         },
         Row {
-            name: "warm, app degraded: not ready",
+            name: "warm, app degraded: degraded, not ready, not re-provisioned",
             env: environment().in_phase(Phase::Warm).last_used(CREATED),
             world: world().app(Readiness::Degraded, "Degraded"),
             now,
-            phase: Phase::Provisioning,
-            ready: ("False", reason::PROVISIONING),
+            phase: Phase::Degraded,
+            ready: ("False", reason::APP_DEGRADED),
+            effects: &[],
+        },
+        Row {
+            name: "degraded, the app recovers: warm again",
+            env: environment().in_phase(Phase::Degraded).last_used(CREATED),
+            world: world(),
+            now,
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+        },
+        Row {
+            name: "degraded and held, the app recovers: running again",
+            env: environment().in_phase(Phase::Degraded).last_used(CREATED),
+            world: world().held_by("run-1"),
+            now,
+            phase: Phase::Running,
+            ready: ("True", reason::IN_USE),
             effects: &[],
         },
         Row {
@@ -1538,8 +1556,8 @@ fn a_serving_environment_stays_ready_while_its_app_syncs_again() {
         (
             "degraded",
             world().app(Readiness::Degraded, "Degraded").held_by("run"),
-            Phase::Running,
-            reason::PROVISIONING,
+            Phase::Degraded,
+            reason::APP_DEGRADED,
         ),
         (
             "failed",
@@ -2108,4 +2126,16 @@ fn a_destroyed_record_is_deleted_exactly_when_its_retention_ends() {
         Retention::Until(Timestamp::MAX),
         "a deadline out of range never passes"
     );
+}
+
+#[test]
+fn a_run_released_while_its_environment_is_degraded_starts_the_idle_clock() {
+    let held = environment()
+        .in_phase(Phase::Degraded)
+        .last_used(CREATED)
+        .held_by_status("run");
+    let released = held.decide(&world().app(Readiness::Degraded, "Degraded"), CREATED + 100);
+    assert_eq!(released.phase(), Phase::Degraded);
+    assert!(released.status.claimed_by.is_empty());
+    assert_eq!(released.status.last_used_at, Some(Time(at(CREATED + 100))));
 }
