@@ -4,7 +4,8 @@
 //! - [`resources`]: the custom resources users write and read;
 //! - [`lifecycle`]: the pure decision core (state machine, TTL, reuse, conditions);
 //! - [`providers`]: the GitOps controllers' objects, read behind one trait;
-//! - [`controller`]: the operator process that observes, decides with the core and applies;
+//! - [`operator`]: the process — HTTP, leadership, and the reconcilers while it leads;
+//! - [`controller`]: the reconcilers that observe, decide with the core and apply;
 //! - [`leadership`]: the Lease that lets exactly one of several replicas reconcile;
 //! - [`http`], [`metrics`], [`telemetry`], [`config`]: its operational surface;
 //! - [`api`]: the REST API and dashboard, acting with each caller's own Kubernetes token;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod leadership;
 pub mod lifecycle;
 pub mod metrics;
+pub mod operator;
 pub mod providers;
 pub mod resources;
 pub mod telemetry;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// TestMesh: isolated, warm, reusable test environments per context on Kubernetes.
 #[derive(Parser, Debug)]
@@ -37,8 +37,32 @@ enum Command {
     },
 }
 
+/// The name kubectl runs a plugin by: `kubectl testmesh …` finds `kubectl-testmesh` on
+/// the PATH.
+const KUBECTL_PLUGIN: &str = "kubectl-testmesh";
+
+/// How the user called this binary, for usage and help: `kubectl testmesh` when run as the
+/// kubectl plugin (`argv[0]` is `kubectl-testmesh`, a copy or a link), else `testmesh`.
+fn invoked_as(argv0: Option<&std::ffi::OsStr>) -> &'static str {
+    let file_name = argv0
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_stem)
+        .and_then(std::ffi::OsStr::to_str);
+    match file_name {
+        Some(KUBECTL_PLUGIN) => "kubectl testmesh",
+        _ => "testmesh",
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv0 = std::env::args_os().next();
+    let matches = Cli::command()
+        .bin_name(invoked_as(argv0.as_deref()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Run(config) => run(*config),
         Command::Claim(args) => block_on(testmesh::ci::claim(*args)),
@@ -74,6 +98,41 @@ fn block_on<E: std::error::Error + 'static>(
 fn run(config: testmesh::config::RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     testmesh::telemetry::init(config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(testmesh::controller::run(config))?;
+    runtime.block_on(testmesh::operator::run(config))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn run_as_kubectl_testmesh_it_is_a_kubectl_plugin() {
+        for (argv0, shown) in [
+            (Some("kubectl-testmesh"), "kubectl testmesh"),
+            (Some("/usr/local/bin/kubectl-testmesh"), "kubectl testmesh"),
+            (Some("kubectl-testmesh.exe"), "kubectl testmesh"),
+            (Some("./target/release/testmesh"), "testmesh"),
+            (Some("kubectl-testmesh-old"), "testmesh"),
+            (None, "testmesh"),
+        ] {
+            assert_eq!(invoked_as(argv0.map(OsStr::new)), shown, "{argv0:?}");
+        }
+    }
+
+    #[test]
+    fn the_plugins_usage_names_the_kubectl_command() {
+        let error = Cli::command()
+            .bin_name(invoked_as(Some(OsStr::new("kubectl-testmesh"))))
+            .try_get_matches_from(["kubectl-testmesh", "claim"])
+            .expect_err("claim needs --context");
+        let shown = error.render().to_string();
+        assert!(shown.contains("Usage: kubectl testmesh claim"), "{shown}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

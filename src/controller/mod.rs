@@ -1,270 +1,59 @@
-//! The operator process: watches TestEnvironments, the namespaces they own and the
-//! GitOps providers' apps, and reconciles each environment when anything it depends on
-//! changes or one of its timers is due.
+//! The reconcilers: one informer per kind the operator reads, feeding caches and the
+//! triggers ([`triggers`]), and two controllers — environments and claims — that run each
+//! reconciliation as observe → decide (the lifecycle core) → apply. Starting the process,
+//! serving HTTP and leading are [`crate::operator`]'s.
 
 mod apply;
 mod backoff;
 mod claim;
+mod context;
 mod environment;
 mod events;
 mod informers;
 mod observe;
 mod packed;
+mod triggers;
 
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use axum::http::header::{HeaderValue, USER_AGENT};
 use futures::channel::mpsc;
 use futures::{StreamExt, stream};
-use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::api;
 use crate::config::RunConfig;
-use crate::error::{Error, Result};
-use crate::http;
-use crate::leadership::{Election, Leadership};
-use crate::lifecycle::environment::Timing;
-use crate::lifecycle::policy::NamespacePolicy;
 use crate::metrics::Metrics;
 use crate::providers::{ArgoCd, Flux, Providers};
 use crate::resources::{
-    ENVIRONMENT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, Provider, ROUTING_CONFIG_MAP,
-    TestEnvironment, TestEnvironmentClaim,
+    MANAGED_BY, MANAGED_BY_LABEL, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim,
 };
 use events::Recorder;
 use informers::{Cache, Change};
 use packed::Packed;
+use triggers::{
+    claims_of_environment, environment_of_namespace, environments_of_app, environments_of_claim,
+    environments_routing_from, refs_where,
+};
 
 pub use apply::FIELD_MANAGER;
+use context::backoff_key;
+pub use context::{AppCache, Caches, Context};
 
 /// Reconciliations of one kind in flight at once.
 const RECONCILE_CONCURRENCY: u16 = 16;
 
-/// Everything a reconciliation needs besides the object itself.
-pub struct Context {
-    pub client: Client,
-    pub providers: Providers,
-    pub policy: NamespacePolicy,
-    pub timing: Timing,
-    pub retention: Option<SignedDuration>,
-    /// DNS domain of routing URLs.
-    pub cluster_domain: String,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    /// What the informers have seen.
-    pub caches: Caches,
-    /// Consecutive failures of each object's reconciliation.
-    pub backoff: backoff::Backoff,
-}
-
-/// An object's key in [`Context::backoff`]: its kind, namespace and name.
-fn backoff_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default()
-    )
-}
-
-/// A provider's apps (Argo CD Applications or Flux Kustomizations).
-pub type AppCache = Cache<Packed<DynamicObject>>;
-
-/// The informers' caches: everything a reconciliation normally reads.
-#[derive(Clone)]
-pub struct Caches {
-    pub environments: Cache<TestEnvironment>,
-    pub claims: Cache<TestEnvironmentClaim>,
-    /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
-    pub namespaces: Cache<Packed<Namespace>>,
-    /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
-    /// CRD is installed.
-    pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
-    /// Every Service of the cluster, for routing.
-    pub services: Cache<Service>,
-    /// Every EndpointSlice of the cluster, reduced to its Service and whether each
-    /// endpoint is ready: Ready waits for an endpoint behind every URL into the namespace.
-    pub endpoint_slices: Cache<Packed<EndpointSlice>>,
-    /// The ConfigMaps named `testmesh-routing`: the operator's, and anyone else's it must
-    /// not write over.
-    pub routing_maps: Cache<Packed<ConfigMap>>,
-}
-
-impl Caches {
-    /// Resolves once the environment and claim caches have listed everything: before
-    /// that, an environment or claim missing from them proves nothing, and a
-    /// reconciliation must not decide from them (a restarted operator would otherwise
-    /// fail every claim whose environment it had not listed yet).
-    pub async fn synced(&self) {
-        futures::join!(self.environments.synced(), self.claims.synced());
-    }
-
-    pub fn apps_of(&self, provider: Provider) -> Option<&AppCache> {
-        self.apps
-            .iter()
-            .find(|(p, _)| *p == provider)
-            .and_then(|(_, cache)| cache.get())
-    }
-}
-
-/// Runs the operator until SIGTERM or Ctrl-C. With leader election, the replica serves
-/// HTTP at once and reconciles only while it holds the Lease; losing the Lease ends the
-/// process with [`Error::LeadershipLost`], so a new term always starts from fresh caches.
-pub async fn run(config: RunConfig) -> Result<()> {
-    let identity = config.identity();
-    let cluster = kube::Config::infer()
-        .await
-        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
-    tracing::info!(
-        api_server = %cluster.cluster_url,
-        default_namespace = %cluster.default_namespace,
-        "connecting to the cluster of KUBECONFIG, else ~/.kube/config, else the in-cluster service account"
-    );
-    let client = connect(cluster.clone(), &identity)?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-
-    let metrics = Metrics::new();
-    // A standby replica is ready to serve; a sole replica once its caches have synced.
-    let ready = Arc::new(AtomicBool::new(config.leader_election));
-    let http = http::spawn(
-        "/metrics, /livez and /readyz",
-        config.http_address,
-        http::router(http::Health {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        }),
-        shutdown.clone().cancelled_owned(),
-    )
-    .await?;
-    let api = http::spawn(
-        "the REST API and dashboard",
-        config.api_address,
-        api::router(api::Cluster::without_credentials(
-            cluster,
-            &format!("testmesh-api/{} ({identity})", env!("CARGO_PKG_VERSION")),
-        )),
-        shutdown.clone().cancelled_owned(),
-    )
-    .await?;
-    tracing::info!(
-        %identity,
-        watch_namespace = config.watch_namespace.as_deref().unwrap_or("<all>"),
-        argocd_namespace = %config.argocd_namespace,
-        leader_election = config.leader_election,
-        "testmesh operator starting"
-    );
-
-    let mut leadership = None;
-    if config.leader_election {
-        let mut campaign = Leadership::start(
-            client.clone(),
-            Election {
-                namespace: config.operator_namespace.clone(),
-                lease_name: config.lease_name.clone(),
-                identity: identity.clone(),
-                timing: config.lease_timing(),
-            },
-        );
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                campaign.resign().await;
-                tracing::info!("testmesh operator stopped before leading");
-                return Ok(());
-            }
-            acquired = campaign.acquired() => acquired?,
-        }
-        leadership = Some(campaign);
-    }
-    metrics.leading(true);
-
-    let reconcilers = reconcile(
-        client,
-        &config,
-        identity,
-        ready,
-        metrics.clone(),
-        shutdown.clone(),
-    );
-    let outcome = supervise(
-        reconcilers,
-        leadership.as_mut(),
-        &shutdown,
-        config.shutdown_timeout.unsigned_abs(),
-    )
-    .await;
-    metrics.leading(false);
-    if let Some(campaign) = leadership
-        && outcome.is_ok()
-    {
-        campaign.resign().await;
-    }
-    shutdown.cancel();
-    for (server, stopped) in [("HTTP", http.await), ("API", api.await)] {
-        if let Err(error) = stopped {
-            tracing::error!(%error, "the {server} server task failed");
-        }
-    }
-    tracing::info!("testmesh operator stopped");
-    outcome
-}
-
-/// The operator's client, naming this replica in its User-Agent so audit logs tell
-/// replicas apart.
-fn connect(mut config: kube::Config, identity: &str) -> Result<Client> {
-    let agent = format!("testmesh/{} ({identity})", env!("CARGO_PKG_VERSION"));
-    if let Ok(agent) = HeaderValue::from_str(&agent) {
-        config.headers.push((USER_AGENT, agent));
-    }
-    Client::try_from(config).map_err(Error::Connect)
-}
-
-/// Runs the reconcilers until they stop after `shutdown`. Stops them at once, dropping
-/// in-flight work, if the Lease is lost; after `shutdown`, in-flight reconciliations get
-/// `bound` to finish.
-async fn supervise(
-    reconcilers: impl Future<Output = ()>,
-    leadership: Option<&mut Leadership>,
-    shutdown: &CancellationToken,
-    bound: Duration,
-) -> Result<()> {
-    let lost = async {
-        match leadership {
-            Some(campaign) => campaign.lost().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(reconcilers, lost);
-    tokio::select! {
-        () = &mut reconcilers => return Ok(()),
-        () = &mut lost => return Err(Error::LeadershipLost),
-        () = shutdown.cancelled() => {}
-    }
-    tokio::select! {
-        finished = tokio::time::timeout(bound, &mut reconcilers) => {
-            if finished.is_err() {
-                tracing::warn!(?bound, "in-flight reconciliations did not finish in time; stopping anyway");
-            }
-            Ok(())
-        }
-        () = &mut lost => Err(Error::LeadershipLost),
-    }
-}
-
 /// Starts the informers and runs the environment and claim controllers until
 /// `shutdown`, after which they finish their in-flight reconciliations.
-async fn reconcile(
+pub async fn run(
     client: Client,
     config: &RunConfig,
     identity: String,
@@ -568,120 +357,4 @@ async fn log_outcome<T, E: std::fmt::Display>(result: std::result::Result<T, E>)
     if let Err(error) = result {
         tracing::debug!(%error, "reconcile stream");
     }
-}
-
-/// References to the cached objects `concerned` picks: the trigger maps below differ
-/// only in their predicate.
-fn refs_where<K>(store: &Store<K>, concerned: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
-    store
-        .state()
-        .iter()
-        .filter(|object| concerned(object))
-        .map(|object| ObjectRef::from_obj(object.as_ref()))
-        .collect()
-}
-
-/// The environments a claim may concern: the one it names or holds, and the live ones of
-/// its context.
-fn environments_of_claim(
-    environments: &Store<TestEnvironment>,
-    claim: &TestEnvironmentClaim,
-) -> Vec<ObjectRef<TestEnvironment>> {
-    let workspace = claim.namespace();
-    let holding = claim
-        .status
-        .as_ref()
-        .and_then(|s| s.environment_name.as_deref());
-    refs_where(environments, |env| {
-        let name = env.name_any();
-        env.namespace() == workspace
-            && (claim.spec.environment_name.as_deref() == Some(name.as_str())
-                || holding == Some(name.as_str())
-                || env.spec.context == claim.spec.context)
-    })
-}
-
-/// The claims an environment's change may concern: those of its context or naming it.
-fn claims_of_environment(
-    claims: &Store<TestEnvironmentClaim>,
-    environment: &TestEnvironment,
-) -> Vec<ObjectRef<TestEnvironmentClaim>> {
-    let workspace = environment.namespace();
-    let name = environment.name_any();
-    refs_where(claims, |claim| {
-        claim.namespace() == workspace
-            && (claim.spec.context == environment.spec.context
-                || claim.spec.environment_name.as_deref() == Some(name.as_str()))
-    })
-}
-
-/// A namespace TestMesh created points back at its environment.
-fn environment_of_namespace(namespace: &Namespace) -> Option<ObjectRef<TestEnvironment>> {
-    let owner = namespace.annotations().get(ENVIRONMENT_ANNOTATION)?;
-    let (workspace, name) = owner.split_once('/')?;
-    Some(ObjectRef::new(name).within(workspace))
-}
-
-/// The environments deployed by `app`. A provider's app may live in another namespace
-/// than any environment, so ownerReferences cannot link them; the controller's own cache
-/// is scanned instead (cheap next to the event that triggered it).
-fn environments_of_app(
-    environments: &Store<TestEnvironment>,
-    provider: Provider,
-    default_namespace: &str,
-    app: &Packed<DynamicObject>,
-) -> Vec<ObjectRef<TestEnvironment>> {
-    let app_namespace = app.namespace().unwrap_or_default();
-    let app_name = app.name();
-    refs_where(environments, |env| {
-        let spec = &env.spec.template;
-        spec.provider == provider
-            && spec.provider_app_name == app_name
-            && spec
-                .provider_app_namespace
-                .as_deref()
-                .unwrap_or(default_namespace)
-                == app_namespace
-    })
-}
-
-/// The environments whose routing reads Services of `namespace`: deployed there, or
-/// using it as their baseline.
-fn environments_routing_from(
-    environments: &Store<TestEnvironment>,
-    namespace: &str,
-) -> Vec<ObjectRef<TestEnvironment>> {
-    refs_where(environments, |env| {
-        let template = &env.spec.template;
-        template.namespace == namespace
-            || template
-                .routing
-                .as_ref()
-                .and_then(|r| r.baseline_namespace.as_deref())
-                == Some(namespace)
-    })
-}
-
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

@@ -1,0 +1,87 @@
+//! What every reconciliation shares: the client, the providers, the operator's settings,
+//! the informers' caches and each object's failure count.
+
+use std::sync::{Arc, OnceLock};
+
+use jiff::SignedDuration;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Client;
+use kube::api::DynamicObject;
+
+use super::backoff::Backoff;
+use super::events::Recorder;
+use super::informers::Cache;
+use super::packed::Packed;
+use crate::lifecycle::environment::Timing;
+use crate::lifecycle::policy::NamespacePolicy;
+use crate::metrics::Metrics;
+use crate::providers::Providers;
+use crate::resources::{Provider, TestEnvironment, TestEnvironmentClaim};
+
+/// Everything a reconciliation needs besides the object itself.
+pub struct Context {
+    pub client: Client,
+    pub providers: Providers,
+    pub policy: NamespacePolicy,
+    pub timing: Timing,
+    pub retention: Option<SignedDuration>,
+    /// DNS domain of routing URLs.
+    pub cluster_domain: String,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// What the informers have seen.
+    pub caches: Caches,
+    /// Consecutive failures of each object's reconciliation.
+    pub backoff: Backoff,
+}
+
+/// An object's key in [`Context::backoff`]: its kind, namespace and name.
+pub fn backoff_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// A provider's apps (Argo CD Applications or Flux Kustomizations).
+pub type AppCache = Cache<Packed<DynamicObject>>;
+
+/// The informers' caches: everything a reconciliation normally reads.
+#[derive(Clone)]
+pub struct Caches {
+    pub environments: Cache<TestEnvironment>,
+    pub claims: Cache<TestEnvironmentClaim>,
+    /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
+    pub namespaces: Cache<Packed<Namespace>>,
+    /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
+    /// CRD is installed.
+    pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
+    /// Every Service of the cluster, for routing.
+    pub services: Cache<Service>,
+    /// Every EndpointSlice of the cluster, reduced to its Service and whether each
+    /// endpoint is ready: Ready waits for an endpoint behind every URL into the namespace.
+    pub endpoint_slices: Cache<Packed<EndpointSlice>>,
+    /// The ConfigMaps named `testmesh-routing`: the operator's, and anyone else's it must
+    /// not write over.
+    pub routing_maps: Cache<Packed<ConfigMap>>,
+}
+
+impl Caches {
+    /// Resolves once the environment and claim caches have listed everything: before
+    /// that, an environment or claim missing from them proves nothing, and a
+    /// reconciliation must not decide from them (a restarted operator would otherwise
+    /// fail every claim whose environment it had not listed yet).
+    pub async fn synced(&self) {
+        futures::join!(self.environments.synced(), self.claims.synced());
+    }
+
+    pub fn apps_of(&self, provider: Provider) -> Option<&AppCache> {
+        self.apps
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .and_then(|(_, cache)| cache.get())
+    }
+}
