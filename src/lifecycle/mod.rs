@@ -7,13 +7,14 @@
 //! - [`claims`]: the queue of runs per environment and what each claim reports;
 //! - [`routing`]: where a run reaches each service;
 //! - [`conditions`]: condition types, reasons and `metav1.Condition` bookkeeping;
-//! - [`phase`]: the phases users see;
+//! - [`phase`]: the phases users see (part of the resources' status, so
+//!   [`crate::resources`] owns the type and the core only reads it);
 //! - [`policy`]: which namespaces environments may use.
 
 pub mod claims;
 pub mod conditions;
 pub mod environment;
-pub mod phase;
+pub use crate::resources::phase;
 pub mod policy;
 pub mod reuse;
 pub mod routing;

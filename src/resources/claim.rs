@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::environment::EnvironmentTemplate;
 use super::exact_time;
+use super::phase::ClaimPhase;
 use super::validation::{DNS1123_SUBDOMAIN, LABEL_VALUE};
-use crate::lifecycle::ClaimPhase;
 
 /// Default lease of a claim, in minutes: a crashed CI job cannot pin an environment longer.
 pub const DEFAULT_MAX_DURATION_MINUTES: u32 = 120;

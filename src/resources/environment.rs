@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::exact_time;
+use super::phase::Phase;
 use super::validation::{DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE};
-use crate::lifecycle::Phase;
 
 /// Default idle lifetime of an environment, in minutes.
 pub const DEFAULT_TTL_MINUTES: u32 = 120;

@@ -6,6 +6,7 @@
 mod claim;
 mod environment;
 mod exact_time;
+pub mod phase;
 pub(crate) mod validation;
 
 pub use claim::{
