@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use super::caller::Caller;
 use super::error::ApiError;
-use super::model::{Environment, EnvironmentList, NewEnvironment, parse_body};
+use super::model::{
+    Environment, EnvironmentChanges, EnvironmentList, NewEnvironment, merge_patch, parse_body,
+};
 use super::{KEEP_ALIVE, WaitFor, checked_query, object_of, workspace_of};
 use crate::resources::TestEnvironment;
 
@@ -122,6 +124,49 @@ pub async fn get(
         })
         .await?;
     Ok(Json(Environment::from_resource(&waited)))
+}
+
+/// How often a change is retried when the environment changed between read and write
+/// (the operator writes its status often).
+const CHANGE_ATTEMPTS: usize = 5;
+
+/// Changes the fields given, on the environment as it is now: a merge patch of just what
+/// differs, conditional on the `resourceVersion` read, so a concurrent change is never
+/// overwritten. A patch, so the caller needs `patch` on testenvironments, as for DELETE.
+pub async fn change(
+    Caller(client): Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<Environment>, ApiError> {
+    let (workspace, id) = object_of(path)?;
+    let changes: EnvironmentChanges = parse_body(&body)?;
+    let api: Api<TestEnvironment> = Api::namespaced(client, &workspace);
+    let mut attempt = 1;
+    loop {
+        let current = api.get(&id).await?;
+        if current.spec.destroy || current.metadata.deletion_timestamp.is_some() {
+            return Err(ApiError::conflict(format!(
+                "environment {id} is being destroyed; it can no longer be changed"
+            )));
+        }
+        let spec = changes.applied_to(&current.spec);
+        let old = serde_json::to_value(&current.spec).map_err(ApiError::internal)?;
+        let new = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+        let request = serde_json::json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": merge_patch(&old, &new),
+        });
+        match api
+            .patch(&id, &PatchParams::default(), &Patch::Merge(&request))
+            .await
+        {
+            Ok(patched) => return Ok(Json(Environment::from_resource(&patched))),
+            Err(kube::Error::Api(status)) if status.is_conflict() && attempt < CHANGE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 pub async fn destroy(

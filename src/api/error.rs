@@ -19,7 +19,7 @@ pub struct ApiError {
     /// The HTTP status code, repeated.
     pub status: u16,
     /// CamelCase category: `Unauthorized`, `Forbidden`, `NotFound`, `BadRequest`,
-    /// `Conflict`, `Timeout`, `BadGateway`.
+    /// `Conflict`, `Timeout`, `BadGateway`, `InternalError`.
     pub reason: String,
     /// What happened, for a person (the API server's own message where there is one).
     pub message: String,
@@ -53,6 +53,20 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
 
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+    }
+
+    /// A fault of this server's own (never the caller's input).
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "API request failed inside the server");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            error.to_string(),
+        )
+    }
+
     /// The Kubernetes API server's answer, passed through: its status decides, its
     /// message explains, and a validation failure names the field in the API's terms.
     pub fn from_kube(error: kube::Error) -> ApiError {
@@ -79,7 +93,7 @@ impl ApiError {
             401 => ApiError::unauthorized(message),
             403 => ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message),
             404 => ApiError::not_found(message),
-            409 => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
+            409 => ApiError::conflict(message),
             400 | 422 => ApiError::bad_request(field, message),
             code => {
                 tracing::warn!(code, %message, "Kubernetes API error");

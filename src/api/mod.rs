@@ -47,7 +47,9 @@ pub fn router(cluster: Cluster) -> Router {
         )
         .route(
             "/api/v1/workspaces/{workspace_id}/test-environments/{id}",
-            get(environments::get).delete(environments::destroy),
+            get(environments::get)
+                .patch(environments::change)
+                .delete(environments::destroy),
         )
         .route(
             "/api/v1/workspaces/{workspace_id}/claims",

@@ -13,11 +13,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use crate::lifecycle::claims;
 use crate::lifecycle::conditions::{self, READY};
 use crate::lifecycle::{ClaimPhase, Phase};
 use crate::resources::validation::{DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE};
 use crate::resources::{
-    DEFAULT_TTL_MINUTES, EnvironmentTemplate, Provider, RoutingSpec, ServiceSpec,
+    DEFAULT_TTL_MINUTES, EnvironmentTemplate, MAX_TTL_MINUTES, Provider, RoutingSpec, ServiceSpec,
     TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimSpec,
     TestEnvironmentSpec,
 };
@@ -145,7 +146,7 @@ pub struct NewEnvironment {
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     pub namespace: String,
     /// Idle minutes before destruction (1–43200); default 120.
-    #[schemars(range(min = 1, max = 43_200))]
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
     #[schemars(length(max = 64))]
@@ -153,6 +154,46 @@ pub struct NewEnvironment {
     pub services: Vec<Service>,
     #[serde(default)]
     pub routing: Option<Routing>,
+}
+
+/// Changes to an environment: only the fields given change, the rest stay as they are.
+/// `context`, `provider` and `namespace` cannot change (the environment is that namespace
+/// for that context); to destroy, use DELETE.
+#[derive(Deserialize, JsonSchema, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentChanges {
+    /// Display name; `null` removes it (the id is shown instead).
+    #[schemars(length(max = 253))]
+    #[serde(default, deserialize_with = "given")]
+    pub name: Option<Option<String>>,
+    /// Idle minutes before destruction (1–43200), counted from `last_used_at`: raising it
+    /// extends the environment's life, `expires_at` follows.
+    #[schemars(range(min = 1, max = 43_200))]
+    #[serde(default)]
+    pub ttl_minutes: Option<u32>,
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    #[serde(default)]
+    pub provider_app_name: Option<String>,
+    /// `null` returns to the provider's default namespace.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
+    #[serde(default, deserialize_with = "given")]
+    pub provider_app_namespace: Option<Option<String>>,
+    /// The whole list of services, replacing the current one.
+    #[schemars(length(max = 64))]
+    #[serde(default)]
+    pub services: Option<Vec<Service>>,
+    /// The whole routing, replacing the current one; `null` removes it.
+    #[serde(default, deserialize_with = "given")]
+    pub routing: Option<Option<Routing>>,
+}
+
+/// A field that is present, even as `null`: `Some(None)` clears, absence leaves it.
+fn given<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A claim: reuse a warm environment of the context, or provision one from `template`.
@@ -193,7 +234,7 @@ pub struct NewTemplate {
     pub provider_app_namespace: Option<String>,
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     pub namespace: String,
-    #[schemars(range(min = 1, max = 43_200))]
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
     #[schemars(length(max = 64))]
@@ -363,6 +404,65 @@ impl NewEnvironment {
     }
 }
 
+impl EnvironmentChanges {
+    /// `spec` with these changes made.
+    pub fn applied_to(&self, spec: &TestEnvironmentSpec) -> TestEnvironmentSpec {
+        let mut spec = spec.clone();
+        let template = &mut spec.template;
+        if let Some(name) = &self.name {
+            template.display_name.clone_from(name);
+        }
+        if let Some(ttl_minutes) = self.ttl_minutes {
+            template.ttl_minutes = ttl_minutes;
+        }
+        if let Some(app) = &self.provider_app_name {
+            template.provider_app_name.clone_from(app);
+        }
+        if let Some(namespace) = &self.provider_app_namespace {
+            template.provider_app_namespace.clone_from(namespace);
+        }
+        if let Some(services) = &self.services {
+            template.services = services.iter().cloned().map(Service::into_spec).collect();
+        }
+        if let Some(routing) = &self.routing {
+            template.routing = routing.clone().map(Routing::into_spec);
+        }
+        spec
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed members with their
+/// new value, removed ones as `null`, objects merged member by member, anything else
+/// (arrays too) replaced whole. Empty when nothing changed.
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        return new.clone();
+    };
+    let mut patch = serde_json::Map::new();
+    for (key, old_value) in old {
+        match new.get(key) {
+            None => {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Some(new_value) if new_value != old_value => {
+                let change = match (old_value, new_value) {
+                    (Value::Object(_), Value::Object(_)) => merge_patch(old_value, new_value),
+                    _ => new_value.clone(),
+                };
+                patch.insert(key.clone(), change);
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, new_value) in new {
+        if !old.contains_key(key) {
+            patch.insert(key.clone(), new_value.clone());
+        }
+    }
+    Value::Object(patch)
+}
+
 impl NewTemplate {
     fn into_template(self) -> EnvironmentTemplate {
         EnvironmentTemplate {
@@ -429,6 +529,16 @@ impl Claim {
     }
 }
 
+/// The longest name prefix generated from a context: the API server's random suffix must
+/// still fit a DNS label.
+const GENERATED_PREFIX_MAX: usize = 40;
+
+/// The context made into the start of a generated name (`PR_123.main` → `pr-123-main`),
+/// `env` when it leaves nothing usable.
+fn generated_prefix(context: &str) -> String {
+    claims::name_prefix(context, GENERATED_PREFIX_MAX).unwrap_or_else(|| "env".to_owned())
+}
+
 /// `name: id`, or `generateName: <context>-` made a valid name prefix.
 fn object_meta(id: Option<String>, context: &str) -> ObjectMeta {
     match id {
@@ -437,35 +547,22 @@ fn object_meta(id: Option<String>, context: &str) -> ObjectMeta {
             ..ObjectMeta::default()
         },
         None => ObjectMeta {
-            generate_name: Some(format!("{}-", name_prefix(context))),
+            generate_name: Some(format!("{}-", generated_prefix(context))),
             ..ObjectMeta::default()
         },
-    }
-}
-
-/// A DNS-label prefix from a context (`PR_123.main` → `pr-123-main`), at most 40
-/// characters so the generated suffix fits; `env` when nothing usable is left.
-fn name_prefix(context: &str) -> String {
-    let mapped: String = context
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' => c,
-            'A'..='Z' => c.to_ascii_lowercase(),
-            _ => '-',
-        })
-        .take(40)
-        .collect();
-    let trimmed = mapped.trim_matches('-');
-    if trimmed.is_empty() {
-        "env".to_owned()
-    } else {
-        trimmed.to_owned()
     }
 }
 
 /// Reads a request body, naming the field at fault when it does not fit `T`:
 /// `services[0].name`, or `ttl_minute` for an unknown one.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // serde reads a struct from an array too, by position: `[]` would be an empty change.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::bad_request(
+            Some("body".to_owned()),
+            "the body must be a JSON object, not an array",
+        ));
+    }
     let mut json = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut json).map_err(|error| {
         let path = error.path().to_string();

@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use super::claims::{self, ClaimList};
 use super::environments;
 use super::error::ErrorBody;
-use super::model::{Claim, Environment, EnvironmentList, NewClaim, NewEnvironment};
+use super::model::{
+    Claim, Environment, EnvironmentChanges, EnvironmentList, NewClaim, NewEnvironment,
+};
 use super::{OPENAPI_PATH, WaitFor};
 
 pub async fn serve() -> Json<Value> {
@@ -23,6 +25,7 @@ pub fn document() -> Value {
     let environment = schemas.of::<Environment>();
     let environment_list = schemas.of::<EnvironmentList>();
     let new_environment = schemas.of::<NewEnvironment>();
+    let environment_changes = schemas.of::<EnvironmentChanges>();
     let claim = schemas.of::<Claim>();
     let claim_list = schemas.of::<ClaimList>();
     let new_claim = schemas.of::<NewClaim>();
@@ -39,7 +42,7 @@ pub fn document() -> Value {
                     401 => "No or invalid bearer token",
                     403 => "The token may not do this in this workspace",
                     404 => "No such environment or claim",
-                    409 => "An object with this id exists",
+                    409 => "An object with this id exists, or (PATCH) the environment is being destroyed",
                     _ => "Error",
                 };
                 (code.to_string(), json_answer(description, &error))
@@ -87,6 +90,13 @@ pub fn document() -> Value {
                     "summary": "One environment with its state, services and routing policy; `wait` long-polls",
                     "parameters": with(&object, &environment_query),
                     "responses": answers(("200", json_answer("The environment", &environment)), &[400, 401, 403, 404]),
+                },
+                "patch": {
+                    "operationId": "changeTestEnvironment",
+                    "summary": "Change the fields given (e.g. `ttl_minutes` to extend its life); the rest stay",
+                    "parameters": with(&object, &[]),
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": environment_changes}}},
+                    "responses": answers(("200", json_answer("The environment as changed", &environment)), &[400, 401, 403, 404, 409]),
                 },
                 "delete": {
                     "operationId": "destroyTestEnvironment",
@@ -267,5 +277,45 @@ mod tests {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert_eq!(names, ["workspace_id", "id", "timeout_seconds", "wait"]);
+    }
+
+    #[test]
+    fn a_change_is_documented_with_only_the_mutable_fields() {
+        let document = document();
+        let patch =
+            &document["paths"]["/api/v1/workspaces/{workspace_id}/test-environments/{id}"]["patch"];
+        assert_eq!(
+            patch["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/EnvironmentChanges"
+        );
+        for status in ["200", "400", "403", "404", "409"] {
+            assert!(patch["responses"][status].is_object(), "{status}");
+        }
+        let changes = &document["components"]["schemas"]["EnvironmentChanges"];
+        assert_eq!(changes["additionalProperties"], false);
+        assert_eq!(changes.get("required"), None, "every field is optional");
+        let mut fields: Vec<&str> = changes["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "provider_app_name",
+                "provider_app_namespace",
+                "routing",
+                "services",
+                "ttl_minutes"
+            ]
+        );
+        let ttl = &changes["properties"]["ttl_minutes"];
+        assert_eq!(
+            (&ttl["minimum"], &ttl["maximum"]),
+            (&json!(1), &json!(43_200))
+        );
     }
 }

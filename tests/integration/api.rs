@@ -12,24 +12,34 @@ use testmesh::resources::TestEnvironment;
 use testmesh_testenv::apply_yaml;
 use testmesh_testenv::http_client::{self, Answer};
 
-use crate::support::{Operated, operated_workspace, repo_root};
+use crate::support::{Operated, REACTION, operated_workspace, repo_root, wait_for};
 
 /// A Role for TestMesh's objects in `workspace`, bound to `user`.
 pub fn role_for(workspace: &str, user: &str) -> String {
+    role_with(
+        workspace,
+        user,
+        "testmesh-user",
+        "get, list, watch, create, patch, delete",
+    )
+}
+
+/// A Role `name` with `verbs` on TestMesh's objects in `workspace`, bound to `user`.
+fn role_with(workspace: &str, user: &str, name: &str, verbs: &str) -> String {
     format!(
         r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
-metadata: {{name: testmesh-user, namespace: {workspace}}}
+metadata: {{name: {name}, namespace: {workspace}}}
 rules:
   - apiGroups: [testmesh.io]
     resources: [testenvironments, testenvironmentclaims]
-    verbs: [get, list, watch, create, patch, delete]
+    verbs: [{verbs}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{name: testmesh-user, namespace: {workspace}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: testmesh-user}}
+metadata: {{name: {name}, namespace: {workspace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}
 subjects:
   - {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}
 "#
@@ -47,9 +57,14 @@ pub async fn workspace_with(
     operator_args: &[&str],
 ) -> (Operated, String) {
     let t = operated_workspace(prefix, operator_args).await;
-    apply_yaml(&t.client, &role_for(&t.workspace, user))
-        .await
-        .expect("grant the Role");
+    let token = grant(&t, user, &role_for(&t.workspace, user)).await;
+    (t, token)
+}
+
+/// Applies `role` (a Role and its binding to `user`) and waits until `user` may list
+/// environments in the workspace; the user's token.
+async fn grant(t: &Operated, user: &str, role: &str) -> String {
+    apply_yaml(&t.client, role).await.expect("grant the Role");
     // The API server's authorizer learns of a new binding through its own watch: wait
     // until the grant is in force before testing with it.
     let as_user: Api<TestEnvironment> = Api::namespaced(
@@ -68,12 +83,10 @@ pub async fn workspace_with(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(granted, "the Role for {user} never took effect");
-    let token = t
-        .control_plane
+    t.control_plane
         .user_token(user)
         .expect("test user")
-        .to_owned();
-    (t, token)
+        .to_owned()
 }
 
 /// Calls the API without blocking the test's runtime.
@@ -270,6 +283,11 @@ async fn kubernetes_identity_and_rbac_decide_everything() {
         ("POST", bobs_list.clone(), Some(body.clone())),
         ("GET", format!("{bobs_list}/anything"), None),
         ("DELETE", format!("{bobs_list}/anything"), None),
+        (
+            "PATCH",
+            format!("{bobs_list}/anything"),
+            Some(json!({"ttl_minutes": 90})),
+        ),
         (
             "GET",
             format!(
@@ -520,6 +538,193 @@ async fn claims_reuse_a_warm_environment_over_http() {
     );
 }
 
+/// `expires_at - last_used_at` of the environment, in minutes, once the operator has
+/// computed it for the current spec.
+fn idle_lifetime_minutes(environment: Option<&TestEnvironment>) -> Option<i64> {
+    let environment = environment?;
+    let status = environment.status.as_ref()?;
+    if status.observed_generation != environment.metadata.generation {
+        return None;
+    }
+    let lifetime = status
+        .expires_at
+        .as_ref()?
+        .0
+        .duration_since(status.last_used_at.as_ref()?.0);
+    Some(lifetime.as_mins())
+}
+
+#[tokio::test]
+async fn patch_extends_the_ttl_refuses_bad_values_by_name_and_needs_the_patch_right() {
+    let (t, alice) = workspace_of("api-patch", "alice").await;
+    let api = t.operator.api;
+    wait_for_api(api).await;
+    let namespace = t.healthy_app("patched-app").await;
+    let mut body = seed();
+    body["id"] = json!("pr-8");
+    body["context"] = json!("pr-8");
+    body["provider_app_name"] = json!("patched-app");
+    body["namespace"] = json!(namespace);
+    let list = environments(&t.workspace);
+    let one = format!("{list}/pr-8");
+    let created = call(api, "POST", &list, Some(&alice), Some(body)).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let warm = call(api, "GET", &format!("{one}?wait=ready"), Some(&alice), None).await;
+    assert_eq!(warm.json()["state"], "warm", "{warm:?}");
+    wait_for(
+        &t.environments,
+        "pr-8",
+        REACTION,
+        "expiring 60 min after last use",
+        |e| idle_lifetime_minutes(e) == Some(60),
+    )
+    .await;
+
+    // The extension a user asks for: the TTL, and with it expires_at.
+    let extended = call(
+        api,
+        "PATCH",
+        &one,
+        Some(&alice),
+        Some(json!({"ttl_minutes": 180})),
+    )
+    .await;
+    assert_eq!(extended.status, 200, "{extended:?}");
+    let extended = extended.json();
+    assert_eq!(extended["ttl_minutes"], 180);
+    assert_eq!(extended["state"], "warm");
+    assert_eq!(
+        extended["name"], "PR-123 Review Environment",
+        "the rest stays"
+    );
+    assert_eq!(extended["services"], seed()["services"]);
+    wait_for(
+        &t.environments,
+        "pr-8",
+        REACTION,
+        "expiring 180 min after last use",
+        |e| idle_lifetime_minutes(e) == Some(180),
+    )
+    .await;
+
+    // Other mutable fields; null clears what may be absent.
+    let changed = call(
+        api,
+        "PATCH",
+        &one,
+        Some(&alice),
+        Some(json!({
+            "name": null,
+            "services": [{"name": "user-service", "image": "myrepo/user-service:pr-8"}],
+            "routing": {"baseline_namespace": "staging"},
+        })),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    let changed = changed.json();
+    assert_eq!(changed["name"], "pr-8", "no display name: the id");
+    assert_eq!(changed["services"][0]["image"], "myrepo/user-service:pr-8");
+    assert_eq!(changed["services"].as_array().map(Vec::len), Some(1));
+    assert_eq!(changed["routing"]["baseline_namespace"], "staging");
+    assert_eq!(changed["ttl_minutes"], 180);
+
+    // Bad values: a 400 naming the field, and nothing changes.
+    for (body, field) in [
+        (json!({"ttl_minutes": 0}), "ttl_minutes"),
+        (json!({"ttl_minutes": 43_201}), "ttl_minutes"),
+        (json!({"ttl_minutes": -5}), "ttl_minutes"),
+        (json!({"ttl_minutes": "longer"}), "ttl_minutes"),
+        (json!({"namespace": "elsewhere"}), "namespace"),
+        (json!({"context": "pr-9"}), "context"),
+        (
+            json!({"provider_app_name": "Not An App"}),
+            "provider_app_name",
+        ),
+        (
+            json!({"services": [{"name": "a"}, {"name": "a"}]}),
+            "services[1]",
+        ),
+        (
+            json!({"routing": {"baseline_namespace": namespace}}),
+            "routing.baseline_namespace",
+        ),
+        (json!([]), "body"),
+    ] {
+        let answer = call(api, "PATCH", &one, Some(&alice), Some(body.clone())).await;
+        assert_eq!(answer.status, 400, "{body}: {answer:?}");
+        assert_eq!(
+            answer.json()["error"]["field"],
+            json!(field),
+            "{body}: {answer:?}"
+        );
+    }
+    let unchanged = call(api, "GET", &one, Some(&alice), None).await.json();
+    assert_eq!(unchanged["ttl_minutes"], 180);
+    assert_eq!(unchanged["namespace"], json!(namespace));
+
+    // bob may read alice's workspace but not patch in it: the API server's 403.
+    let bob = grant(
+        &t,
+        "bob",
+        &role_with(&t.workspace, "bob", "testmesh-viewer", "get, list, watch"),
+    )
+    .await;
+    assert_eq!(call(api, "GET", &one, Some(&bob), None).await.status, 200);
+    let refused = call(
+        api,
+        "PATCH",
+        &one,
+        Some(&bob),
+        Some(json!({"ttl_minutes": 43_200})),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.json()["error"]["reason"], "Forbidden");
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bob") && m.contains("patch")),
+        "the API server's own message: {refused:?}"
+    );
+    let still = call(api, "GET", &one, Some(&alice), None).await.json();
+    assert_eq!(still["ttl_minutes"], 180);
+
+    let missing = call(
+        api,
+        "PATCH",
+        &format!("{list}/no-such-env"),
+        Some(&alice),
+        Some(json!({"ttl_minutes": 90})),
+    )
+    .await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    // Once destroy is asked for, nothing changes any more.
+    assert_eq!(
+        call(api, "DELETE", &one, Some(&alice), None).await.status,
+        202
+    );
+    let too_late = call(
+        api,
+        "PATCH",
+        &one,
+        Some(&alice),
+        Some(json!({"ttl_minutes": 600})),
+    )
+    .await;
+    assert_eq!(too_late.status, 409, "{too_late:?}");
+    assert_eq!(too_late.json()["error"]["reason"], "Conflict");
+
+    let writes = t.control_plane.audited_writes().expect("audit log");
+    assert!(
+        writes.iter().any(|w| w.user == "alice"
+            && w.verb == "patch"
+            && w.resource == "testenvironments"
+            && w.namespace.as_deref() == Some(t.workspace.as_str())),
+        "the API patched as alice"
+    );
+}
+
 #[tokio::test]
 async fn the_watch_stream_shows_every_change_without_polling() {
     let (t, alice) = workspace_of("api-watch", "alice").await;
@@ -645,5 +850,21 @@ async fn a_fuzzer_finds_no_server_error_and_no_answer_outside_the_document() {
         output.status.success(),
         "schemathesis found failures:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    // Every operation of the document was fuzzed (PATCH too), but the event stream and
+    // the document itself (schemathesis leaves out the URL it loaded the document from).
+    let document = testmesh::api::openapi_document();
+    let operations = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(path, _)| {
+            !path.starts_with("/api/v1/watch/") && path.as_str() != testmesh::api::OPENAPI_PATH
+        })
+        .map(|(_, methods)| methods.as_object().map_or(0, |m| m.len()))
+        .sum::<usize>();
+    assert!(
+        stdout.contains(&format!("Tested: {operations}\n")),
+        "not all {operations} operations were fuzzed:\n{stdout}"
     );
 }

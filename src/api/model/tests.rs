@@ -142,11 +142,11 @@ fn malformed_json_and_trailing_bytes_are_rejected() {
 
 #[test]
 fn generated_names_are_valid_prefixes() {
-    assert_eq!(name_prefix("pr-123"), "pr-123");
-    assert_eq!(name_prefix("PR_123.main"), "pr-123-main");
-    assert_eq!(name_prefix("--x--"), "x");
-    assert_eq!(name_prefix("___"), "env");
-    assert_eq!(name_prefix(&"a".repeat(80)).len(), 40);
+    assert_eq!(generated_prefix("pr-123"), "pr-123");
+    assert_eq!(generated_prefix("PR_123.main"), "pr-123-main");
+    assert_eq!(generated_prefix("--x--"), "x");
+    assert_eq!(generated_prefix("___"), "env");
+    assert_eq!(generated_prefix(&"a".repeat(80)).len(), 40);
 }
 
 #[test]
@@ -226,4 +226,125 @@ fn a_claim_request_becomes_one_claim() {
     let shown = Claim::from_resource(&claim);
     assert_eq!(shown.state, ClaimPhase::Pending);
     assert!(!shown.ready && !shown.is_settled());
+}
+
+/// The seed's environment as stored, with routing and a provider app namespace.
+fn stored_spec() -> TestEnvironmentSpec {
+    let mut new: NewEnvironment = parse(seed()).expect("seed payload");
+    new.provider_app_namespace = Some("apps".to_owned());
+    new.routing = Some(Routing {
+        baseline_namespace: Some("staging".to_owned()),
+        overrides: BTreeMap::from([
+            ("a".to_owned(), "http://a".to_owned()),
+            ("b".to_owned(), "http://b".to_owned()),
+        ]),
+        publish_config_map: false,
+    });
+    new.into_resource().spec
+}
+
+#[test]
+fn a_change_touches_only_the_fields_given() {
+    let spec = stored_spec();
+    let changes: EnvironmentChanges = parse(json!({"ttl_minutes": 240})).expect("changes");
+    let changed = changes.applied_to(&spec);
+    assert_eq!(changed.template.ttl_minutes, 240);
+    let mut expected = spec.clone();
+    expected.template.ttl_minutes = 240;
+    assert_eq!(changed, expected);
+
+    let nothing: EnvironmentChanges = parse(json!({})).expect("no changes");
+    assert_eq!(nothing.applied_to(&spec), spec);
+    let nulls: EnvironmentChanges =
+        parse(json!({"ttl_minutes": null, "services": null})).expect("nulls");
+    assert_eq!(
+        nulls.applied_to(&spec),
+        spec,
+        "null leaves what cannot be absent"
+    );
+}
+
+#[test]
+fn null_clears_what_may_be_absent_and_lists_are_replaced_whole() {
+    let spec = stored_spec();
+    let changes: EnvironmentChanges = parse(json!({
+        "name": null,
+        "provider_app_namespace": null,
+        "routing": {"overrides": {"b": "http://b2", "c": "http://c"}},
+        "services": [{"name": "user-service", "image": "myrepo/user-service:pr-124"}],
+        "provider_app_name": "testmesh-pr-123-v2",
+    }))
+    .expect("changes");
+    let changed = changes.applied_to(&spec).template;
+    assert_eq!(changed.display_name, None);
+    assert_eq!(changed.provider_app_namespace, None);
+    assert_eq!(changed.provider_app_name, "testmesh-pr-123-v2");
+    assert_eq!(changed.services.len(), 1);
+    assert_eq!(
+        changed.services[0].image.as_deref(),
+        Some("myrepo/user-service:pr-124")
+    );
+    let routing = changed.routing.expect("routing");
+    assert_eq!(
+        routing.baseline_namespace, None,
+        "routing is replaced whole"
+    );
+    assert_eq!(
+        routing.overrides.keys().collect::<Vec<_>>(),
+        ["b", "c"],
+        "{:?}",
+        routing.overrides
+    );
+}
+
+#[test]
+fn immutable_and_unknown_fields_are_refused_by_name() {
+    for (body, field) in [
+        (json!({"context": "pr-9"}), "context"),
+        (json!({"namespace": "elsewhere"}), "namespace"),
+        (json!({"provider": "flux"}), "provider"),
+        (json!({"destroy": true}), "destroy"),
+        (json!({"ttl_minutes": -1}), "ttl_minutes"),
+        (json!({"ttl_minutes": "later"}), "ttl_minutes"),
+        (
+            json!({"services": [{"name": "a", "port": 1}]}),
+            "services[0].port",
+        ),
+        (json!([]), "body"),
+    ] {
+        let error = parse::<EnvironmentChanges>(body.clone()).expect_err("refused");
+        assert_eq!(error.field.as_deref(), Some(field), "{body}: {error:?}");
+    }
+}
+
+#[test]
+fn the_merge_patch_carries_only_what_differs_and_nulls_what_went() {
+    let spec = stored_spec();
+    let changes: EnvironmentChanges = parse(json!({
+        "ttl_minutes": 240,
+        "name": null,
+        "routing": {"baseline_namespace": "staging", "overrides": {"b": "http://b2"}},
+    }))
+    .expect("changes");
+    let old = serde_json::to_value(&spec).expect("old");
+    let new = serde_json::to_value(changes.applied_to(&spec)).expect("new");
+    assert_eq!(
+        merge_patch(&old, &new),
+        json!({
+            "ttlMinutes": 240,
+            "displayName": null,
+            "routing": {"overrides": {"a": null, "b": "http://b2"}},
+        })
+    );
+    assert_eq!(merge_patch(&old, &old), json!({}), "nothing changed");
+    let services_changed = {
+        let mut new = old.clone();
+        new["services"][1]["image"] = json!("other");
+        new
+    };
+    assert_eq!(
+        merge_patch(&old, &services_changed),
+        json!({"services": services_changed["services"].clone()}),
+        "a list is replaced whole"
+    );
 }
