@@ -18,6 +18,52 @@ pub enum Error {
     LeadershipLost,
     #[error("cannot read back a cached object: {0}")]
     Unpack(#[from] serde_json::Error),
+    #[error("{step} failed: {source}")]
+    At {
+        step: Step,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// The step of a reconciliation that failed: reading the world, writing what the
+/// decision says to other objects, or writing the object's own status. (Deciding is pure
+/// and cannot fail.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Observe,
+    Apply,
+    Status,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Observe => "observe",
+            Step::Apply => "apply",
+            Step::Status => "status",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Names the step an error happened in.
+pub trait AtStep<T> {
+    fn at(self, step: Step) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> AtStep<T> for std::result::Result<T, E> {
+    fn at(self, step: Step) -> Result<T> {
+        self.map_err(|error| Error::At {
+            step,
+            source: Box::new(error.into()),
+        })
+    }
 }
 
 impl Error {
@@ -33,8 +79,38 @@ impl Error {
             Error::Connect(_) => "connect",
             Error::LeadershipLost => "leadership_lost",
             Error::Unpack(_) => "unpack",
+            Error::At { source, .. } => source.metric_label(),
+        }
+    }
+
+    /// The step of a reconciliation it failed in, for metrics and logs (`other` when it
+    /// is not known).
+    pub fn step_label(&self) -> &'static str {
+        match self {
+            Error::At { step, .. } => step.as_str(),
+            _ => "other",
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_its_step_and_keeps_its_category() {
+        let failed: Result<()> = Err(Error::MissingField("metadata.uid"));
+        let error = failed.at(Step::Apply).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "apply failed: the TestEnvironment has no metadata.uid"
+        );
+        assert_eq!(
+            (error.step_label(), error.metric_label()),
+            ("apply", "invalid_object")
+        );
+        assert_eq!(Error::LeadershipLost.step_label(), "other");
+    }
+}

@@ -19,6 +19,8 @@ use crate::resources::TestEnvironment;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
+    /// The reconciliation step that failed (`observe`, `apply`, `status`, `other`).
+    step: &'static str,
     reason: &'static str,
 }
 
@@ -49,7 +51,7 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Failed reconciliations by error category",
+            "Failed reconciliations by step and error category",
             errors.clone(),
         );
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
@@ -102,8 +104,10 @@ impl Metrics {
         self.reconcile_duration.observe(seconds);
     }
 
-    pub fn failed(&self, reason: &'static str) {
-        self.errors.get_or_create(&ErrorLabels { reason }).inc();
+    pub fn failed(&self, step: &'static str, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { step, reason })
+            .inc();
     }
 
     pub fn provisioned(&self, seconds: f64) {

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::apply::FIELD_MANAGER;
 use super::observe::{Source, cached_in, listed_in};
 use super::{Context, backoff_key};
-use crate::error::{Error, Result};
+use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
 use crate::lifecycle::{ClaimPhase, ttl};
 use crate::resources::{
@@ -49,14 +49,20 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
     // have seen at least the event being handled. Creating an environment is decided
     // again on a fresh read.
     ctx.caches.synced().await;
-    let mut decision = decide_from(claim, &uid, &workspace, ctx, Source::Cache).await?;
+    let mut decision = decide_from(claim, &uid, &workspace, ctx, Source::Cache)
+        .await
+        .at(Step::Observe)?;
     let current_phase = claim.status.as_ref().and_then(|s| s.phase);
     if decision.needs_fresh_read(current_phase) {
-        decision = decide_from(claim, &uid, &workspace, ctx, Source::ApiServer).await?;
+        decision = decide_from(claim, &uid, &workspace, ctx, Source::ApiServer)
+            .await
+            .at(Step::Observe)?;
     }
     let api: Api<TestEnvironmentClaim> = Api::namespaced(ctx.client.clone(), &workspace);
     if let Some(name) = &decision.create_environment {
-        create_environment(claim, &uid, name, &workspace, ctx).await?;
+        create_environment(claim, &uid, name, &workspace, ctx)
+            .await
+            .at(Step::Apply)?;
     }
     let current = claim.status.clone().unwrap_or_default();
     if decision.status != current {
@@ -70,7 +76,8 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(body),
         )
-        .await?;
+        .await
+        .at(Step::Status)?;
         let previous = current.phase.unwrap_or(ClaimPhase::Pending);
         let phase = decision.status.phase.unwrap_or(ClaimPhase::Pending);
         if phase != previous || current.phase.is_none() {
@@ -117,7 +124,7 @@ async fn decide_from(
 pub fn error_policy(claim: Arc<TestEnvironmentClaim>, error: &Error, ctx: Arc<Context>) -> Action {
     let retry_in = ctx.backoff.failed(backoff_key(claim.as_ref()));
     tracing::warn!(%error, ?retry_in, "claim reconciliation failed");
-    ctx.metrics.failed(error.metric_label());
+    ctx.metrics.failed(error.step_label(), error.metric_label());
     Action::requeue(retry_in)
 }
 

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use super::apply::{self, Applied};
 use super::observe::{self, Source};
 use super::{Context, backoff_key};
-use crate::error::{Error, Result};
+use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::environment::{Effect, Retention, decide};
 use crate::lifecycle::{self, Phase, conditions, ttl};
 use crate::resources::{TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus};
@@ -39,7 +39,7 @@ pub async fn reconcile(environment: Arc<TestEnvironment>, ctx: Arc<Context>) -> 
 pub fn error_policy(environment: Arc<TestEnvironment>, error: &Error, ctx: Arc<Context>) -> Action {
     let retry_in = ctx.backoff.failed(backoff_key(environment.as_ref()));
     tracing::warn!(%error, ?retry_in, "reconciliation failed");
-    ctx.metrics.failed(error.metric_label());
+    ctx.metrics.failed(error.step_label(), error.metric_label());
     Action::requeue(retry_in)
 }
 
@@ -64,22 +64,30 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     {
         // Nothing is created before the finalizer is in place, so a delete can never
         // skip the teardown. The patch brings the object back with a new event.
-        apply::add_finalizer(&api, environment).await?;
+        apply::add_finalizer(&api, environment)
+            .await
+            .at(Step::Apply)?;
         return Ok(Action::await_change());
     }
     if deleting && previous == Phase::Destroyed {
-        apply::remove_finalizer(&api, environment).await?;
+        apply::remove_finalizer(&api, environment)
+            .await
+            .at(Step::Apply)?;
         return Ok(Action::await_change());
     }
 
-    let mut world = observe::observe(environment, &uid, ctx, Source::Cache).await?;
+    let mut world = observe::observe(environment, &uid, ctx, Source::Cache)
+        .await
+        .at(Step::Observe)?;
     let mut now = Timestamp::now();
     let mut decision = decide(environment, &world.observed, &ctx.timing, now);
     // Writing anything but the status, entering teardown and letting a run go are
     // decided again on a fresh read.
     let mut fresh = false;
     if decision.needs_fresh_read(&current) {
-        world = observe::observe(environment, &uid, ctx, Source::ApiServer).await?;
+        world = observe::observe(environment, &uid, ctx, Source::ApiServer)
+            .await
+            .at(Step::Observe)?;
         now = Timestamp::now();
         decision = decide(environment, &world.observed, &ctx.timing, now);
         fresh = true;
@@ -97,7 +105,10 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         .copied()
         .filter(|e| !commit_teardown_first && !e.writes_routing_map())
         .collect();
-    if let Some(retry) = apply_each(&lifecycle_effects, environment, &uid, &world, ctx).await? {
+    if let Some(retry) = apply_each(&lifecycle_effects, environment, &uid, &world, ctx)
+        .await
+        .at(Step::Apply)?
+    {
         return Ok(retry);
     }
     if lifecycle_effects.contains(&Effect::CreateNamespace) {
@@ -105,7 +116,9 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         // ready in this same pass, and one status write says so instead of two. Anything
         // short of ready is decided on the next pass, which sees the namespace: the app
         // may have failed only for want of it.
-        let again = observe::observe(environment, &uid, ctx, Source::Cache).await?;
+        let again = observe::observe(environment, &uid, ctx, Source::Cache)
+            .await
+            .at(Step::Observe)?;
         let ready_at_once = decide(environment, &again.observed, &ctx.timing, now);
         if ready_at_once.phase().is_serving() {
             (world, decision, fresh) = (again, ready_at_once, false);
@@ -118,7 +131,7 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
                 tracing::debug!("changed since it was read; deciding again");
                 return Ok(Action::requeue(RACE_RETRY));
             }
-            result => result?,
+            result => result.at(Step::Status)?,
         }
         let phase = decision.phase();
         if phase != previous {
@@ -141,13 +154,19 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         // Decided from the cache after creating the namespace: decided again, fresh.
         return Ok(Action::requeue(Duration::ZERO));
     }
-    if let Some(retry) = apply_each(&routing_effects, environment, &uid, &world, ctx).await? {
+    if let Some(retry) = apply_each(&routing_effects, environment, &uid, &world, ctx)
+        .await
+        .at(Step::Apply)?
+    {
         return Ok(retry);
     }
     if deleting && decision.phase() == Phase::Destroyed {
         return Ok(Action::requeue(RACE_RETRY));
     }
-    if let Some(action) = retention(environment, &decision.status, &api, ctx, now).await? {
+    if let Some(action) = retention(environment, &decision.status, &api, ctx, now)
+        .await
+        .at(Step::Apply)?
+    {
         return Ok(action);
     }
     Ok(match decision.wake_at {
