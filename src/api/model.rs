@@ -168,7 +168,7 @@ pub struct EnvironmentChanges {
     pub name: Option<Option<String>>,
     /// Idle minutes before destruction (1–43200), counted from `last_used_at`: raising it
     /// extends the environment's life, `expires_at` follows.
-    #[schemars(range(min = 1, max = 43_200))]
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
