@@ -2,9 +2,10 @@
 //! environment for one run and give it back, without writing Kubernetes manifests.
 //!
 //! `claim` creates a TestEnvironmentClaim, waits for it to be Ready (progress on stderr),
-//! and prints the routing policy on stdout as JSON or as `export NAME_URL=…` lines. On
-//! failure or timeout it releases the claim (so the queue moves on) and exits non-zero
-//! with the reason.
+//! and hands over the routing policy: on stdout as JSON, `export NAME_URL=…` lines or a
+//! GitLab dotenv report, or straight into GitHub Actions' `$GITHUB_OUTPUT` and
+//! `$GITHUB_ENV` files. On failure or timeout it releases the claim (so the queue moves
+//! on) and exits non-zero with the reason.
 //!
 //! The wait may last many minutes in a CI log: it outlives a broken watch (it reconnects
 //! with backoff until the `--wait` deadline, and only an identity refused by the API
@@ -13,7 +14,7 @@
 //! log never goes silent. What to print is decided by `ProgressLog`, without a clock.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::time::Duration;
 
@@ -77,13 +78,21 @@ pub struct ReleaseArgs {
     pub namespace: Option<String>,
 }
 
-/// How `claim` prints the result.
+/// How `claim` hands over the result.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// `{"claim", "environment", "namespace", "reused", "routingPolicy"}`.
+    /// `{"claim", "environment", "namespace", "reused", "routingPolicy"}` on stdout.
     Json,
-    /// `export TESTMESH_NAMESPACE=…` and one `export NAME_URL=…` per service.
+    /// `export TESTMESH_NAMESPACE=…` and one `export NAME_URL=…` per service on stdout,
+    /// for `. ./file` in a shell.
     Env,
+    /// GitHub Actions: step outputs (`claim`, `environment`, `namespace`, `reused`,
+    /// `routing-policy`) appended to `$GITHUB_OUTPUT`, and the variables of `env`
+    /// appended to `$GITHUB_ENV` for the job's later steps.
+    Github,
+    /// GitLab CI: the variables of `env` as a dotenv file on stdout (`NAME=value`, no
+    /// quotes), for `artifacts:reports:dotenv` and for `set -a; . ./file` in the job.
+    Gitlab,
 }
 
 /// Why a CI command failed; the process exits non-zero with this message.
@@ -119,6 +128,15 @@ pub enum CiError {
     Watch(#[source] watcher::Error),
     #[error("the watch on claim {0} ended")]
     WatchEnded(String),
+    #[error("--output github needs ${0}, which GitHub Actions sets for every step")]
+    NotInGithubActions(&'static str),
+    #[error("cannot write to {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unrepresentable(String),
 }
 
 /// Creates a claim, waits for Ready, and prints the routing policy.
@@ -132,6 +150,8 @@ pub async fn claim(args: ClaimArgs) -> Result<(), CiError> {
         Some(path) => Some(read_template(path)?),
         None => None,
     };
+    // Before anything is claimed: the result must have somewhere to go.
+    let destination = Destination::for_output(args.output, |name| std::env::var_os(name))?;
     let api: Api<TestEnvironmentClaim> = Api::namespaced(client, &namespace);
     let claim = TestEnvironmentClaim {
         metadata: ObjectMeta {
@@ -157,12 +177,12 @@ pub async fn claim(args: ClaimArgs) -> Result<(), CiError> {
         args.context
     );
 
-    let outcome = wait_until_settled(&api, &name, args.wait).await;
+    let outcome = match wait_until_settled(&api, &name, args.wait).await {
+        Ok(bound) => destination.deliver(&Claimed::of(&bound)),
+        Err(error) => Err(error),
+    };
     match outcome {
-        Ok(bound) => {
-            println!("{}", render(&bound, args.output));
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(error) => {
             if !args.keep_on_failure {
                 let _ = api.delete(&name, &DeleteParams::default()).await;
@@ -430,55 +450,214 @@ fn clock(elapsed: Duration) -> String {
     }
 }
 
-/// The result for the job.
-fn render(claim: &TestEnvironmentClaim, output: Output) -> String {
-    let status = claim.status.clone().unwrap_or_default();
-    let environment = status.environment_name.clone().unwrap_or_default();
-    let namespace = status.namespace.clone().unwrap_or_default();
-    match output {
-        Output::Json => json!({
-            "claim": claim.name_any(),
-            "environment": environment,
-            "reused": status.reused.unwrap_or(false),
-            "namespace": namespace,
-            "routingPolicy": status.routing_policy,
+/// What a run needs from its bound claim.
+#[derive(Clone, Debug, PartialEq)]
+struct Claimed {
+    claim: String,
+    environment: String,
+    namespace: String,
+    reused: bool,
+    routing_policy: BTreeMap<String, String>,
+}
+
+impl Claimed {
+    fn of(claim: &TestEnvironmentClaim) -> Claimed {
+        let status = claim.status.clone().unwrap_or_default();
+        Claimed {
+            claim: claim.name_any(),
+            environment: status.environment_name.unwrap_or_default(),
+            namespace: status.namespace.unwrap_or_default(),
+            reused: status.reused.unwrap_or(false),
+            routing_policy: status.routing_policy,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "claim": self.claim,
+            "environment": self.environment,
+            "reused": self.reused,
+            "namespace": self.namespace,
+            "routingPolicy": self.routing_policy,
         })
-        .to_string(),
-        Output::Env => env_lines(
-            &claim.name_any(),
-            &environment,
-            &namespace,
-            &status.routing_policy,
-        ),
+    }
+
+    /// The environment variables of a run: `TESTMESH_CLAIM`, `TESTMESH_ENVIRONMENT`,
+    /// `TESTMESH_NAMESPACE`, and `NAME_URL` per service (`user-service` →
+    /// `USER_SERVICE_URL`).
+    fn variables(&self) -> Vec<(String, String)> {
+        let mut variables = vec![
+            ("TESTMESH_CLAIM".to_owned(), self.claim.clone()),
+            ("TESTMESH_ENVIRONMENT".to_owned(), self.environment.clone()),
+            ("TESTMESH_NAMESPACE".to_owned(), self.namespace.clone()),
+        ];
+        for (service, url) in &self.routing_policy {
+            variables.push((url_variable(service), url.clone()));
+        }
+        variables
+    }
+
+    /// GitHub Actions step outputs: `steps.<id>.outputs.claim` and so on.
+    fn step_outputs(&self) -> Vec<(String, String)> {
+        vec![
+            ("claim".to_owned(), self.claim.clone()),
+            ("environment".to_owned(), self.environment.clone()),
+            ("namespace".to_owned(), self.namespace.clone()),
+            ("reused".to_owned(), self.reused.to_string()),
+            (
+                "routing-policy".to_owned(),
+                json!(self.routing_policy).to_string(),
+            ),
+        ]
     }
 }
 
-/// `export NAME=value` lines; service `user-service` becomes `USER_SERVICE_URL`.
-fn env_lines(
-    claim: &str,
-    environment: &str,
-    namespace: &str,
-    routing: &BTreeMap<String, String>,
-) -> String {
-    let mut lines = vec![
-        format!("export TESTMESH_CLAIM={}", shell_quote(claim)),
-        format!("export TESTMESH_ENVIRONMENT={}", shell_quote(environment)),
-        format!("export TESTMESH_NAMESPACE={}", shell_quote(namespace)),
-    ];
-    for (service, url) in routing {
-        let variable: String = service
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        lines.push(format!("export {variable}_URL={}", shell_quote(url)));
+/// `user-service` → `USER_SERVICE_URL`.
+fn url_variable(service: &str) -> String {
+    let name: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}_URL")
+}
+
+/// Where `claim` hands its result over, decided before the claim is made.
+#[derive(Clone, Debug, PartialEq)]
+enum Destination {
+    Stdout(Output),
+    /// The files GitHub Actions names in `$GITHUB_OUTPUT` and `$GITHUB_ENV`.
+    Github {
+        outputs: PathBuf,
+        env: PathBuf,
+    },
+}
+
+impl Destination {
+    /// For `output`, with the process environment read by `var`.
+    fn for_output(
+        output: Output,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Destination, CiError> {
+        if output != Output::Github {
+            return Ok(Destination::Stdout(output));
+        }
+        let file = |name: &'static str| {
+            var(name)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+                .ok_or(CiError::NotInGithubActions(name))
+        };
+        Ok(Destination::Github {
+            outputs: file("GITHUB_OUTPUT")?,
+            env: file("GITHUB_ENV")?,
+        })
     }
-    lines.join("\n")
+
+    fn deliver(&self, claimed: &Claimed) -> Result<(), CiError> {
+        match self {
+            Destination::Stdout(output) => {
+                println!("{}", render(claimed, *output)?);
+                Ok(())
+            }
+            Destination::Github { outputs, env } => {
+                let step_outputs = claimed.step_outputs();
+                let variables = claimed.variables();
+                append(outputs, &github_lines(&step_outputs))?;
+                append(env, &github_lines(&variables))?;
+                let names = |pairs: &[(String, String)]| {
+                    pairs
+                        .iter()
+                        .map(|(name, _)| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                eprintln!(
+                    "step outputs {} written to $GITHUB_OUTPUT; {} to $GITHUB_ENV",
+                    names(&step_outputs),
+                    names(&variables)
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The result for the job, as `output` prints it.
+fn render(claimed: &Claimed, output: Output) -> Result<String, CiError> {
+    Ok(match output {
+        Output::Json => claimed.json().to_string(),
+        Output::Env => env_lines(&claimed.variables()),
+        Output::Gitlab => dotenv_lines(&claimed.variables())?,
+        Output::Github => github_lines(&claimed.variables()),
+    })
+}
+
+/// `export NAME='value'` lines, for a POSIX shell.
+fn env_lines(variables: &[(String, String)]) -> String {
+    variables
+        .iter()
+        .map(|(name, value)| format!("export {name}={}", shell_quote(value)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// GitLab's dotenv report: `NAME=value`, one per line. GitLab keeps quotes as they are
+/// and accepts no line breaks, so values go unquoted and one with a line break is an
+/// error rather than a broken variable.
+fn dotenv_lines(variables: &[(String, String)]) -> Result<String, CiError> {
+    let lines = variables
+        .iter()
+        .map(|(name, value)| {
+            if value.contains(['\n', '\r']) {
+                Err(CiError::Unrepresentable(format!(
+                    "{name} has a line break, which a GitLab dotenv report cannot hold"
+                )))
+            } else {
+                Ok(format!("{name}={value}"))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(lines.join("\n"))
+}
+
+/// Lines for `$GITHUB_OUTPUT` or `$GITHUB_ENV`: `name=value`, or GitHub's
+/// `name<<DELIMITER` form for a value with a line break (a delimiter the value does not
+/// contain). Each line ends with a newline, so appended files stay well formed.
+fn github_lines(pairs: &[(String, String)]) -> String {
+    let mut text = String::new();
+    for (name, value) in pairs {
+        if value.contains(['\n', '\r']) {
+            let mut delimiter = "TESTMESH_EOF".to_owned();
+            while value.contains(&delimiter) {
+                delimiter.push('_');
+            }
+            text.push_str(&format!("{name}<<{delimiter}\n{value}\n{delimiter}\n"));
+        } else {
+            text.push_str(&format!("{name}={value}\n"));
+        }
+    }
+    text
+}
+
+/// Appends `text` to the file at `path` (created if missing), as GitHub's runner expects.
+fn append(path: &Path, text: &str) -> Result<(), CiError> {
+    use std::io::Write;
+    let error = |source| CiError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(error)?;
+    file.write_all(text.as_bytes()).map_err(error)
 }
 
 fn shell_quote(value: &str) -> String {
@@ -536,24 +715,134 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
+    /// A bound claim with two services, one with a quote in its URL.
+    fn claimed() -> Claimed {
+        Claimed {
+            claim: "pr-1-abcde".to_owned(),
+            environment: "pr-1-1".to_owned(),
+            namespace: "review-pr-1".to_owned(),
+            reused: true,
+            routing_policy: BTreeMap::from([
+                (
+                    "user-service".to_owned(),
+                    "http://user-service.review-pr-1.svc.cluster.local:8080".to_owned(),
+                ),
+                ("order.api".to_owned(), "http://it's.example".to_owned()),
+            ]),
+        }
+    }
+
     #[test]
     fn env_output_names_variables_after_services_and_quotes_values() {
-        let routing = BTreeMap::from([
-            (
-                "user-service".to_owned(),
-                "http://user-service.review-pr-1.svc.cluster.local:8080".to_owned(),
-            ),
-            ("order.api".to_owned(), "http://it's.example".to_owned()),
-        ]);
-        let lines = env_lines("pr-1-abcde", "pr-1-3f2a9c1e", "review-pr-1", &routing);
         assert_eq!(
-            lines,
+            render(&claimed(), Output::Env).unwrap(),
             "export TESTMESH_CLAIM='pr-1-abcde'\n\
-             export TESTMESH_ENVIRONMENT='pr-1-3f2a9c1e'\n\
+             export TESTMESH_ENVIRONMENT='pr-1-1'\n\
              export TESTMESH_NAMESPACE='review-pr-1'\n\
              export ORDER_API_URL='http://it'\\''s.example'\n\
              export USER_SERVICE_URL='http://user-service.review-pr-1.svc.cluster.local:8080'"
         );
+    }
+
+    #[test]
+    fn json_output_is_one_object() {
+        let printed: Value =
+            serde_json::from_str(&render(&claimed(), Output::Json).unwrap()).unwrap();
+        assert_eq!(
+            printed,
+            json!({
+                "claim": "pr-1-abcde", "environment": "pr-1-1", "namespace": "review-pr-1",
+                "reused": true,
+                "routingPolicy": {
+                    "order.api": "http://it's.example",
+                    "user-service": "http://user-service.review-pr-1.svc.cluster.local:8080",
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn gitlab_output_is_a_dotenv_report_without_quotes() {
+        assert_eq!(
+            render(&claimed(), Output::Gitlab).unwrap(),
+            "TESTMESH_CLAIM=pr-1-abcde\n\
+             TESTMESH_ENVIRONMENT=pr-1-1\n\
+             TESTMESH_NAMESPACE=review-pr-1\n\
+             ORDER_API_URL=http://it's.example\n\
+             USER_SERVICE_URL=http://user-service.review-pr-1.svc.cluster.local:8080"
+        );
+        let mut broken = claimed();
+        broken
+            .routing_policy
+            .insert("web".to_owned(), "http://a\nEVIL=1".to_owned());
+        let error = render(&broken, Output::Gitlab).unwrap_err().to_string();
+        assert!(error.contains("WEB_URL has a line break"), "{error}");
+    }
+
+    #[test]
+    fn github_output_writes_step_outputs_and_job_variables() {
+        let claimed = claimed();
+        assert_eq!(
+            github_lines(&claimed.step_outputs()),
+            "claim=pr-1-abcde\n\
+             environment=pr-1-1\n\
+             namespace=review-pr-1\n\
+             reused=true\n\
+             routing-policy={\"order.api\":\"http://it's.example\",\
+             \"user-service\":\"http://user-service.review-pr-1.svc.cluster.local:8080\"}\n"
+        );
+        assert_eq!(
+            github_lines(&claimed.variables()),
+            "TESTMESH_CLAIM=pr-1-abcde\n\
+             TESTMESH_ENVIRONMENT=pr-1-1\n\
+             TESTMESH_NAMESPACE=review-pr-1\n\
+             ORDER_API_URL=http://it's.example\n\
+             USER_SERVICE_URL=http://user-service.review-pr-1.svc.cluster.local:8080\n"
+        );
+    }
+
+    #[test]
+    fn a_value_with_a_line_break_cannot_set_a_second_github_variable() {
+        let pairs = [
+            ("A".to_owned(), "x\nEVIL=1".to_owned()),
+            ("B".to_owned(), "TESTMESH_EOF\ny".to_owned()),
+        ];
+        assert_eq!(
+            github_lines(&pairs),
+            "A<<TESTMESH_EOF\nx\nEVIL=1\nTESTMESH_EOF\n\
+             B<<TESTMESH_EOF_\nTESTMESH_EOF\ny\nTESTMESH_EOF_\n"
+        );
+    }
+
+    #[test]
+    fn github_output_needs_the_runners_files_and_appends_to_them() {
+        let none = |_: &str| None;
+        let error = Destination::for_output(Output::Github, none).unwrap_err();
+        assert!(error.to_string().contains("$GITHUB_OUTPUT"), "{error}");
+        assert_eq!(
+            Destination::for_output(Output::Gitlab, none).unwrap(),
+            Destination::Stdout(Output::Gitlab)
+        );
+
+        let dir = std::env::temp_dir().join(format!("testmesh-gh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (outputs, env) = (dir.join("output"), dir.join("env"));
+        std::fs::write(&env, "EARLIER=1\n").unwrap();
+        let runner = |name: &str| match name {
+            "GITHUB_OUTPUT" => Some(outputs.clone().into_os_string()),
+            "GITHUB_ENV" => Some(env.clone().into_os_string()),
+            _ => None,
+        };
+        let destination = Destination::for_output(Output::Github, runner).unwrap();
+        destination.deliver(&claimed()).unwrap();
+        let written = std::fs::read_to_string(&outputs).unwrap();
+        assert!(written.starts_with("claim=pr-1-abcde\n"), "{written}");
+        let env_file = std::fs::read_to_string(&env).unwrap();
+        assert!(
+            env_file.starts_with("EARLIER=1\nTESTMESH_CLAIM=pr-1-abcde\n"),
+            "appended: {env_file}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -612,8 +901,32 @@ mod tests {
             .and_then(Value::as_array)
             .unwrap();
         let commands: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
-        assert!(commands.iter().any(|c| c.contains("testmesh claim")));
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.contains("testmesh claim") && c.contains("--output github"))
+        );
         assert!(commands.iter().any(|c| c.contains("testmesh release")));
+        assert!(
+            !commands
+                .iter()
+                .any(|c| c.contains("grep") || c.contains("sed ")),
+            "the outputs come from testmesh itself: {commands:#?}"
+        );
+        let gitlab = std::fs::read_to_string(examples.join("gitlab-ci.yml")).unwrap();
+        let gitlab: Value = serde_saphyr::from_str(&gitlab).unwrap();
+        let script = gitlab
+            .pointer("/integration/script")
+            .and_then(Value::as_array)
+            .unwrap();
+        assert!(script.iter().any(|line| {
+            line.as_str()
+                .is_some_and(|l| l.contains("testmesh claim") && l.contains("--output gitlab"))
+        }));
+        assert_eq!(
+            gitlab.pointer("/integration/artifacts/reports/dotenv"),
+            Some(&json!("testmesh.env"))
+        );
     }
 
     /// Waiting in the queue at `position`.

@@ -20,9 +20,10 @@ enum Command {
     /// Run the operator: reconcile every TestEnvironment through its lifecycle. Connects
     /// to the cluster by the usual kubeconfig rules (in-cluster, KUBECONFIG, ~/.kube/config).
     Run(Box<testmesh::config::RunConfig>),
-    /// For CI: claim an environment for a context, wait until it is Ready, and print its
-    /// routing policy (JSON, or `export NAME_URL=…` lines). Exits non-zero with the reason
-    /// on failure or timeout, releasing the claim.
+    /// For CI: claim an environment for a context, wait until it is Ready, and hand over
+    /// its routing policy (JSON, `export NAME_URL=…` lines, GitHub Actions outputs and
+    /// variables, or a GitLab dotenv). Exits non-zero with the reason on failure or
+    /// timeout, releasing the claim.
     Claim(Box<testmesh::ci::ClaimArgs>),
     /// For CI: release a claim (delete it), handing its environment to the next run.
     Release(testmesh::ci::ReleaseArgs),
