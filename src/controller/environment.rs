@@ -92,26 +92,14 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         decision = decide(environment, &world.observed, &ctx.timing, now);
         fresh = true;
     }
-    // Entering teardown is recorded first, under the resourceVersion precondition, and
-    // deletes happen only on a later pass that reads `destroying` back: a stale view
-    // (say, one that missed a claim binding it) can never delete anything.
-    let commit_teardown_first = decision.phase().is_tearing_down()
-        && !previous.is_tearing_down()
-        && !decision.effects.is_empty();
-    // The routing ConfigMap is written after the status (see below).
-    let lifecycle_effects: Vec<Effect> = decision
-        .effects
-        .iter()
-        .copied()
-        .filter(|e| !commit_teardown_first && !e.writes_routing_map())
-        .collect();
-    if let Some(retry) = apply_each(&lifecycle_effects, environment, &uid, &world, ctx)
+    let mut plan = decision.plan(&current);
+    if let Some(retry) = apply_each(&plan.before_status, environment, &uid, &world, ctx)
         .await
         .at(Step::Apply)?
     {
         return Ok(retry);
     }
-    if lifecycle_effects.contains(&Effect::CreateNamespace) {
+    if plan.before_status.contains(&Effect::CreateNamespace) {
         // The namespace exists now: when the app is already healthy, the environment is
         // ready in this same pass, and one status write says so instead of two. Anything
         // short of ready is decided on the next pass, which sees the namespace: the app
@@ -121,6 +109,7 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
             .at(Step::Observe)?;
         let ready_at_once = decide(environment, &again.observed, &ctx.timing, now);
         if ready_at_once.phase().is_serving() {
+            plan.after_status = ready_at_once.plan(&current).after_status;
             (world, decision, fresh) = (again, ready_at_once, false);
         }
     }
@@ -141,20 +130,14 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         }
     }
 
-    if commit_teardown_first {
+    if plan.status_first {
         return Ok(Action::requeue(Duration::ZERO));
     }
-    let routing_effects: Vec<Effect> = decision
-        .effects
-        .iter()
-        .copied()
-        .filter(|e| e.writes_routing_map())
-        .collect();
-    if !routing_effects.is_empty() && !fresh {
+    if !plan.after_status.is_empty() && !fresh {
         // Decided from the cache after creating the namespace: decided again, fresh.
         return Ok(Action::requeue(Duration::ZERO));
     }
-    if let Some(retry) = apply_each(&routing_effects, environment, &uid, &world, ctx)
+    if let Some(retry) = apply_each(&plan.after_status, environment, &uid, &world, ctx)
         .await
         .at(Step::Apply)?
     {

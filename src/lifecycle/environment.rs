@@ -205,6 +205,21 @@ impl Effect {
     }
 }
 
+/// In which order the reconciler writes a decision: the product's sequencing rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Applied before the status, in order (a namespace before the status that says it
+    /// exists; an app deleted before the status that says it is gone).
+    pub before_status: Vec<Effect>,
+    /// Applied after the status (the routing ConfigMap: no phase depends on it, so a
+    /// failure to publish it holds up nothing).
+    pub after_status: Vec<Effect>,
+    /// Only the status is written now, and the environment is decided again at once from
+    /// what it reads back: entering teardown is recorded before anything is deleted, so a
+    /// stale view (say, one that missed a claim binding it) can never delete anything.
+    pub status_first: bool,
+}
+
 /// The outcome of one decision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
@@ -219,6 +234,28 @@ pub struct Decision {
 impl Decision {
     pub fn phase(&self) -> Phase {
         self.status.phase.unwrap_or(Phase::Cold)
+    }
+
+    /// The order in which to write this decision, from `current` (the stored status).
+    pub fn plan(&self, current: &TestEnvironmentStatus) -> Plan {
+        let previous = current.phase.unwrap_or(Phase::Cold);
+        let enters_teardown = self.phase().is_tearing_down() && !previous.is_tearing_down();
+        if enters_teardown && !self.effects.is_empty() {
+            return Plan {
+                before_status: Vec::new(),
+                after_status: Vec::new(),
+                status_first: true,
+            };
+        }
+        let (after_status, before_status) = self
+            .effects
+            .iter()
+            .partition(|effect| effect.writes_routing_map());
+        Plan {
+            before_status,
+            after_status,
+            status_first: false,
+        }
     }
 
     /// Whether this decision, made from the caches, must be made again from a fresh read

@@ -2139,3 +2139,46 @@ fn a_run_released_while_its_environment_is_degraded_starts_the_idle_clock() {
     assert!(released.status.claimed_by.is_empty());
     assert_eq!(released.status.last_used_at, Some(Time(at(CREATED + 100))));
 }
+
+#[test]
+fn the_plan_writes_teardown_first_and_routing_after_the_status() {
+    let destroying =
+        healthy_warm().decide(&world().teardown(TeardownRequest::Destroy), CREATED + 10);
+    assert_eq!(destroying.effects, [Effect::DeleteApp]);
+    assert_eq!(
+        destroying.plan(&healthy_warm().0.status.clone().unwrap_or_default()),
+        Plan {
+            before_status: vec![],
+            after_status: vec![],
+            status_first: true,
+        },
+        "entering teardown: the status alone, nothing deleted on this pass"
+    );
+    let torn = environment().in_phase(Phase::Destroying);
+    let continuing = torn.decide(&world().teardown(TeardownRequest::Destroy), CREATED + 10);
+    assert_eq!(
+        continuing.plan(&torn.0.status.clone().unwrap_or_default()),
+        Plan {
+            before_status: vec![Effect::DeleteApp],
+            after_status: vec![],
+            status_first: false,
+        },
+        "read back destroying: now the app is deleted, before the status"
+    );
+    let fresh = environment().publishing_config_map();
+    let creating = fresh.decide(&world().no_namespace(), CREATED + 10);
+    assert_eq!(
+        creating
+            .plan(&TestEnvironmentStatus::default())
+            .before_status,
+        [Effect::CreateNamespace]
+    );
+    let publishing = healthy_warm().publishing_config_map();
+    let decision = publishing.decide(&world().routed("web"), CREATED + 10);
+    let plan = decision.plan(&publishing.0.status.clone().unwrap_or_default());
+    assert_eq!(
+        (plan.before_status, plan.after_status),
+        (vec![], vec![Effect::CreateRoutingMap]),
+        "the routing ConfigMap after the status"
+    );
+}
