@@ -114,6 +114,24 @@ pub struct FailedAttempt {
     pub namespace_missing: bool,
 }
 
+#[cfg(test)]
+impl AppReport {
+    /// A report of an app in `health`, synced at `abc123`, deletable: what the tests of
+    /// the core start from.
+    pub fn of(readiness: Readiness, health: &str) -> AppReport {
+        AppReport {
+            readiness,
+            health: health.into(),
+            sync: Some("Synced".into()),
+            revision: Some("abc123".into()),
+            message: format!("app is {health}"),
+            deletion: AppDeletion::Deletable,
+            failed_attempt: None,
+            creates_namespace: false,
+        }
+    }
+}
+
 /// The provider's app, if it exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppState {

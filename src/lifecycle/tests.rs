@@ -14,8 +14,7 @@ use super::Phase;
 use super::claims::{Target, decide_claim};
 use super::conditions::{self, reason};
 use super::environment::{
-    AppDeletion, AppReport, AppState, NamespaceState, Observed, Readiness, RoutingMap, Timing,
-    decide,
+    AppReport, AppState, NamespaceState, Observed, Readiness, RoutingMap, Timing, decide,
 };
 use crate::resources::{
     ProviderStatus, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimSpec,
@@ -80,16 +79,7 @@ fn status(phase: Phase, health: &str) -> TestEnvironmentStatus {
 }
 
 fn app(readiness: Readiness, health: &str) -> AppState {
-    AppState::Present(AppReport {
-        readiness,
-        health: health.into(),
-        sync: Some("Synced".into()),
-        revision: Some("abc123".into()),
-        message: format!("app is {health}"),
-        deletion: AppDeletion::Deletable,
-        failed_attempt: None,
-        creates_namespace: false,
-    })
+    AppState::Present(AppReport::of(readiness, health))
 }
 
 /// Its own namespace, created a minute before [`start`], and `app`; nobody holds it.

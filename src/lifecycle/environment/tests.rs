@@ -138,16 +138,7 @@ fn world() -> World {
 }
 
 fn app(readiness: Readiness, health: &str) -> AppReport {
-    AppReport {
-        readiness,
-        health: health.into(),
-        sync: Some("Synced".into()),
-        revision: Some("abc123".into()),
-        message: format!("app is {health}"),
-        deletion: AppDeletion::Deletable,
-        failed_attempt: None,
-        creates_namespace: false,
-    }
+    AppReport::of(readiness, health)
 }
 
 impl World {
