@@ -16,7 +16,10 @@ use super::error::ApiError;
 use crate::lifecycle::claims;
 use crate::lifecycle::conditions::{self, READY};
 use crate::lifecycle::{ClaimPhase, Phase};
-use crate::resources::validation::{DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE};
+use crate::resources::validation::{
+    DNS1035_LABEL, DNS1123_LABEL, DNS1123_LABEL_TEMPLATE, DNS1123_SUBDOMAIN,
+    DNS1123_SUBDOMAIN_TEMPLATE, LABEL_VALUE,
+};
 use crate::resources::{
     DEFAULT_TTL_MINUTES, EnvironmentTemplate, MAX_TTL_MINUTES, Provider, RoutingSpec, ServiceSpec,
     TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimSpec,
@@ -219,7 +222,9 @@ pub struct NewClaim {
     pub max_duration_minutes: Option<u32>,
 }
 
-/// How a claim provisions an environment: [`NewEnvironment`] without id and context.
+/// How a claim provisions an environment: [`NewEnvironment`] without id and context. In
+/// `name`, `provider_app_name` and `namespace`, `{{context}}` stands for the claim's
+/// context (`review-{{context}}`), so one template serves every context.
 #[derive(Deserialize, JsonSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
@@ -227,12 +232,12 @@ pub struct NewTemplate {
     #[serde(default)]
     pub name: Option<String>,
     pub provider: Provider,
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN_TEMPLATE))]
     pub provider_app_name: String,
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
     #[serde(default)]
     pub provider_app_namespace: Option<String>,
-    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_LABEL_TEMPLATE))]
     pub namespace: String,
     #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     #[serde(default)]

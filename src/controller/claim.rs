@@ -17,7 +17,7 @@ use super::observe::{Source, cached_in, listed_in};
 use super::{Context, backoff_key};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
-use crate::lifecycle::{ClaimPhase, ttl};
+use crate::lifecycle::{ClaimPhase, claims, ttl};
 use crate::resources::{
     CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TEARDOWN_FINALIZER, TestEnvironment,
     TestEnvironmentClaim, TestEnvironmentSpec,
@@ -137,7 +137,7 @@ async fn create_environment(
     workspace: &str,
     ctx: &Context,
 ) -> Result<()> {
-    let Some(template) = claim.spec.template.clone() else {
+    let Some(template) = claims::environment_template(claim) else {
         return Ok(());
     };
     let environment = TestEnvironment {

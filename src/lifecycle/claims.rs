@@ -20,7 +20,8 @@ use super::phase::{ClaimPhase, Phase};
 use super::reuse::{self, Candidate};
 use super::ttl;
 use crate::resources::{
-    CREATED_FOR_CLAIM_UID_LABEL, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus,
+    CONTEXT_PLACEHOLDER, CREATED_FOR_CLAIM_UID_LABEL, EnvironmentTemplate, TestEnvironment,
+    TestEnvironmentClaim, TestEnvironmentClaimStatus,
 };
 
 /// What the queue needs to know about one claim.
@@ -129,6 +130,27 @@ pub fn name_prefix(context: &str, max: usize) -> Option<String> {
     prefix.truncate(max);
     let prefix = prefix.trim_matches('-');
     (!prefix.is_empty()).then(|| prefix.to_owned())
+}
+
+/// The environment a claim provisions when none can be reused: its template for its
+/// context. `None` for a claim without a template.
+pub fn environment_template(claim: &TestEnvironmentClaim) -> Option<EnvironmentTemplate> {
+    let template = claim.spec.template.as_ref()?;
+    Some(resolve_template(template, &claim.spec.context))
+}
+
+/// `template` for `context`: every [`CONTEXT_PLACEHOLDER`] in its namespace, provider app
+/// name and display name replaced by the context, so one template serves every context.
+/// The context goes in as it is; admission has checked that the names it makes are a
+/// namespace and an object name.
+pub fn resolve_template(template: &EnvironmentTemplate, context: &str) -> EnvironmentTemplate {
+    let resolve = |text: &str| text.replace(CONTEXT_PLACEHOLDER, context);
+    EnvironmentTemplate {
+        display_name: template.display_name.as_deref().map(resolve),
+        provider_app_name: resolve(&template.provider_app_name),
+        namespace: resolve(&template.namespace),
+        ..template.clone()
+    }
 }
 
 /// What the claim's reconciler found for the claim.

@@ -14,10 +14,18 @@ use serde::{Deserialize, Serialize};
 use super::environment::EnvironmentTemplate;
 use super::exact_time;
 use super::phase::ClaimPhase;
-use super::validation::{DNS1123_SUBDOMAIN, LABEL_VALUE};
+use super::validation::{
+    DNS1123_LABEL, DNS1123_LABEL_TEMPLATE, DNS1123_SUBDOMAIN, DNS1123_SUBDOMAIN_TEMPLATE,
+    LABEL_VALUE,
+};
 
 /// Default lease of a claim, in minutes: a crashed CI job cannot pin an environment longer.
 pub const DEFAULT_MAX_DURATION_MINUTES: u32 = 120;
+
+/// What a claim's template may write in `namespace`, `providerAppName` and `displayName`
+/// for the claim's context, so that one template serves every context
+/// (`namespace: review-{{context}}`).
+pub const CONTEXT_PLACEHOLDER: &str = "{{context}}";
 
 /// A run's request for a test environment of one context.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -47,6 +55,9 @@ pub const DEFAULT_MAX_DURATION_MINUTES: u32 = 120;
     }
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = resolves_to("namespace", DNS1123_LABEL, 63, "a namespace name (a lowercase DNS-1123 label of at most 63 characters)"))]
+#[x_kube(validation = resolves_to("providerAppName", DNS1123_SUBDOMAIN, 253, "an object name (a lowercase DNS-1123 subdomain of at most 253 characters)"))]
+#[x_kube(validation = baseline_differs_from_resolved_namespace())]
 pub struct TestEnvironmentClaimSpec {
     /// The context to claim an environment for, e.g. `pr-123`. Immutable.
     #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_VALUE))]
@@ -60,8 +71,13 @@ pub struct TestEnvironmentClaimSpec {
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.environmentName is immutable"))]
     pub environment_name: Option<String>,
 
-    /// The environment to create when none of this context can be reused. Immutable.
+    /// The environment to create when none of this context can be reused. In its
+    /// `namespace`, `providerAppName` and `displayName`, `{{context}}` stands for the
+    /// claim's context, so one template serves every context (`namespace:
+    /// review-{{context}}` is `review-pr-123` for context `pr-123`); what they resolve to
+    /// must be a namespace and an object name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = placeholders_allowed)]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.template is immutable"))]
     pub template: Option<EnvironmentTemplate>,
 
@@ -74,6 +90,72 @@ pub struct TestEnvironmentClaimSpec {
 
 fn default_max_duration_minutes() -> u32 {
     DEFAULT_MAX_DURATION_MINUTES
+}
+
+/// CEL for the template's `field` with the placeholder replaced by the claim's context.
+fn resolved(field: &str) -> String {
+    // CEL reaches a property named like one of its reserved words by an escaped name.
+    let property = match field {
+        "namespace" => "__namespace__",
+        other => other,
+    };
+    format!("self.template.{property}.replace('{CONTEXT_PLACEHOLDER}', self.context)")
+}
+
+/// Admission rule: the template's `field`, resolved for the claim's context, matches
+/// `pattern` and is at most `max` characters long — checked on the claim, where the
+/// context is known, rather than on the environment created later from it.
+fn resolves_to(field: &str, pattern: &str, max: usize, what: &str) -> kube::core::Rule {
+    let value = resolved(field);
+    kube::core::Rule {
+        field_path: Some(format!(".template.{field}")),
+        ..kube::core::Rule::new(format!(
+            "!has(self.template) || ({value}.matches(r'{pattern}') && size({value}) <= {max})"
+        ))
+        .message(kube::core::Message::Expression(format!(
+            "\"template.{field} is \" + {value} + \" for context \" + self.context + \", which is not {what}\""
+        )))
+    }
+}
+
+/// Admission rule: the template's baseline is not the namespace it resolves to (the
+/// template's own rule sees only the unresolved name).
+fn baseline_differs_from_resolved_namespace() -> kube::core::Rule {
+    let namespace = resolved("namespace");
+    kube::core::Rule {
+        field_path: Some(".template.routing.baselineNamespace".into()),
+        ..kube::core::Rule::new(format!(
+            "!has(self.template) || !has(self.template.routing) || !has(self.template.routing.baselineNamespace) || self.template.routing.baselineNamespace != {namespace}"
+        ))
+        .message("must differ from the namespace the template resolves to for this context")
+    }
+}
+
+/// The template's schema as a claim holds it: [`EnvironmentTemplate`]'s, except that its
+/// `namespace` and `providerAppName` may contain [`CONTEXT_PLACEHOLDER`] (what they
+/// resolve to is checked by the claim's own rules).
+fn placeholders_allowed(schema: &mut schemars::Schema) {
+    let patterns = [
+        ("namespace", DNS1123_LABEL_TEMPLATE),
+        ("providerAppName", DNS1123_SUBDOMAIN_TEMPLATE),
+    ];
+    let Some(properties) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for (field, pattern) in patterns {
+        if let Some(property) = properties
+            .get_mut(field)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            property.insert("pattern".into(), pattern.into());
+            property.insert("maxLength".into(), 253.into());
+            // A template's name is not the environment's yet: no transition rule applies.
+            property.remove("x-kubernetes-validations");
+        }
+    }
 }
 
 /// What the operator has decided about a claim.

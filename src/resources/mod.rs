@@ -10,8 +10,8 @@ pub mod phase;
 pub(crate) mod validation;
 
 pub use claim::{
-    DEFAULT_MAX_DURATION_MINUTES, TestEnvironmentClaim, TestEnvironmentClaimSpec,
-    TestEnvironmentClaimStatus,
+    CONTEXT_PLACEHOLDER, DEFAULT_MAX_DURATION_MINUTES, TestEnvironmentClaim,
+    TestEnvironmentClaimSpec, TestEnvironmentClaimStatus,
 };
 pub use environment::{
     DEFAULT_TTL_MINUTES, EnvironmentTemplate, MAX_TTL_MINUTES, Provider, ProviderStatus,

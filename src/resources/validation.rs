@@ -16,3 +16,11 @@ pub const DNS1035_LABEL: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 
 /// A non-empty label value. Length (≤ 63) is checked separately.
 pub const LABEL_VALUE: &str = "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
+
+/// A claim template's namespace: a DNS-1123 label in which `{{context}}` may stand for the
+/// claim's context. What it resolves to is checked against [`DNS1123_LABEL`].
+pub const DNS1123_LABEL_TEMPLATE: &str = r"^([-a-z0-9]|\{\{context\}\})+$";
+
+/// A claim template's object name: a DNS-1123 subdomain in which `{{context}}` may stand
+/// for the claim's context. What it resolves to is checked against [`DNS1123_SUBDOMAIN`].
+pub const DNS1123_SUBDOMAIN_TEMPLATE: &str = r"^([-.a-z0-9]|\{\{context\}\})+$";

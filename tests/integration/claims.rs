@@ -17,7 +17,7 @@ use testmesh::resources::TestEnvironmentClaim;
 use testmesh_testenv::OPERATOR_USER;
 
 use crate::support::REACTION;
-use crate::support::{Operated, events, operated_workspace, run, wait_for};
+use crate::support::{Operated, events, operated_workspace, phase_of, repo_root, run, wait_for};
 use testmesh_testenv::argocd::progressing_status;
 
 impl Operated {
@@ -519,6 +519,75 @@ async fn the_ci_command_claims_prints_the_policy_and_releases() {
     assert!(!ok, "a failed claim exits non-zero");
     assert!(stderr.contains("EnvironmentNotFound"), "{stderr}");
     wait_for(&t.claims(), "ci-bad", REACTION, "released", |c| c.is_none()).await;
+}
+
+/// README's CI command with the shipped template (`examples/ci/environment-template.yaml`)
+/// for a context no environment has served yet: the claim provisions `review-<context>`
+/// from the Application `testmesh-<context>` — before, the template named one fixed
+/// namespace and a new context failed `NamespaceNotOwned` — and `--output github` hands
+/// the result to the job's later steps.
+#[tokio::test]
+async fn the_shipped_template_provisions_a_context_never_seen_before() {
+    let t = operated_workspace("ci-template", &[]).await;
+    // A context no test has used: the workspace's unique name.
+    let context = t.workspace.clone();
+    let namespace = format!("review-{context}");
+    let app = format!("testmesh-{context}");
+    t.argo.create_app(&app, &namespace).await;
+    t.argo.make_healthy(&app).await;
+
+    let files = t.control_plane.run_dir();
+    let github_output = files.join(format!("{context}-github-output"));
+    let github_env = files.join(format!("{context}-github-env"));
+    let template = repo_root().join("examples/ci/environment-template.yaml");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_testmesh"));
+    command
+        .args(["claim", "--namespace", &t.workspace, "--context", &context])
+        .arg("--from")
+        .arg(&template)
+        .args(["--wait", "90s", "--output", "github"])
+        .env("KUBECONFIG", t.control_plane.kubeconfig_path())
+        .env("GITHUB_OUTPUT", &github_output)
+        .env("GITHUB_ENV", &github_env);
+    let (ok, stdout, stderr) = run(command);
+    assert!(ok, "claim failed:\n{stderr}");
+    assert_eq!(stdout, "", "the result went to GitHub's files");
+    let lines = |path: &std::path::Path| -> BTreeMap<String, String> {
+        std::fs::read_to_string(path)
+            .expect("written by testmesh claim")
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    };
+    let outputs = lines(&github_output);
+    assert_eq!(outputs.get("namespace"), Some(&namespace), "{outputs:?}");
+    assert_eq!(outputs.get("reused").map(String::as_str), Some("false"));
+    let variables = lines(&github_env);
+    assert_eq!(variables.get("TESTMESH_NAMESPACE"), Some(&namespace));
+    assert_eq!(variables.get("TESTMESH_CLAIM"), outputs.get("claim"));
+
+    let name = outputs.get("environment").expect("environment output");
+    let environment = t.environments.get(name).await.expect("the environment");
+    let spec = &environment.spec.template;
+    assert_eq!(environment.spec.context, context);
+    assert_eq!(
+        (spec.namespace.as_str(), spec.provider_app_name.as_str()),
+        (namespace.as_str(), app.as_str())
+    );
+    assert_eq!(
+        spec.display_name.as_deref(),
+        Some(format!("Review {context}").as_str())
+    );
+    assert_eq!(phase_of(Some(&environment)), Some(Phase::Running));
+
+    let claim = outputs.get("claim").expect("claim output");
+    let mut release = std::process::Command::new(env!("CARGO_BIN_EXE_testmesh"));
+    release
+        .args(["release", claim, "--namespace", &t.workspace])
+        .env("KUBECONFIG", t.control_plane.kubeconfig_path());
+    let (ok, _, stderr) = run(release);
+    assert!(ok, "{stderr}");
 }
 
 /// A restarted operator decides nothing before its caches have listed everything, and

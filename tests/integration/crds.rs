@@ -459,6 +459,72 @@ async fn invalid_claims_are_rejected_naming_the_field() {
             with(base(), "/spec/environmentName", json!("Not Valid")),
             &["spec.environmentName", "should match"],
         ),
+        (
+            "template namespace resolves to no namespace name",
+            with(
+                with(
+                    base(),
+                    "/spec/template/namespace",
+                    json!("review-{{context}}"),
+                ),
+                "/spec/context",
+                json!("PR_123"),
+            ),
+            &[
+                "spec.template.namespace",
+                "template.namespace is review-PR_123 for context PR_123, which is not a namespace name",
+            ],
+        ),
+        (
+            "template namespace resolves to more than 63 characters",
+            with(
+                with(
+                    base(),
+                    "/spec/template/namespace",
+                    json!("review-environment-{{context}}"),
+                ),
+                "/spec/context",
+                json!("a".repeat(50)),
+            ),
+            &["spec.template.namespace", "at most 63 characters"],
+        ),
+        (
+            "an unknown placeholder",
+            with(base(), "/spec/template/namespace", json!("review-{{ctx}}")),
+            &["spec.template.namespace", "should match"],
+        ),
+        (
+            "template app name resolves to no object name",
+            with(
+                with(
+                    base(),
+                    "/spec/template/providerAppName",
+                    json!("testmesh-{{context}}"),
+                ),
+                "/spec/context",
+                json!("Feature_X"),
+            ),
+            &[
+                "spec.template.providerAppName",
+                "template.providerAppName is testmesh-Feature_X for context Feature_X",
+            ],
+        ),
+        (
+            "template namespace resolves to the baseline",
+            with(
+                with(
+                    with(base(), "/spec/template/namespace", json!("{{context}}")),
+                    "/spec/template/routing",
+                    json!({"baselineNamespace": "staging"}),
+                ),
+                "/spec/context",
+                json!("staging"),
+            ),
+            &[
+                "spec.template.routing.baselineNamespace",
+                "must differ from the namespace the template resolves to",
+            ],
+        ),
     ];
     for (name, object, expected) in cases {
         let error = create(&api, object)
@@ -478,6 +544,40 @@ async fn invalid_claims_are_rejected_naming_the_field() {
     create(&api, valid_claim("by-template"))
         .await
         .expect("template claim");
+    // One template for every context: the placeholder, in the names and the title.
+    let for_every_context = with(
+        with(
+            with(
+                valid_claim("for-every-context"),
+                "/spec/template/namespace",
+                json!("review-{{context}}"),
+            ),
+            "/spec/template/providerAppName",
+            json!("testmesh-{{context}}"),
+        ),
+        "/spec/template/displayName",
+        json!("Review {{context}}"),
+    );
+    create(&api, for_every_context)
+        .await
+        .expect("template with placeholders");
+    // An environment is always concrete: its names take no placeholder.
+    let environments = dynamic_api::<TestEnvironment>(&client, workspace.name());
+    let error = create(
+        &environments,
+        with(
+            valid_environment("placeholder"),
+            "/spec/namespace",
+            json!("review-{{context}}"),
+        ),
+    )
+    .await
+    .expect_err("an environment with a placeholder");
+    assert!(
+        error.message.contains("spec.namespace") && error.message.contains("should match"),
+        "{}",
+        error.message
+    );
     let by_name = without(
         with(
             valid_claim("by-name"),

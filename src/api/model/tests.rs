@@ -228,6 +228,26 @@ fn a_claim_request_becomes_one_claim() {
     assert!(!shown.ready && !shown.is_settled());
 }
 
+#[test]
+fn a_claim_template_keeps_its_placeholders_for_the_operator_to_resolve() {
+    let new: NewClaim = parse(json!({
+        "context": "pr-7",
+        "template": {"provider": "argocd", "provider_app_name": "testmesh-{{context}}",
+                     "namespace": "review-{{context}}"}
+    }))
+    .expect("claim");
+    let template = new.into_resource().spec.template.expect("template");
+    assert_eq!(template.namespace, "review-{{context}}");
+    assert_eq!(template.provider_app_name, "testmesh-{{context}}");
+    let document = crate::api::openapi_document();
+    let template = &document["components"]["schemas"]["NewTemplate"]["properties"];
+    assert_eq!(
+        template["namespace"]["pattern"],
+        crate::resources::validation::DNS1123_LABEL_TEMPLATE,
+        "the document allows the placeholder"
+    );
+}
+
 /// The seed's environment as stored, with routing and a provider app namespace.
 fn stored_spec() -> TestEnvironmentSpec {
     let mut new: NewEnvironment = parse(seed()).expect("seed payload");

@@ -726,3 +726,84 @@ fn ending_a_claim_or_creating_an_environment_is_decided_fresh() {
         assert_eq!(decision.needs_fresh_read(current), fresh, "{case}");
     }
 }
+
+/// The shipped CI template (`examples/ci/environment-template.yaml`), as a claim holds it.
+fn ci_template() -> crate::resources::EnvironmentTemplate {
+    serde_json::from_value(serde_json::json!({
+        "displayName": "Review {{context}}",
+        "provider": "argocd",
+        "providerAppName": "testmesh-{{context}}",
+        "namespace": "review-{{context}}",
+        "ttlMinutes": 480,
+        "services": [{"name": "user-service", "image": "myrepo/user-service:main"}],
+        "routing": {"baselineNamespace": "staging"},
+    }))
+    .unwrap()
+}
+
+fn claim_with(
+    context: &str,
+    template: crate::resources::EnvironmentTemplate,
+) -> TestEnvironmentClaim {
+    let mut claim = claim("run");
+    claim.spec.context = context.into();
+    claim.spec.template = Some(template);
+    claim
+}
+
+#[test]
+fn one_template_names_the_environment_of_every_context() {
+    for (context, namespace, app) in [
+        ("pr-123", "review-pr-123", "testmesh-pr-123"),
+        ("pr-9000", "review-pr-9000", "testmesh-pr-9000"),
+        ("branch-main", "review-branch-main", "testmesh-branch-main"),
+    ] {
+        let template = environment_template(&claim_with(context, ci_template())).unwrap();
+        assert_eq!(template.namespace, namespace);
+        assert_eq!(template.provider_app_name, app);
+        assert_eq!(
+            template.display_name.as_deref(),
+            Some(format!("Review {context}").as_str())
+        );
+        // Everything else is the template's own.
+        let unresolved = ci_template();
+        assert_eq!(template.ttl_minutes, unresolved.ttl_minutes);
+        assert_eq!(template.services, unresolved.services);
+        assert_eq!(template.routing, unresolved.routing);
+        assert_eq!(template.provider, unresolved.provider);
+    }
+}
+
+#[test]
+fn every_placeholder_is_replaced_and_a_template_without_one_is_kept_as_written() {
+    let mut template = ci_template();
+    template.namespace = "{{context}}-{{context}}".into();
+    template.provider_app_namespace = Some("argocd".into());
+    let resolved = resolve_template(&template, "pr-1");
+    assert_eq!(resolved.namespace, "pr-1-pr-1");
+    assert_eq!(
+        resolved.provider_app_namespace.as_deref(),
+        Some("argocd"),
+        "only the names and the title take the context"
+    );
+
+    let mut fixed = ci_template();
+    fixed.namespace = "review-branch-main".into();
+    fixed.provider_app_name = "testmesh-branch-main".into();
+    fixed.display_name = None;
+    assert_eq!(resolve_template(&fixed, "pr-1"), fixed);
+    assert_eq!(environment_template(&claim("by-name")), None, "no template");
+}
+
+#[test]
+fn the_shipped_ci_template_serves_a_context_never_seen_before() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/ci/environment-template.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let template: crate::resources::EnvironmentTemplate = serde_saphyr::from_str(&text).unwrap();
+    let resolved = environment_template(&claim_with("pr-4711", template)).unwrap();
+    assert_eq!(resolved.namespace, "review-pr-4711");
+    assert_eq!(resolved.provider_app_name, "testmesh-pr-4711");
+}
