@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use testmesh::lifecycle::{ClaimPhase, Phase};
@@ -55,6 +56,19 @@ fn objects(rendered: &str) -> Vec<Value> {
 
 fn kind(object: &Value) -> &str {
     object["kind"].as_str().unwrap_or_default()
+}
+
+/// One of the chart's ClusterRoles for TestMesh's users, which Kubernetes aggregates into
+/// its own `view`, `edit` and `admin` (the operator's own RBAC is everything else).
+fn is_users_role(object: &Value) -> bool {
+    kind(object) == "ClusterRole"
+        && object["metadata"]["labels"]
+            .as_object()
+            .is_some_and(|labels| {
+                labels
+                    .keys()
+                    .any(|label| label.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+            })
 }
 
 fn of_kind<'a>(objects: &'a [Value], wanted: &str) -> &'a Value {
@@ -115,8 +129,12 @@ async fn everything_the_chart_renders_is_accepted_by_the_api_server() {
         .count();
     assert_eq!(accepted, objects.len(), "{stdout}");
 
-    for role in ["ClusterRole", "Role"] {
-        for rule in of_kind(&objects, role)["rules"].as_array().expect("rules") {
+    let roles = objects
+        .iter()
+        .filter(|object| matches!(kind(object), "ClusterRole" | "Role"));
+    for role in roles {
+        let name = &role["metadata"]["name"];
+        for rule in role["rules"].as_array().expect("rules") {
             for field in [
                 "apiGroups",
                 "resources",
@@ -129,10 +147,147 @@ async fn everything_the_chart_renders_is_accepted_by_the_api_server() {
                     values
                         .iter()
                         .all(|v| !v.as_str().unwrap_or("").contains('*')),
-                    "{role} has a wildcard in {field}: {rule}"
+                    "{name} has a wildcard in {field}: {rule}"
                 );
             }
         }
+    }
+}
+
+/// The chart's roles for TestMesh's users fold into Kubernetes' own: once the
+/// clusterrole-aggregation controller has copied their rules into `view`, `edit` and
+/// `admin`, the RoleBinding to `edit` a team already has lets alice claim and change
+/// environments in her workspace, and one to `view` lets bob read them and nothing more.
+#[tokio::test]
+async fn the_charts_user_roles_fold_into_view_edit_and_admin() {
+    let (control_plane, client, workspace) = workspace("chart-roles").await;
+    let workspace = workspace.name().to_owned();
+    let objects = objects(&render(&workspace, &workspace, &json!({})));
+    let users_roles: Vec<&Value> = objects.iter().filter(|o| is_users_role(o)).collect();
+    let fullname = format!("{workspace}-testmesh");
+    let mut names: Vec<&str> = users_roles
+        .iter()
+        .filter_map(|role| role["metadata"]["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [format!("{fullname}-edit"), format!("{fullname}-view")],
+        "named after the release: testmesh-view and testmesh-edit for `helm install testmesh`"
+    );
+    let yaml: Vec<String> = users_roles.iter().map(|role| role.to_string()).collect();
+    apply_yaml(&client, &yaml.join("\n---\n"))
+        .await
+        .expect("apply the users' roles");
+
+    // What kube-controller-manager's aggregation made of Kubernetes' own roles.
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    let testmesh_verbs = |role: Option<&ClusterRole>| -> BTreeSet<String> {
+        role.and_then(|r| r.rules.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|rule| {
+                rule.api_groups
+                    .as_ref()
+                    .is_some_and(|groups| groups.iter().any(|g| g == "testmesh.io"))
+            })
+            .flat_map(|rule| rule.verbs.clone())
+            .collect()
+    };
+    let read: BTreeSet<String> = ["get", "list", "watch"].map(String::from).into();
+    let write: BTreeSet<String> = [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+    ]
+    .map(String::from)
+    .into();
+    for (aggregate, verbs) in [("view", &read), ("edit", &write), ("admin", &write)] {
+        wait_for(
+            &cluster_roles,
+            aggregate,
+            REACTION,
+            "aggregating TestMesh's rules",
+            |role| testmesh_verbs(role) == *verbs,
+        )
+        .await;
+    }
+
+    let bind = |user: &str, role: &str| {
+        format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {user}-{role}, namespace: {workspace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
+subjects:
+  - {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}
+"#
+        )
+    };
+    apply_yaml(
+        &client,
+        &format!("{}---{}", bind("alice", "edit"), bind("bob", "view")),
+    )
+    .await
+    .expect("bind alice to edit and bob to view");
+    let claims_as = async |user: &str| -> Api<TestEnvironmentClaim> {
+        let client = control_plane.user_client(user).await.expect("user client");
+        Api::namespaced(client, &workspace)
+    };
+    let (alices, bobs) = (claims_as("alice").await, claims_as("bob").await);
+    // The authorizer learns of the bindings through its own watch.
+    let deadline = Instant::now() + REACTION;
+    while alices.list(&Default::default()).await.is_err()
+        || bobs.list(&Default::default()).await.is_err()
+    {
+        assert!(Instant::now() < deadline, "the bindings never took effect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let claim: TestEnvironmentClaim = serde_json::from_value(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironmentClaim",
+        "metadata": {"name": "by-edit"},
+        "spec": {"context": "pr-1", "environmentName": "pr-1"},
+    }))
+    .expect("claim");
+    alices
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("edit may create claims");
+    alices
+        .patch(
+            "by-edit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxDurationMinutes": 30}})),
+        )
+        .await
+        .expect("edit may patch claims");
+    assert!(bobs.get("by-edit").await.is_ok(), "view may read claims");
+    let refused = bobs
+        .delete("by-edit", &DeleteParams::default())
+        .await
+        .expect_err("view may not delete");
+    assert!(
+        matches!(&refused, kube::Error::Api(status) if status.code == 403),
+        "{refused}"
+    );
+    alices
+        .delete("by-edit", &DeleteParams::default())
+        .await
+        .expect("edit may delete claims");
+
+    // Cluster-wide: leave Kubernetes' roles as they were for the other tests.
+    for name in &names {
+        cluster_roles
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete a users' role");
     }
 }
 
@@ -273,7 +428,7 @@ async fn the_operator_runs_argocd_and_flux_lifecycles_with_only_the_charts_permi
     ));
     let rbac: Vec<String> = objects
         .iter()
-        .filter(|object| RBAC_KINDS.contains(&kind(object)))
+        .filter(|object| RBAC_KINDS.contains(&kind(object)) && !is_users_role(object))
         .map(Value::to_string)
         .collect();
     assert_eq!(rbac.len(), RBAC_KINDS.len(), "RBAC objects rendered");
