@@ -7,17 +7,25 @@
 //! chart's admission policy, rendered by helm (`make chart-tools`), so environments are
 //! created with their teardown finalizer.
 //!
-//! The run, in order: the floor; one environment's whole lifecycle (counting its API
-//! writes); 1,000 environments turned Healthy one at a time; 500 claims on a warm
-//! environment; the 1,000 expiring within about a minute; 10,000 environments held
-//! (memory), the operator restarted under them, and 5 idle minutes (requests counted from
-//! the API server's audit log) — during which the peer TTL cleaner (`peer/mod.rs`) expires
-//! 1,000 namespaces of its own on the same control plane, for the comparison table.
+//! The run, in order: the floor (with Argo CD and kwok already running, idle); the real
+//! Argo CD part (`real_argocd/mod.rs`: environments deployed by the real controllers from
+//! Git, each step timed, and one lifecycle's API writes); then, with Argo CD's stand-in
+//! whose Application status this client writes: one environment's whole lifecycle
+//! (counting its API writes); 1,000 environments turned Healthy one at a time; 500 claims
+//! on a warm environment; the 1,000 expiring within about a minute; 10,000 environments
+//! held (memory), the operator restarted under them, and 5 idle minutes (requests counted
+//! from the API server's audit log) — during which the peer TTL cleaner (`peer/mod.rs`)
+//! expires 1,000 namespaces of its own on the same control plane, for the comparison
+//! table.
+//!
 //! `TESTMESH_BENCH_SCALE` (e.g. `0.1`) shrinks the counts and the idle window for a quick
-//! look.
+//! look. `TESTMESH_BENCH_ONLY=argocd` runs the floor and the real Argo CD part alone (no
+//! peer, so no `make peer-tools`); `TESTMESH_BENCH_ONLY=stand-in` everything else.
 
 #[path = "peer/mod.rs"]
 mod peer;
+#[path = "real_argocd/mod.rs"]
+mod real_argocd;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -38,6 +46,7 @@ use testmesh_testenv::{
     AuditedRequest, ControlPlane, OPERATOR_USER, install_crds_from_yaml, with_temp_namespace,
 };
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// Requests in flight while creating objects in bulk.
 const CONCURRENCY: usize = 32;
@@ -47,13 +56,27 @@ const NEW_REVISION: &str = "7d0a5b3";
 /// Latencies of one figure, in milliseconds.
 struct Figure {
     name: &'static str,
-    bar: &'static str,
+    bar: String,
     samples: Vec<f64>,
     /// The bar: (percentile, milliseconds) pairs that must hold.
-    limits: &'static [(f64, f64)],
+    limits: Vec<(f64, f64)>,
 }
 
 impl Figure {
+    /// A figure without a bar.
+    fn unbarred(name: &'static str) -> Figure {
+        Figure::new(name, "-", Vec::new())
+    }
+
+    fn new(name: &'static str, bar: impl Into<String>, limits: Vec<(f64, f64)>) -> Figure {
+        Figure {
+            name,
+            bar: bar.into(),
+            samples: Vec::new(),
+            limits,
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.samples.clone();
         sorted.sort_by(f64::total_cmp);
@@ -79,6 +102,8 @@ struct Seen {
     ready: Option<Instant>,
     /// When the `destroying` phase was first seen, by wall clock.
     teardown: Option<SystemTime>,
+    /// When the `destroyed` phase was first seen.
+    destroyed: Option<Instant>,
     expires_at: Option<Timestamp>,
     revision: Option<String>,
     claimed_by: Vec<String>,
@@ -91,7 +116,7 @@ struct Environments {
 }
 
 impl Environments {
-    fn follow(&self, api: Api<TestEnvironment>) {
+    fn follow(&self, api: Api<TestEnvironment>) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default())
@@ -111,13 +136,16 @@ impl Environments {
                 if status.phase == Some(Phase::Destroying) {
                     entry.teardown.get_or_insert(wall);
                 }
+                if status.phase == Some(Phase::Destroyed) {
+                    entry.destroyed.get_or_insert(now);
+                }
                 entry.expires_at = status.expires_at.map(|t| t.0).or(entry.expires_at);
                 entry.revision = status.provider.and_then(|p| p.revision);
                 entry.claimed_by = status.claimed_by;
                 drop(seen);
                 this.changed.notify_waiters();
             }
-        });
+        })
     }
 
     /// Waits until `done` holds for the seen state, failing after `timeout`.
@@ -168,27 +196,68 @@ impl Environments {
     }
 }
 
-/// When the claims watch first saw claim `name` Ready, waiting up to `timeout` for it.
-async fn when_ready(
-    ready: &Mutex<HashMap<String, Instant>>,
-    changed: &Notify,
-    name: &str,
-    timeout: Duration,
-) -> Instant {
-    let started = Instant::now();
-    loop {
-        let notified = changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(at) = ready.lock().expect("lock").get(name).copied() {
-            return at;
+/// The instant this client's watches first saw something of each object (a claim Ready,
+/// a namespace created, an Application synced), by key.
+#[derive(Clone, Default)]
+struct Marks {
+    first_seen: Arc<Mutex<HashMap<String, Instant>>>,
+    changed: Arc<Notify>,
+}
+
+impl Marks {
+    /// Records `at` for `key` unless an earlier instant is recorded.
+    fn mark(&self, key: &str, at: Instant) {
+        let mut first_seen = self.first_seen.lock().expect("lock");
+        if !first_seen.contains_key(key) {
+            first_seen.insert(key.to_owned(), at);
+            drop(first_seen);
+            self.changed.notify_waiters();
         }
-        assert!(
-            started.elapsed() < timeout,
-            "{name} not ready within {timeout:?}"
-        );
-        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
     }
+
+    fn get(&self, key: &str) -> Option<Instant> {
+        self.first_seen.lock().expect("lock").get(key).copied()
+    }
+
+    /// The instant recorded for `key`, waiting up to `timeout` for it.
+    async fn wait(&self, key: &str, timeout: Duration) -> Instant {
+        let started = Instant::now();
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = self.get(key) {
+                return at;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{key}: not seen within {timeout:?}"
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    }
+}
+
+/// Marks each claim of `claims` when first seen Ready.
+fn follow_claims(claims: Api<TestEnvironmentClaim>) -> (Marks, JoinHandle<()>) {
+    let ready = Marks::default();
+    let marks = ready.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(claims, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(claim)) = events.next().await {
+            let is_ready = claim
+                .status
+                .as_ref()
+                .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
+            if is_ready {
+                marks.mark(&claim.name_any(), Instant::now());
+            }
+        }
+    });
+    (ready, task)
 }
 
 fn environment(name: &str, namespace: &str, ttl_minutes: u32) -> TestEnvironment {
@@ -282,6 +351,59 @@ fn describe(request: &AuditedRequest) -> String {
     format!("{} {}{sub}", request.verb, request.resource)
 }
 
+/// The objects of one environment's lifecycle whose writes are counted.
+struct LifecycleObjects<'a> {
+    environment: &'a str,
+    claim: &'a str,
+    application: &'a str,
+    namespace: &'a str,
+}
+
+/// The operator's writes for one lifecycle, each as `verb resource[/subresource]`.
+#[derive(PartialEq)]
+struct LifecycleWrites {
+    /// Those the API server carried out: the count.
+    succeeded: Vec<String>,
+    /// Those it refused (a conflict, typically), not counted.
+    refused: Vec<String>,
+}
+
+/// The operator's writes since `since` to one lifecycle's objects — the environment, its
+/// claim, its Application, its namespace and what is in it, and their Events.
+fn lifecycle_writes(
+    control_plane: &ControlPlane,
+    since: Timestamp,
+    objects: &LifecycleObjects<'_>,
+) -> LifecycleWrites {
+    let event_prefixes = [
+        format!("{}.", objects.environment),
+        format!("{}.", objects.claim),
+    ];
+    let (succeeded, refused): (Vec<AuditedRequest>, Vec<AuditedRequest>) =
+        operator_requests(control_plane)
+            .into_iter()
+            .filter(|r| received_at(r) >= since)
+            .filter(|r| !["get", "list", "watch"].contains(&r.verb.as_str()))
+            .filter(|r| {
+                let name = r.name.as_deref().unwrap_or_default();
+                [
+                    objects.environment,
+                    objects.claim,
+                    objects.application,
+                    objects.namespace,
+                ]
+                .contains(&name)
+                    || r.namespace.as_deref() == Some(objects.namespace)
+                    || (r.resource == "events"
+                        && event_prefixes.iter().any(|p| name.starts_with(p)))
+            })
+            .partition(|r| r.code < 300);
+    LifecycleWrites {
+        succeeded: succeeded.iter().map(describe).collect(),
+        refused: refused.iter().map(describe).collect(),
+    }
+}
+
 fn received_at(request: &AuditedRequest) -> Timestamp {
     request.received_at.parse().expect("audit timestamp")
 }
@@ -304,13 +426,72 @@ fn now() -> Timestamp {
     Timestamp::try_from(SystemTime::now()).expect("clock")
 }
 
+/// Which parts run: `TESTMESH_BENCH_ONLY=argocd` or `=stand-in` picks one, unset both.
+#[derive(Clone, Copy, Debug)]
+struct Parts {
+    real_argocd: bool,
+    stand_in: bool,
+}
+
+impl Parts {
+    fn from_env() -> Parts {
+        match std::env::var("TESTMESH_BENCH_ONLY").as_deref() {
+            Err(_) | Ok("") => Parts {
+                real_argocd: true,
+                stand_in: true,
+            },
+            Ok("argocd") => Parts {
+                real_argocd: true,
+                stand_in: false,
+            },
+            Ok("stand-in") => Parts {
+                real_argocd: false,
+                stand_in: true,
+            },
+            Ok(other) => panic!("TESTMESH_BENCH_ONLY={other}: expected argocd or stand-in"),
+        }
+    }
+}
+
+/// The workspace of the floor and the stand-in parts: its operator, acting on
+/// Applications of Argo CD's stand-in, and this client's watches of it.
+struct StandInWorkspace {
+    ws: String,
+    argo: ArgoCd,
+    operator: Operator,
+    environments: Api<TestEnvironment>,
+    claims: Api<TestEnvironmentClaim>,
+    seen: Environments,
+    claim_ready: Marks,
+}
+
+/// What the parts with Argo CD's stand-in measured.
+struct StandIn {
+    figures: Vec<Figure>,
+    notes: Vec<String>,
+    many: usize,
+    rss_held: f64,
+    rss_after: f64,
+    peak: f64,
+    restart_seconds: f64,
+    idle_window: Duration,
+    idle: Vec<AuditedRequest>,
+    life_writes: LifecycleWrites,
+    cpu_seconds: f64,
+    peer: peer::PeerFigures,
+}
+
+fn scaled(scale: f64, n: usize) -> usize {
+    ((n as f64 * scale).round() as usize).max(1)
+}
+
 #[tokio::main]
 async fn main() {
     let scale: f64 = std::env::var("TESTMESH_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let scaled = |n: usize| ((n as f64 * scale).round() as usize).max(1);
+    let parts = Parts::from_env();
     let started = Instant::now();
     let control_plane = ControlPlane::shared();
     let client: Client = control_plane.admin_client().await.expect("client");
@@ -321,6 +502,10 @@ async fn main() {
             .expect("install CRD");
     }
     argocd::install_crds(&client).await;
+    // Argo CD and kwok start before the floor, so that it is measured beside them.
+    let gitops = parts
+        .real_argocd
+        .then(|| tokio::task::spawn_blocking(move || real_argocd::GitOps::start(control_plane)));
     let workspace = with_temp_namespace(&client, "bench")
         .await
         .expect("workspace");
@@ -329,8 +514,7 @@ async fn main() {
         .expect("argocd namespace");
     let ws = workspace.name().to_owned();
     chart::install_teardown_finalizer_policy(&client, &ws).await;
-    let argo = ArgoCd::new(&client, argo_namespace.name());
-    let mut operator = Operator::start(
+    let operator = Operator::start(
         env!("CARGO_BIN_EXE_testmesh"),
         &ws,
         argo_namespace.name(),
@@ -340,49 +524,35 @@ async fn main() {
     let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &ws);
     let seen = Environments::default();
     seen.follow(environments.clone());
-    let claim_ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let claim_changed = Arc::new(Notify::new());
-    {
-        let (ready, changed, claims) = (claim_ready.clone(), claim_changed.clone(), claims.clone());
-        tokio::spawn(async move {
-            let mut events = watcher(claims, watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(claim)) = events.next().await {
-                let is_ready = claim
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
-                if is_ready {
-                    ready
-                        .lock()
-                        .expect("lock")
-                        .entry(claim.name_any())
-                        .or_insert_with(Instant::now);
-                    changed.notify_waiters();
-                }
-            }
-        });
-    }
-    let minute = Duration::from_secs(60);
-    let mut figures = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
+    let (claim_ready, _) = follow_claims(claims.clone());
+    let mut stand_in_workspace = StandInWorkspace {
+        argo: ArgoCd::new(&client, argo_namespace.name()),
+        ws,
+        operator,
+        environments,
+        claims,
+        seen,
+        claim_ready,
+    };
+    let gitops = match gitops {
+        Some(starting) => Some(starting.await.expect("start kwok and Argo CD")),
+        None => None,
+    };
 
     // Floor: one status write by a single client.
+    let environments = &stand_in_workspace.environments;
     environments
         .create(
             &PostParams::default(),
-            &environment("scratch", &format!("{ws}-scratch"), 600),
+            &environment(
+                "scratch",
+                &format!("{}-scratch", stand_in_workspace.ws),
+                600,
+            ),
         )
         .await
         .expect("scratch");
-    let mut floor = Figure {
-        name: "floor: one status write (merge patch)",
-        bar: "-",
-        samples: Vec::new(),
-        limits: &[],
-    };
+    let mut floor = Figure::unbarred("floor: one status write (merge patch)");
     for i in 0..200 {
         let patch = json!({"status": {"routingPolicy": {"probe": format!("http://probe:{i}")}}});
         let started = Instant::now();
@@ -396,6 +566,152 @@ async fn main() {
         .delete("scratch", &DeleteParams::default())
         .await
         .expect("delete scratch");
+
+    let real = match gitops {
+        Some(gitops) => {
+            Some(real_argocd::measure(control_plane, &client, gitops, &floor, scale).await)
+        }
+        None => None,
+    };
+    let stand_in = if parts.stand_in {
+        Some(stand_in(control_plane, &mut stand_in_workspace, scale).await)
+    } else {
+        stand_in_workspace.operator.kill();
+        None
+    };
+
+    // The table.
+    let floor_p50 = floor.percentile(50.0);
+    let floor_p99 = floor.percentile(99.0);
+    let figures: Vec<&Figure> = real
+        .iter()
+        .flat_map(|r| &r.figures)
+        .chain(stand_in.iter().flat_map(|s| &s.figures))
+        .collect();
+    println!();
+    println!(
+        "{:<46} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<28} met",
+        "figure", "n", "p50 ms", "p99 ms", "max ms", "p50/floor", "p99/floor", "bar"
+    );
+    print_figures(&[&floor], &floor);
+    if let Some(real) = &real {
+        print_figures(&real.figures.iter().collect::<Vec<_>>(), &floor);
+        scalar(
+            "Argo CD: TestMesh overhead p99 / floor p99",
+            real.environments,
+            format!("{:.2}", real.overhead_over_floor),
+            "<= 2",
+            real.overhead_over_floor <= 2.0,
+        );
+        print_writes("Argo CD: API writes for one lifecycle", &real.life_writes);
+        println!("  what each of its status writes changed, as this client's watch saw it:");
+        for (i, change) in real.life_status_changes.iter().enumerate() {
+            println!("    {:>2}. {change}", i + 1);
+        }
+    }
+    if let Some(s) = &stand_in {
+        print_figures(&s.figures.iter().collect::<Vec<_>>(), &floor);
+        let many = s.many;
+        scalar(
+            &format!("{many} environments held: operator RSS"),
+            many,
+            format!(
+                "{:.1} MiB (after restart {:.1}, peak {:.1})",
+                s.rss_held, s.rss_after, s.peak
+            ),
+            "<= 100 MiB",
+            s.rss_held.max(s.rss_after) <= 100.0,
+        );
+        scalar(
+            &format!("restart with {many}: all reconciled"),
+            many,
+            format!("{:.1} s", s.restart_seconds),
+            "<= 60 s",
+            s.restart_seconds <= 60.0,
+        );
+        scalar(
+            &format!(
+                "idle {:.0} min: requests other than watches",
+                s.idle_window.as_secs_f64() / 60.0
+            ),
+            many,
+            format!("{}", s.idle.len()),
+            "0",
+            s.idle.is_empty(),
+        );
+        print_writes("API writes for one full lifecycle", &s.life_writes);
+        if !s.idle.is_empty() {
+            println!("  idle requests: {:?}", idle_kinds(&s.idle));
+        }
+        println!("  operator CPU: {:.1} s over the whole run", s.cpu_seconds);
+    }
+    for note in real
+        .iter()
+        .flat_map(|r| &r.notes)
+        .chain(stand_in.iter().flat_map(|s| &s.notes))
+    {
+        println!("  {note}");
+    }
+    println!("  bench took {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(s) = &stand_in {
+        print_ttl_comparison(s);
+    }
+
+    let report = json!({
+        "scale": scale,
+        "parts": {"real_argocd": parts.real_argocd, "stand_in": parts.stand_in},
+        "floor": {"n": floor.samples.len(), "p50_ms": floor_p50, "p99_ms": floor_p99},
+        "figures": figures.iter().map(|f| json!({
+            "name": f.name, "n": f.samples.len(), "bar": f.bar, "met": f.met(),
+            "p50_ms": f.percentile(50.0), "p99_ms": f.percentile(99.0), "max_ms": f.percentile(100.0),
+            "p50_over_floor": f.percentile(50.0) / floor_p50, "p99_over_floor": f.percentile(99.0) / floor_p99,
+        })).collect::<Vec<_>>(),
+        "real_argocd": real.as_ref().map(|r| r.to_json()),
+        "held": stand_in.as_ref().map(|s| json!({
+            "environments": s.many, "rss_mib": s.rss_held,
+            "rss_after_restart_mib": s.rss_after, "peak_rss_mib": s.peak,
+        })),
+        "restart_seconds": stand_in.as_ref().map(|s| s.restart_seconds),
+        "idle": stand_in.as_ref().map(|s| json!({
+            "seconds": s.idle_window.as_secs_f64(), "requests": s.idle.len(),
+            "by_kind": idle_kinds(&s.idle),
+        })),
+        "lifecycle_writes": stand_in.as_ref().map(|s| writes_json(&s.life_writes)),
+        "operator_cpu_seconds": stand_in.as_ref().map(|s| s.cpu_seconds),
+        "peer": stand_in.as_ref().map(|s| s.peer.to_json()),
+        "notes": real.iter().flat_map(|r| &r.notes)
+            .chain(stand_in.iter().flat_map(|s| &s.notes)).collect::<Vec<_>>(),
+    });
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench");
+    std::fs::create_dir_all(dir).expect("target/bench");
+    let path = format!("{dir}/lifecycle.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
+        .expect("write report");
+    println!("written to {path}");
+}
+
+/// The parts with Argo CD's stand-in, whose Application status this client writes.
+async fn stand_in(
+    control_plane: &ControlPlane,
+    workspace: &mut StandInWorkspace,
+    scale: f64,
+) -> StandIn {
+    let StandInWorkspace {
+        ws,
+        argo,
+        operator,
+        environments,
+        claims,
+        seen,
+        claim_ready,
+    } = workspace;
+    let ws: &str = ws;
+    let (argo, environments, claims, seen, claim_ready) =
+        (&*argo, &*environments, &*claims, &*seen, &*claim_ready);
+    let scaled = |n: usize| scaled(scale, n);
+    let minute = Duration::from_secs(60);
+    let mut figures = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
     // One whole lifecycle, for its writes; and the environment the claims will reuse. Its
     // Application turns Healthy only once the environment is seen provisioning, as after
@@ -442,7 +758,7 @@ async fn main() {
         .await
         .expect("claim");
     // Released once Ready, as a run would: its status write is part of the lifecycle.
-    when_ready(&claim_ready, &claim_changed, "life-run", minute).await;
+    claim_ready.wait("life-run", minute).await;
     claims
         .delete("life-run", &DeleteParams::default())
         .await
@@ -453,17 +769,16 @@ async fn main() {
     let held = scaled(1000);
     // Two minutes: the 1,000 turn Ready over a minute and the claims follow, so they
     // expire over a minute, after the claims are done.
-    create_many(&argo, &environments, &ws, "env", held, 2, false).await;
+    create_many(argo, environments, ws, "env", held, 2, false).await;
     seen.count("env-", held, 3 * minute, |s| {
         s.phase == Some(Phase::Provisioning)
     })
     .await;
-    let mut healthy_to_ready = Figure {
-        name: "Application Healthy -> environment Ready",
-        bar: "p99 <= 100 ms",
-        samples: Vec::new(),
-        limits: &[(99.0, 100.0)],
-    };
+    let mut healthy_to_ready = Figure::new(
+        "Application Healthy -> environment Ready",
+        "p99 <= 100 ms",
+        vec![(99.0, 100.0)],
+    );
     // Paced over a minute, so that their TTLs run out spread over a minute as well.
     let pace = Duration::from_secs(60) / u32::try_from(held).expect("count");
     let flips_start = Instant::now();
@@ -484,12 +799,11 @@ async fn main() {
 
     // Claim created → claim Ready on a warm environment, one run at a time.
     let runs = scaled(500);
-    let mut claim_to_ready = Figure {
-        name: "claim created -> Ready on a warm environment",
-        bar: "p50 <= 30 ms, p99 <= 150 ms",
-        samples: Vec::new(),
-        limits: &[(50.0, 30.0), (99.0, 150.0)],
-    };
+    let mut claim_to_ready = Figure::new(
+        "claim created -> Ready on a warm environment",
+        "p50 <= 30 ms, p99 <= 150 ms",
+        vec![(50.0, 30.0), (99.0, 150.0)],
+    );
     for i in 0..runs {
         let name = format!("run-{i:05}");
         let started = Instant::now();
@@ -497,7 +811,7 @@ async fn main() {
             .create(&PostParams::default(), &claim(&name, "reused"))
             .await
             .expect("claim");
-        let ready_at = when_ready(&claim_ready, &claim_changed, &name, minute).await;
+        let ready_at = claim_ready.wait(&name, minute).await;
         claim_to_ready
             .samples
             .push(ready_at.duration_since(started).as_secs_f64() * 1e3);
@@ -513,12 +827,11 @@ async fn main() {
     // expiresAt → teardown started, for the 1,000 (TTL 2 minutes from their readiness).
     seen.count("env-", held, 5 * minute, |s| s.teardown.is_some())
         .await;
-    let mut expiry = Figure {
-        name: "expiresAt -> teardown started",
-        bar: "p99 <= 1 s",
-        samples: Vec::new(),
-        limits: &[(99.0, 1000.0)],
-    };
+    let mut expiry = Figure::new(
+        "expiresAt -> teardown started",
+        "p99 <= 1 s",
+        vec![(99.0, 1000.0)],
+    );
     let (first_expiry, last_expiry) = {
         let seen = seen.seen.lock().expect("lock");
         let mut span = (None::<Timestamp>, None::<Timestamp>);
@@ -548,24 +861,16 @@ async fn main() {
     // The whole lifecycle's writes (its TTL of one minute ran out meanwhile).
     seen.one("life", 3 * minute, |s| s.phase == Some(Phase::Destroyed))
         .await;
-    let life_writes: Vec<String> = operator_requests(control_plane)
-        .iter()
-        .filter(|r| r.code < 300 && received_at(r) >= life_started)
-        .filter(|r| !["get", "list", "watch"].contains(&r.verb.as_str()))
-        .filter(|r| {
-            let name = r.name.as_deref().unwrap_or_default();
-            name == "life"
-                || name == "life-run"
-                || name == life_namespace
-                || r.namespace.as_deref() == Some(life_namespace.as_str())
-                || (r.resource == "events" && name.starts_with("life"))
-        })
-        .map(describe)
-        .collect();
-    let life_events = life_writes
-        .iter()
-        .filter(|w| w.ends_with(" events"))
-        .count();
+    let life_writes = lifecycle_writes(
+        control_plane,
+        life_started,
+        &LifecycleObjects {
+            environment: "life",
+            claim: "life-run",
+            application: "life",
+            namespace: &life_namespace,
+        },
+    );
 
     // Their teardowns end before the next part, which must start from quiet.
     seen.count("env-", held, 10 * minute, |s| {
@@ -576,7 +881,7 @@ async fn main() {
     // 10,000 environments held: memory, restart, idle.
     let many = scaled(10_000);
     let creating = Instant::now();
-    create_many(&argo, &environments, &ws, "held", many, 600, true).await;
+    create_many(argo, environments, ws, "held", many, 600, true).await;
     seen.count("held-", many, 15 * minute, |s| {
         s.phase == Some(Phase::Warm) && s.revision.as_deref() == Some(REVISION)
     })
@@ -590,18 +895,14 @@ async fn main() {
     operator.kill();
     futures::stream::iter(0..many)
         .map(Ok::<usize, kube::Error>)
-        .try_for_each_concurrent(CONCURRENCY, |i| {
-            let argo = &argo;
-            let ws = &ws;
-            async move {
-                let name = format!("held-{i:05}");
-                let app = argocd::application(&name, &format!("{ws}-held-{i:05}"));
-                let patch = json!({"status": healthy_status(&app, NEW_REVISION)});
-                argo.apps
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-                Ok(())
-            }
+        .try_for_each_concurrent(CONCURRENCY, |i| async move {
+            let name = format!("held-{i:05}");
+            let app = argocd::application(&name, &format!("{ws}-held-{i:05}"));
+            let patch = json!({"status": healthy_status(&app, NEW_REVISION)});
+            argo.apps
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(())
         })
         .await
         .expect("new revisions");
@@ -635,16 +936,27 @@ async fn main() {
     let (rss_after, peak) = memory_mib(operator.pid().expect("operator pid"));
     let pid = operator.pid().expect("operator pid");
     let cpu_seconds = cpu_seconds(pid);
+    operator.kill();
+    StandIn {
+        figures,
+        notes,
+        many,
+        rss_held,
+        rss_after,
+        peak,
+        restart_seconds,
+        idle_window,
+        idle,
+        life_writes,
+        cpu_seconds,
+        peer,
+    }
+}
 
-    // The table.
-    let floor_p50 = floor.percentile(50.0);
-    let floor_p99 = floor.percentile(99.0);
-    println!();
-    println!(
-        "{:<46} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<28} met",
-        "figure", "n", "p50 ms", "p99 ms", "max ms", "p50/floor", "p99/floor", "bar"
-    );
-    for figure in std::iter::once(&floor).chain(&figures) {
+/// Rows of the table: each figure's percentiles, and as multiples of the floor's.
+fn print_figures(figures: &[&Figure], floor: &Figure) {
+    let (floor_p50, floor_p99) = (floor.percentile(50.0), floor.percentile(99.0));
+    for figure in figures {
         println!(
             "{:<46} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>10.1}  {:<28} {}",
             figure.name,
@@ -664,41 +976,24 @@ async fn main() {
             }
         );
     }
-    let scalar = |name: &str, n: usize, value: String, bar: &str, met: bool| {
-        println!(
-            "{name:<46} {n:>6} {value:>51}  {bar:<28} {}",
-            if met { "yes" } else { "NO" }
-        );
-    };
-    scalar(
-        &format!("{many} environments held: operator RSS"),
-        many,
-        format!("{rss_held:.1} MiB (after restart {rss_after:.1}, peak {peak:.1})"),
-        "<= 100 MiB",
-        rss_held.max(rss_after) <= 100.0,
+}
+
+/// A row of the table with one value instead of percentiles.
+fn scalar(name: &str, n: usize, value: String, bar: &str, met: bool) {
+    println!(
+        "{name:<46} {n:>6} {value:>51}  {bar:<28} {}",
+        if met { "yes" } else { "NO" }
     );
+}
+
+/// The rows of one lifecycle's writes: to its objects, then with the Event that every
+/// phase change publishes, then by verb and resource.
+fn print_writes(title: &str, lifecycle: &LifecycleWrites) {
+    let writes = &lifecycle.succeeded;
+    let events = event_writes(writes);
+    let object_writes = writes.len() - events;
     scalar(
-        &format!("restart with {many}: all reconciled"),
-        many,
-        format!("{restart_seconds:.1} s"),
-        "<= 60 s",
-        restart_seconds <= 60.0,
-    );
-    scalar(
-        &format!(
-            "idle {:.0} min: requests other than watches",
-            idle_window.as_secs_f64() / 60.0
-        ),
-        many,
-        format!("{}", idle.len()),
-        "0",
-        idle.is_empty(),
-    );
-    // Reported both ways: writes to the objects of the lifecycle, and with the Event
-    // that every phase change publishes.
-    let object_writes = life_writes.len() - life_events;
-    scalar(
-        "API writes for one full lifecycle: objects",
+        &format!("{title}: objects"),
         1,
         format!("{object_writes}"),
         "<= 10",
@@ -707,29 +1002,52 @@ async fn main() {
     scalar(
         "  the same with its events",
         1,
-        format!("{} ({life_events} events)", life_writes.len()),
+        format!("{} ({events} events)", writes.len()),
         "<= 10",
-        life_writes.len() <= 10,
+        writes.len() <= 10,
     );
+    println!("  lifecycle writes: {:?}", writes_by_kind(writes));
+    if !lifecycle.refused.is_empty() {
+        println!(
+            "  refused, not counted: {:?}",
+            writes_by_kind(&lifecycle.refused)
+        );
+    }
+}
+
+fn event_writes(writes: &[String]) -> usize {
+    writes.iter().filter(|w| w.ends_with(" events")).count()
+}
+
+fn writes_by_kind(writes: &[String]) -> BTreeMap<&str, usize> {
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for write in &life_writes {
+    for write in writes {
         *by_kind.entry(write.as_str()).or_default() += 1;
     }
-    println!("  lifecycle writes: {by_kind:?}");
-    let idle_kinds: BTreeMap<String, usize> = idle.iter().fold(BTreeMap::new(), |mut m, r| {
+    by_kind
+}
+
+fn writes_json(lifecycle: &LifecycleWrites) -> Value {
+    let writes = &lifecycle.succeeded;
+    json!({
+        "total": writes.len(),
+        "events": event_writes(writes),
+        "by_kind": writes_by_kind(writes),
+        "refused_by_kind": writes_by_kind(&lifecycle.refused),
+    })
+}
+
+fn idle_kinds(idle: &[AuditedRequest]) -> BTreeMap<String, usize> {
+    idle.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(describe(r)).or_default() += 1;
         m
-    });
-    if !idle.is_empty() {
-        println!("  idle requests: {idle_kinds:?}");
-    }
-    println!("  operator CPU: {cpu_seconds:.1} s over the whole run");
-    for note in &notes {
-        println!("  {note}");
-    }
-    println!("  bench took {:.0} s", started.elapsed().as_secs_f64());
+    })
+}
 
-    let ours = figures
+/// TestMesh's expiry beside the peer TTL cleaner's and the reference figures.
+fn print_ttl_comparison(s: &StandIn) {
+    let ours = s
+        .figures
         .iter()
         .find(|f| f.name.starts_with("expiresAt"))
         .expect("expiry figure");
@@ -739,16 +1057,18 @@ async fn main() {
         "TTL expiry, side by side", "n", "p50 s", "p99 s", "RSS MiB", "CPU s"
     );
     println!(
-        "{:<52} {:>6} {:>10.3} {:>10.3} {:>10.1} {:>9.1}  {} in {:.0} idle s with {many} held (watches aside)",
+        "{:<52} {:>6} {:>10.3} {:>10.3} {:>10.1} {:>9.1}  {} in {:.0} idle s with {} held (watches aside)",
         "TestMesh (timer per environment)",
         ours.samples.len(),
         ours.percentile(50.0) / 1e3,
         ours.percentile(99.0) / 1e3,
-        rss_held.max(rss_after),
-        cpu_seconds,
-        idle.len(),
-        idle_window.as_secs_f64()
+        s.rss_held.max(s.rss_after),
+        s.cpu_seconds,
+        s.idle.len(),
+        s.idle_window.as_secs_f64(),
+        s.many
     );
+    let peer = &s.peer;
     let peer_requests: f64 = peer.per_round.iter().map(|(_, n)| n).sum();
     println!(
         "{:<52} {:>6} {:>10.3} {:>10.3} {:>10.1} {:>9.1}  {:.0} per {:.0} s round",
@@ -770,30 +1090,6 @@ async fn main() {
         "SPEC.md's 5-minute sweep (arithmetic)", "-", "150", "297", "-", "-"
     );
     peer.print();
-
-    let report = json!({
-        "scale": scale,
-        "floor": {"n": floor.samples.len(), "p50_ms": floor_p50, "p99_ms": floor_p99},
-        "figures": figures.iter().map(|f| json!({
-            "name": f.name, "n": f.samples.len(), "bar": f.bar, "met": f.met(),
-            "p50_ms": f.percentile(50.0), "p99_ms": f.percentile(99.0), "max_ms": f.percentile(100.0),
-            "p50_over_floor": f.percentile(50.0) / floor_p50, "p99_over_floor": f.percentile(99.0) / floor_p99,
-        })).collect::<Vec<_>>(),
-        "held": {"environments": many, "rss_mib": rss_held, "rss_after_restart_mib": rss_after, "peak_rss_mib": peak},
-        "restart_seconds": restart_seconds,
-        "idle": {"seconds": idle_window.as_secs_f64(), "requests": idle.len(), "by_kind": idle_kinds},
-        "lifecycle_writes": {"total": life_writes.len(), "events": life_events, "by_kind": by_kind},
-        "operator_cpu_seconds": cpu_seconds,
-        "peer": peer.to_json(),
-        "notes": notes,
-    });
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench");
-    std::fs::create_dir_all(dir).expect("target/bench");
-    let path = format!("{dir}/lifecycle.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
-        .expect("write report");
-    println!("written to {path}");
-    operator.kill();
 }
 
 /// User + system CPU seconds of a process so far.
