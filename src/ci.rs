@@ -893,7 +893,10 @@ mod tests {
     fn the_shipped_ci_examples_parse() {
         let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/ci");
         let template = read_template(&examples.join("environment-template.yaml")).unwrap();
-        assert_eq!(template.namespace, "review-{{context}}", "one for every context");
+        assert_eq!(
+            template.namespace, "review-{{context}}",
+            "one for every context"
+        );
         let workflow = std::fs::read_to_string(examples.join("github-actions.yml")).unwrap();
         let workflow: Value = serde_saphyr::from_str(&workflow).unwrap();
         let steps = workflow
