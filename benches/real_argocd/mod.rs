@@ -16,7 +16,9 @@
 //! - Synced → Healthy (and still Synced at the commit: what TestMesh waits for);
 //! - Healthy → environment Ready: TestMesh's own overhead, which includes waiting for a
 //!   ready endpoint behind each declared Service;
-//! - created → Ready, the whole.
+//! - created → Ready, the whole;
+//! - and, once all are up, `spec.destroy` → destroyed (Argo CD prunes, then the namespace
+//!   goes).
 //!
 //! The objects' own timestamps (`creationTimestamp`, Argo CD's `operationState.finishedAt`
 //! and `health.lastTransitionTime`) are whole seconds, too coarse for these steps: they
@@ -499,7 +501,8 @@ fn environment(name: &str, target: &str, ttl_minutes: u32) -> TestEnvironment {
 
 /// Runs the part beside `floor` (measured with Argo CD and kwok running): one whole
 /// lifecycle first, which also warms Argo CD's cluster cache up, then the environments
-/// of the figures, `AT_ONCE` at a time; then destroys them all and stops kwok and Argo CD.
+/// of the figures one at a time; then destroys them, `DESTROYED_AT_ONCE` at a time, and
+/// stops kwok and Argo CD.
 pub async fn measure(
     control_plane: &ControlPlane,
     client: &Client,
