@@ -38,9 +38,28 @@ KWOK_VERSION := v0.8.0
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# `make run` uses the cluster the operator itself would (kube-rs's order): KUBECONFIG,
+# else ~/.kube/config, else the in-cluster service account. With none of them, or with
+# LOCAL=1, it starts a local one for the operator: the test control plane with kwok and a
+# real Argo CD, a Git repository holding the example services, and the examples applied
+# (testmesh-dev-cluster --examples); Ctrl-C stops it all.
+CONFIGURED_CLUSTER := $(if $(KUBECONFIG),KUBECONFIG=$(KUBECONFIG),$(if $(wildcard $(HOME)/.kube/config),~/.kube/config,$(if $(KUBERNETES_SERVICE_HOST),the in-cluster service account)))
+RUN_CLUSTER := $(if $(filter 1,$(LOCAL)),,$(CONFIGURED_CLUSTER))
+
 .PHONY: run
-run: ## Run the operator against the cluster of the current kubeconfig (ARGS= adds flags).
+run: ## Run the operator on your cluster (KUBECONFIG, ~/.kube/config, in-cluster); if none, or LOCAL=1, on a local one with Argo CD and the examples. ARGS= adds flags.
+ifeq ($(RUN_CLUSTER),)
+# Of the GitOps tools, only Argo CD and kwok.
+run: test-assets $(TOOLS_BIN)/.argocd-$(ARGOCD_VERSION) $(TOOLS_BIN)/.kwok-$(KWOK_VERSION)
+	@echo "make run: $(if $(CONFIGURED_CLUSTER),LOCAL=1,no cluster configured (KUBECONFIG, ~/.kube/config, in-cluster)): starting a local one with Argo CD and the examples"
+	$(CARGO) build -q --workspace --bins
+	$${CARGO_TARGET_DIR:-target}/debug/testmesh-dev-cluster --examples -- $(ARGS)
+else
+run:
+	@echo "make run: the cluster of $(RUN_CLUSTER)$$(context=$$(kubectl config current-context 2>/dev/null) && echo ", context $$context") (LOCAL=1: a local one instead)"
+	$(if $(findstring /target/testenv/,$(KUBECONFIG)),@echo "make run: that is the local cluster of an earlier make run or make dev-cluster (unset KUBECONFIG when it has stopped)")
 	$(CARGO) run -q --bin testmesh -- run $(ARGS)
+endif
 
 .PHONY: dev-cluster
 dev-cluster: test-assets gitops-tools ## A local control plane with TestMesh's CRDs, fake nodes (kwok) and a real Argo CD (Ctrl-C stops it).

@@ -43,6 +43,7 @@ pub mod flux;
 pub mod git;
 pub mod http_client;
 pub mod kwok;
+pub mod local_run;
 mod manifests;
 mod namespace;
 pub mod operator;

@@ -13,8 +13,8 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const HTTP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const LOG_TAIL_LINES: usize = 40;
 
 type SpawnReply = mpsc::Sender<std::io::Result<Child>>;
@@ -270,6 +271,22 @@ pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N]> {
         listeners.push(listener);
     }
     Ok(ports)
+}
+
+/// `GET http://<address><path>` answers 200 (a plain HTTP/1.0 exchange: these are health
+/// endpoints, a status line is all that matters). A probe for [`ProcessGroup::wait_for`].
+pub(crate) async fn http_ok(address: SocketAddr, path: &str) -> Result<bool, String> {
+    let status_line = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&address, HTTP_PROBE_TIMEOUT)?;
+        stream.set_read_timeout(Some(HTTP_PROBE_TIMEOUT))?;
+        stream.set_write_timeout(Some(HTTP_PROBE_TIMEOUT))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        Ok(line)
+    };
+    let line = status_line().map_err(|e| e.to_string())?;
+    Ok(line.split_whitespace().nth(1) == Some("200"))
 }
 
 /// A running child process of a [`ProcessGroup`].

@@ -12,8 +12,7 @@
 //! `server.secretkey` (the ApplicationSet controller's webhook handler wants it) and the
 //! AppProject `default`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -25,11 +24,10 @@ use serde_json::json;
 use super::{NAMESPACE, app_project_resource, application_resource, try_install_crds};
 use crate::control_plane::random_hex;
 use crate::error::{Error, Result};
-use crate::process::{ProcessGroup, block_on, free_ports};
+use crate::process::{ProcessGroup, block_on, free_ports, http_ok};
 use crate::{ARGOCD_USER, ControlPlane, FIELD_MANAGER, apply_yaml, assets};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-const HTTP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Argo CD finds its ConfigMaps and Secrets by this label.
 const PART_OF_ARGOCD: (&str, &str) = ("app.kubernetes.io/part-of", "argocd");
 
@@ -193,7 +191,7 @@ impl RealArgoCd {
             for (name, port, path) in checks {
                 processes
                     .wait_for(&format!("{name} {path}"), READY_TIMEOUT, || {
-                        http_ok(port, path)
+                        http_ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path)
                     })
                     .await?;
             }
@@ -291,20 +289,4 @@ async fn install_objects(client: &Client) -> Result<()> {
         )
         .await?;
     Ok(())
-}
-
-/// `GET http://127.0.0.1:<port><path>` answers 200 (a plain HTTP/1.0 exchange: these
-/// are health endpoints, a status line is all that matters).
-async fn http_ok(port: u16, path: &str) -> Result<bool, String> {
-    let status_line = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(HTTP_PROBE_TIMEOUT))?;
-        stream.set_write_timeout(Some(HTTP_PROBE_TIMEOUT))?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line)?;
-        Ok(line)
-    };
-    let line = status_line().map_err(|e| e.to_string())?;
-    Ok(line.split_whitespace().nth(1) == Some("200"))
 }
