@@ -25,7 +25,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, controller, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -34,14 +34,15 @@ use crate::config::RunConfig;
 use crate::metrics::Metrics;
 use crate::providers::{ArgoCd, Flux, Providers};
 use crate::resources::{
-    MANAGED_BY, MANAGED_BY_LABEL, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim,
+    MANAGED_BY, MANAGED_BY_LABEL, Provider, ROUTING_CONFIG_MAP, TestEnvironment,
+    TestEnvironmentClaim,
 };
 use events::Recorder;
 use informers::{Cache, Change};
 use packed::Packed;
 use triggers::{
-    claims_of_environment, environment_of_namespace, environments_of_app, environments_of_claim,
-    environments_routing_from, refs_where,
+    claims_of_environment, environment_of_namespace, environments_deployed_in, environments_of_app,
+    environments_of_claim, environments_routing_from,
 };
 
 pub use apply::FIELD_MANAGER;
@@ -113,138 +114,15 @@ pub async fn run(
             move |claim| environments_of_claim(&environments, claim),
         )
     };
-    let namespaces = {
-        let environment_refs = environment_refs.clone();
-        let scope = scope.clone();
-        informers::spawn(
-            "Namespace",
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-            reflector::store::Writer::default(),
-            // Its labels only selected it; its spec is the namespace controller's.
-            |mut namespace: Namespace| {
-                namespace.labels_mut().clear();
-                namespace.spec = None;
-                Packed::pack(&namespace)
-            },
-            Box::new(move |namespace: &Packed<Namespace>, _| {
-                let owner = namespace
-                    .unpack()
-                    .ok()
-                    .and_then(|namespace| environment_of_namespace(&namespace))
-                    .filter(|env| scope.is_none() || env.namespace == scope);
-                informers::trigger(&environment_refs, owner);
-            }),
-        )
+    let dependents = Dependents {
+        environments: environments.clone(),
+        refs: environment_refs.clone(),
     };
-    let apps = providers
-        .all()
-        .into_iter()
-        .map(|(provider, adapter)| {
-            let resource = adapter.api_resource();
-            let default_namespace = adapter.default_namespace().to_owned();
-            let environments = environments.clone();
-            let environment_refs = environment_refs.clone();
-            let apps_api = Api::all_with(client.clone(), &resource);
-            let trim = adapter.cache_trim();
-            let start = move || {
-                informers::spawn(
-                    &resource.kind,
-                    apps_api,
-                    watcher::Config::default(),
-                    reflector::store::Writer::new(resource.clone()),
-                    move |mut app: DynamicObject| {
-                        trim(&mut app);
-                        Packed::pack(&app)
-                    },
-                    Box::new(move |app: &Packed<DynamicObject>, _| {
-                        informers::trigger(
-                            &environment_refs,
-                            environments_of_app(&environments, provider, &default_namespace, app),
-                        );
-                    }),
-                )
-            };
-            let cache = Arc::new(OnceLock::new());
-            tokio::spawn(informers::once_installed(
-                Api::<CustomResourceDefinition>::all(client.clone()),
-                crd_name(&adapter.api_resource()),
-                cache.clone(),
-                start,
-            ));
-            (provider, cache)
-        })
-        .collect();
-    let services = {
-        let environments = environments.clone();
-        let environment_refs = environment_refs.clone();
-        informers::spawn(
-            "Service",
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-            reflector::store::Writer::default(),
-            |service| service,
-            Box::new(move |service: &Service, _| {
-                let namespace = service.namespace().unwrap_or_default();
-                informers::trigger(
-                    &environment_refs,
-                    environments_routing_from(&environments, &namespace),
-                );
-            }),
-        )
-    };
-    let endpoint_slices = {
-        let environments = environments.clone();
-        let environment_refs = environment_refs.clone();
-        informers::spawn(
-            "EndpointSlice",
-            Api::<EndpointSlice>::all(client.clone()),
-            watcher::Config::default(),
-            reflector::store::Writer::default(),
-            |slice: EndpointSlice| Packed::pack(&observe::readiness_only(slice)),
-            Box::new(move |slice: &Packed<EndpointSlice>, _| {
-                let namespace = slice.namespace().unwrap_or_default();
-                informers::trigger(
-                    &environment_refs,
-                    refs_where(&environments, |env| {
-                        env.spec.template.namespace == namespace
-                    }),
-                );
-            }),
-        )
-    };
-    let routing_maps = {
-        let environments = environments.clone();
-        informers::spawn(
-            "ConfigMap",
-            Api::<ConfigMap>::all(client.clone()),
-            // Someone else's of that name too: the operator must not create its own over it.
-            watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
-            reflector::store::Writer::default(),
-            // The label proves it the operator's, whose data is compared with the policy;
-            // of anyone else's only its existence matters.
-            |mut config_map: ConfigMap| {
-                config_map
-                    .labels_mut()
-                    .retain(|key, value| key == MANAGED_BY_LABEL && value == MANAGED_BY);
-                if config_map.labels().is_empty() {
-                    config_map.data = None;
-                    config_map.binary_data = None;
-                }
-                config_map.annotations_mut().clear();
-                Packed::pack(&config_map)
-            },
-            Box::new(move |config_map: &Packed<ConfigMap>, _| {
-                let namespace = config_map.namespace().unwrap_or_default();
-                informers::trigger(
-                    &environment_refs,
-                    refs_where(&environments, |env| {
-                        env.spec.template.namespace == namespace
-                    }),
-                );
-            }),
-        )
-    };
+    let namespaces = namespace_informer(&client, &dependents, scope.clone());
+    let apps = app_informers(&client, &providers, &dependents);
+    let services = service_informer(&client, &dependents);
+    let endpoint_slices = endpoint_slice_informer(&client, &dependents);
+    let routing_maps = routing_map_informer(&client, &dependents);
     tokio::spawn(report_ready(
         environment_cache.clone(),
         claim_cache.clone(),
@@ -300,6 +178,168 @@ pub async fn run(
         .run(claim::reconcile, claim::error_policy, ctx)
         .for_each(log_outcome);
     futures::join!(environments_done, claims_done);
+}
+
+/// The environments that read other kinds' objects, and where to send the ones a change
+/// concerns: what every informer but the controllers' own hands its events to.
+#[derive(Clone)]
+struct Dependents {
+    environments: Store<TestEnvironment>,
+    refs: mpsc::UnboundedSender<ObjectRef<TestEnvironment>>,
+}
+
+/// The namespaces TestMesh labelled; a change reconciles the environment that owns it.
+fn namespace_informer(
+    client: &Client,
+    dependents: &Dependents,
+    scope: Option<String>,
+) -> Cache<Packed<Namespace>> {
+    let refs = dependents.refs.clone();
+    informers::spawn(
+        "Namespace",
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        reflector::store::Writer::default(),
+        // Its labels only selected it; its spec is the namespace controller's.
+        |mut namespace: Namespace| {
+            namespace.labels_mut().clear();
+            namespace.spec = None;
+            Packed::pack(&namespace)
+        },
+        Box::new(move |namespace: &Packed<Namespace>, _| {
+            let owner = namespace
+                .unpack()
+                .ok()
+                .and_then(|namespace| environment_of_namespace(&namespace))
+                .filter(|env| scope.is_none() || env.namespace == scope);
+            informers::trigger(&refs, owner);
+        }),
+    )
+}
+
+/// Each provider's apps, watched once its CRD is installed; a change reconciles the
+/// environments that name the app.
+fn app_informers(
+    client: &Client,
+    providers: &Providers,
+    dependents: &Dependents,
+) -> Vec<(Provider, Arc<OnceLock<AppCache>>)> {
+    providers
+        .all()
+        .into_iter()
+        .map(|(provider, adapter)| {
+            let resource = adapter.api_resource();
+            let default_namespace = adapter.default_namespace().to_owned();
+            let dependents = dependents.clone();
+            let apps_api = Api::all_with(client.clone(), &resource);
+            let trim = adapter.cache_trim();
+            let start = move || {
+                informers::spawn(
+                    &resource.kind,
+                    apps_api,
+                    watcher::Config::default(),
+                    reflector::store::Writer::new(resource.clone()),
+                    move |mut app: DynamicObject| {
+                        trim(&mut app);
+                        Packed::pack(&app)
+                    },
+                    Box::new(move |app: &Packed<DynamicObject>, _| {
+                        let concerned = environments_of_app(
+                            &dependents.environments,
+                            provider,
+                            &default_namespace,
+                            app,
+                        );
+                        informers::trigger(&dependents.refs, concerned);
+                    }),
+                )
+            };
+            let cache = Arc::new(OnceLock::new());
+            tokio::spawn(informers::once_installed(
+                Api::<CustomResourceDefinition>::all(client.clone()),
+                crd_name(&adapter.api_resource()),
+                cache.clone(),
+                start,
+            ));
+            (provider, cache)
+        })
+        .collect()
+}
+
+/// Every Service, for routing; a change reconciles the environments routing through its
+/// namespace.
+fn service_informer(client: &Client, dependents: &Dependents) -> Cache<Service> {
+    let dependents = dependents.clone();
+    informers::spawn(
+        "Service",
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        reflector::store::Writer::default(),
+        |service| service,
+        Box::new(move |service: &Service, _| {
+            let namespace = service.namespace().unwrap_or_default();
+            informers::trigger(
+                &dependents.refs,
+                environments_routing_from(&dependents.environments, &namespace),
+            );
+        }),
+    )
+}
+
+/// Every EndpointSlice, reduced to its endpoints' readiness; a change reconciles the
+/// environments deployed in its namespace.
+fn endpoint_slice_informer(
+    client: &Client,
+    dependents: &Dependents,
+) -> Cache<Packed<EndpointSlice>> {
+    let dependents = dependents.clone();
+    informers::spawn(
+        "EndpointSlice",
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+        reflector::store::Writer::default(),
+        |slice: EndpointSlice| Packed::pack(&observe::readiness_only(slice)),
+        Box::new(move |slice: &Packed<EndpointSlice>, _| {
+            let namespace = slice.namespace().unwrap_or_default();
+            informers::trigger(
+                &dependents.refs,
+                environments_deployed_in(&dependents.environments, namespace),
+            );
+        }),
+    )
+}
+
+/// The ConfigMaps named like the routing one; a change reconciles the environments
+/// deployed in its namespace.
+fn routing_map_informer(client: &Client, dependents: &Dependents) -> Cache<Packed<ConfigMap>> {
+    let dependents = dependents.clone();
+    informers::spawn(
+        "ConfigMap",
+        Api::<ConfigMap>::all(client.clone()),
+        // Someone else's of that name too: the operator must not create its own over it.
+        watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
+        reflector::store::Writer::default(),
+        // The label proves it the operator's, whose data is compared with the policy;
+        // of anyone else's only its existence matters.
+        |mut config_map: ConfigMap| {
+            config_map
+                .labels_mut()
+                .retain(|key, value| key == MANAGED_BY_LABEL && value == MANAGED_BY);
+            if config_map.labels().is_empty() {
+                config_map.data = None;
+                config_map.binary_data = None;
+            }
+            config_map.annotations_mut().clear();
+            Packed::pack(&config_map)
+        },
+        Box::new(move |config_map: &Packed<ConfigMap>, _| {
+            let namespace = config_map.namespace().unwrap_or_default();
+            informers::trigger(
+                &dependents.refs,
+                environments_deployed_in(&dependents.environments, namespace),
+            );
+        }),
+    )
 }
 
 /// The informer of a controller's own kind: applied objects go to that controller, and

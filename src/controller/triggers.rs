@@ -88,6 +88,14 @@ pub fn environments_of_app(
     })
 }
 
+/// The environments deployed in `namespace`.
+pub fn environments_deployed_in(
+    environments: &Store<TestEnvironment>,
+    namespace: &str,
+) -> Vec<ObjectRef<TestEnvironment>> {
+    refs_where(environments, |env| env.spec.template.namespace == namespace)
+}
+
 /// The environments whose routing reads Services of `namespace`: deployed there, or
 /// using it as their baseline.
 pub fn environments_routing_from(
