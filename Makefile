@@ -28,7 +28,11 @@ KUBE_LDFLAGS := -s -w $(foreach pkg,k8s.io/component-base/version k8s.io/client-
 # are those of the release the GitOps tests run (see gitops-tools).
 ARGOCD_VERSION := v3.2.11
 ARGOCD_MODULE := github.com/argoproj/argo-cd/v3@$(ARGOCD_VERSION)
-FLUX_KUSTOMIZE_MODULE := github.com/fluxcd/kustomize-controller@v1.9.6
+# Flux's are those of the controllers the Flux tests run (see gitops-tools).
+FLUX_KUSTOMIZE_VERSION := v1.9.6
+FLUX_SOURCE_VERSION := v1.9.3
+FLUX_KUSTOMIZE_MODULE := github.com/fluxcd/kustomize-controller@$(FLUX_KUSTOMIZE_VERSION)
+FLUX_SOURCE_MODULE := github.com/fluxcd/source-controller@$(FLUX_SOURCE_VERSION)
 # The control plane's etcd and the GitOps tests' kwok (see gitops-tools).
 ETCD_MODULE := go.etcd.io/etcd/server/v3
 ETCD_VERSION := v3.6.17
@@ -107,11 +111,15 @@ $(ASSETS)/crds/.stamp: Makefile
 	@mkdir -p $(@D)
 	argocd=$$(cd /tmp && $(GO) mod download -json $(ARGOCD_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
 	flux=$$(cd /tmp && $(GO) mod download -json $(FLUX_KUSTOMIZE_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
-	test -n "$$argocd" && test -n "$$flux" && \
+	flux_source=$$(cd /tmp && $(GO) mod download -json $(FLUX_SOURCE_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	test -n "$$argocd" && test -n "$$flux" && test -n "$$flux_source" && \
 	install -m 0644 "$$argocd/manifests/crds/application-crd.yaml" $(@D)/argocd-application.yaml && \
 	install -m 0644 "$$argocd/manifests/crds/applicationset-crd.yaml" $(@D)/argocd-applicationset.yaml && \
 	install -m 0644 "$$argocd/manifests/crds/appproject-crd.yaml" $(@D)/argocd-appproject.yaml && \
-	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml
+	install -m 0644 "$$flux/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" $(@D)/flux-kustomization.yaml && \
+	for crd in "$$flux_source"/config/crd/bases/source.toolkit.fluxcd.io_*.yaml; do \
+		install -m 0644 "$$crd" $(@D)/flux-source-$${crd##*_}; \
+	done
 	@touch $@
 
 # schemathesis fuzzes the REST API in the integration tests. Python 3.11's ast module
@@ -148,18 +156,21 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
 clean-test-assets: ## Remove the built control-plane binaries and run directories.
 	rm -rf $(ASSETS) target/testenv
 
-# --- etcd, Argo CD and kwok -------------------------------------------------------------
+# --- etcd, Argo CD, Flux and kwok -------------------------------------------------------
 # The test control plane runs etcd 3.6: Debian's 3.4 lacks the watch progress requests
 # client-go ≥ 1.35 informers rely on, and they then catch up only by relisting (kwok took
 # 13 s instead of 1.5 s to make pods ready). The GitOps tests run a real Argo CD (one
 # binary: the component is chosen by ARGOCD_BINARY_NAME or argv[0]) and kwok, which
 # plays the kubelet for fake nodes. Argo CD 3.2 is the newest release that builds from
 # the Go module proxy alone (3.3+ need a nested gitops-engine module the proxy lacks).
-# etcd and Argo CD have replace directives, so hack/go-build-module.sh builds them.
+# etcd, Argo CD and Flux have replace directives, so hack/go-build-module.sh builds them.
 ARGOCD_LDFLAGS := -s -w -X github.com/argoproj/argo-cd/v3/common.version=$(ARGOCD_VERSION:v%=%)
 
+GITOPS_TOOLS := .argocd-$(ARGOCD_VERSION) .kwok-$(KWOK_VERSION) \
+	.source-controller-$(FLUX_SOURCE_VERSION) .kustomize-controller-$(FLUX_KUSTOMIZE_VERSION)
+
 .PHONY: gitops-tools
-gitops-tools: $(TOOLS_BIN)/.argocd-$(ARGOCD_VERSION) $(TOOLS_BIN)/.kwok-$(KWOK_VERSION) ## Build Argo CD and kwok for the GitOps tests (cached; etcd comes with test-assets).
+gitops-tools: $(addprefix $(TOOLS_BIN)/,$(GITOPS_TOOLS)) ## Build Argo CD, Flux and kwok for the GitOps tests (cached; etcd comes with test-assets).
 
 $(TOOLS_BIN)/.etcd-$(ETCD_VERSION):
 	@mkdir -p $(@D)
@@ -175,6 +186,22 @@ $(TOOLS_BIN)/.argocd-$(ARGOCD_VERSION):
 $(TOOLS_BIN)/.kwok-$(KWOK_VERSION):
 	@mkdir -p $(@D)
 	cd /tmp && CGO_ENABLED=0 GOBIN=$(TOOLS_BIN) $(GO) install -trimpath -ldflags='-s -w' sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	@touch $@
+
+# Flux: source-controller and kustomize-controller, each a module with replace lines.
+# kustomize-controller v1.9.6 is the newest release Go 1.26 builds (v1.10 wants Go 1.27);
+# source-controller v1.9.3 the newest the Go module proxy serves every dependency of
+# (v1.9.4 and later need github.com/fluxcd/pkg/artifact v0.18.2+, refused with 403).
+$(TOOLS_BIN)/.source-controller-$(FLUX_SOURCE_VERSION):
+	@mkdir -p $(@D)
+	hack/go-build-module.sh github.com/fluxcd/source-controller $(FLUX_SOURCE_VERSION) \
+		github.com/fluxcd/source-controller $(TOOLS_BIN)/source-controller
+	@touch $@
+
+$(TOOLS_BIN)/.kustomize-controller-$(FLUX_KUSTOMIZE_VERSION):
+	@mkdir -p $(@D)
+	hack/go-build-module.sh github.com/fluxcd/kustomize-controller $(FLUX_KUSTOMIZE_VERSION) \
+		github.com/fluxcd/kustomize-controller $(TOOLS_BIN)/kustomize-controller
 	@touch $@
 
 # --- Helm chart -------------------------------------------------------------------------

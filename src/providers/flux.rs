@@ -34,6 +34,16 @@
 //!   Kustomization Ready as soon as the server accepted the manifests, before anything
 //!   runs. We trust that verdict but say so in the message, so users see why an
 //!   environment may be Ready while its pods are still starting.
+//! - **A namespace that came after the failure.** A Kustomization committed before its
+//!   environment (the usual order) fails to apply for want of the namespace
+//!   (`ReconciliationFailed`, `namespaces "…" not found`), and kustomize-controller tries
+//!   again only after `spec.retryInterval` (by default `spec.interval`: often minutes, so
+//!   longer than the degraded grace period). Once the environment's namespace exists, such
+//!   a failure is stale: the report names it as a failed attempt waiting out a retry
+//!   interval ([`FailedAttempt::backing_off`]), and [`retry_end`] asks Flux to reconcile
+//!   now, as `flux reconcile kustomization` does (the `reconcile.fluxcd.io/requestedAt`
+//!   annotation). Until Flux has handled that request (`status.lastHandledReconcileAt`),
+//!   nothing more is asked.
 //! - **Suspension.** A suspended Kustomization (`spec.suspend`) is not reconciled at all,
 //!   so it reads Progressing and the lifecycle's provisioning timeout eventually fails the
 //!   environment. Deleting a suspended Kustomization prunes nothing (nor does deleting one
@@ -56,11 +66,11 @@
 
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::json::{items, text};
 
-use crate::lifecycle::environment::{AppDeletion, AppReport, Readiness};
+use crate::lifecycle::environment::{AppDeletion, AppReport, FailedAttempt, Readiness};
 
 pub const GROUP: &str = "kustomize.toolkit.fluxcd.io";
 pub const VERSION: &str = "v1";
@@ -74,6 +84,9 @@ const CREATED_BY_NAMESPACE_LABEL: &str = "kustomize.toolkit.fluxcd.io/namespace"
 
 /// The `Ready=False` reason that only waits for `spec.dependsOn`.
 const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
+/// Set to a new value, it makes kustomize-controller reconcile at once; the value handled
+/// last is `status.lastHandledReconcileAt`.
+const RECONCILE_REQUEST_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// The API resource of Flux Kustomizations, for a dynamic `Api`.
 pub fn api_resource() -> ApiResource {
@@ -109,11 +122,25 @@ pub fn interpret(kustomization: &DynamicObject, environment_namespace: &str) -> 
         revision: kustomization.revision.map(str::to_owned),
         message: format!("Flux Kustomization {}: {why}", kustomization.name),
         deletion: kustomization.deletion(environment_namespace),
-        // kustomize-controller retries a failed reconciliation every `retryInterval` by
-        // itself, and never creates `targetNamespace`.
-        failed_attempt: None,
+        failed_attempt: kustomization.failed_attempt(&state, environment_namespace),
+        // kustomize-controller never creates `targetNamespace`.
         creates_namespace: false,
     }
+}
+
+/// The merge patch that has kustomize-controller reconcile `kustomization` now instead of
+/// after its retry interval, as `flux reconcile kustomization` does, at the
+/// `resourceVersion` read. The request names that version, so each is a new value.
+pub fn retry_end(kustomization: &DynamicObject) -> Value {
+    let version = kustomization.metadata.resource_version.as_deref();
+    json!({
+        "metadata": {
+            "resourceVersion": version,
+            "annotations": {
+                RECONCILE_REQUEST_ANNOTATION: format!("testmesh-{}", version.unwrap_or_default()),
+            },
+        },
+    })
 }
 
 /// The parts of a Kustomization the rules read.
@@ -134,6 +161,8 @@ struct Kustomization<'a> {
     reconciling: Option<Condition<'a>>,
     /// `status.lastAppliedRevision`.
     revision: Option<&'a str>,
+    /// A reconcile request kustomize-controller has not handled yet.
+    reconcile_requested: bool,
     /// The name of an owning (parent) Kustomization, if one owns it.
     owner: Option<&'a str>,
     /// `namespace/name` of the Kustomization whose apply created it, from its labels.
@@ -147,6 +176,8 @@ struct Condition<'a> {
     message: Option<&'a str>,
     /// The generation Flux set it for; absent on conditions written without one.
     observed_generation: Option<i64>,
+    /// When its status last changed: for `Ready=False`, when the attempt failed.
+    last_transition_time: Option<&'a str>,
 }
 
 /// Flux's own view of the Kustomization, before TestMesh's namespace rule.
@@ -211,6 +242,13 @@ impl<'a> Kustomization<'a> {
             stalled: Condition::find(data, "Stalled"),
             reconciling: Condition::find(data, "Reconciling"),
             revision: text(data, "/status/lastAppliedRevision"),
+            reconcile_requested: metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(RECONCILE_REQUEST_ANNOTATION))
+                .is_some_and(|requested| {
+                    text(data, "/status/lastHandledReconcileAt") != Some(requested.as_str())
+                }),
             owner: metadata
                 .owner_references
                 .iter()
@@ -283,6 +321,30 @@ impl<'a> Kustomization<'a> {
             State::Applied => (Readiness::Ready, self.applied()),
             State::Reconciling => (Readiness::Progressing, self.reconciling()),
         }
+    }
+
+    /// The last attempt, when it failed to apply for want of the environment's namespace
+    /// and Flux waits out its retry interval before the next (see the module docs).
+    fn failed_attempt(
+        &self,
+        state: &State<'_>,
+        environment_namespace: &str,
+    ) -> Option<FailedAttempt> {
+        let State::NotReady(ready) = state else {
+            return None;
+        };
+        let missing_namespace = format!("namespaces \"{environment_namespace}\" not found");
+        let namespace_missing = ready
+            .message
+            .is_some_and(|message| message.contains(&missing_namespace));
+        if !namespace_missing || self.reconcile_requested {
+            return None;
+        }
+        Some(FailedAttempt {
+            started_at: ready.last_transition_time.and_then(|at| at.parse().ok()),
+            backing_off: true,
+            namespace_missing,
+        })
     }
 
     fn deletion(&self, environment_namespace: &str) -> AppDeletion {
@@ -379,6 +441,7 @@ impl<'a> Condition<'a> {
                     .get("observedGeneration")
                     .and_then(Value::as_i64)
                     .filter(|generation| *generation > 0),
+                last_transition_time: text(condition, "/lastTransitionTime"),
             })
     }
 

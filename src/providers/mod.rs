@@ -104,6 +104,10 @@ impl GitOpsProvider for Flux {
         flux::trim_for_cache
     }
 
+    fn retry_end(&self, app: &DynamicObject) -> Option<serde_json::Value> {
+        Some(flux::retry_end(app))
+    }
+
     fn teardown_note(&self, app: &DynamicObject) -> Option<String> {
         let spec = &app.data["spec"];
         let policy = spec["deletionPolicy"].as_str().unwrap_or("MirrorPrune");

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use testmesh::lifecycle::{ClaimPhase, Phase};
@@ -19,7 +19,10 @@ use testmesh_testenv::git::GitRepository;
 use testmesh_testenv::kwok::Kwok;
 use testmesh_testenv::workloads::{self, REVIEW_PATH, Workload};
 
-use crate::support::{Operated, destroyed_message, phase_of, ready_of, run, wait_for, workspace};
+use crate::support::{
+    History, Operated, create_namespace, destroyed_message, from_json, lifecycle, ready_message,
+    ready_of, run, wait_for, workspace,
+};
 
 /// How long Argo CD and kwok may take for a sync and a rollout on a loaded 2-core machine.
 const ARGO: Duration = Duration::from_secs(90);
@@ -159,80 +162,8 @@ impl Gitops {
     }
 }
 
-fn from_json<K: serde::de::DeserializeOwned>(value: Value) -> K {
-    serde_json::from_value(value).expect("object")
-}
-
-async fn create_namespace(client: &kube::Client, name: &str) {
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create namespace");
-}
-
-/// Every (phase, Ready status, Ready reason) an environment was seen in, in order, from a
-/// watch started before the change under test.
-#[derive(Clone, Default)]
-struct History<T>(Arc<Mutex<Vec<T>>>);
-
-impl<T: Clone + PartialEq + Send + 'static> History<T> {
-    /// Records `state` of the object `name` of `api` each time it changes.
-    fn record<K>(api: &Api<K>, name: &str, state: fn(&K) -> Option<T>) -> History<T>
-    where
-        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    {
-        let history = History(Arc::new(Mutex::new(Vec::new())));
-        let seen = history.clone();
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let stream = watcher(api.clone(), config).applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(Ok(object)) = stream.next().await {
-                let Some(state) = state(&object) else {
-                    continue;
-                };
-                let mut seen = seen.0.lock().expect("history");
-                if seen.last() != Some(&state) {
-                    seen.push(state);
-                }
-            }
-        });
-        history
-    }
-
-    fn entries(&self) -> Vec<T> {
-        self.0.lock().expect("history").clone()
-    }
-}
-
-/// An environment's (phase, Ready status, Ready reason).
-fn lifecycle(environment: &TestEnvironment) -> Option<(Phase, String, String)> {
-    let phase = phase_of(Some(environment))?;
-    let (status, reason) = ready_of(environment);
-    Some((phase, status, reason))
-}
-
 fn environment_history(g: &Gitops, name: &str) -> History<(Phase, String, String)> {
     History::record(&g.t.environments, name, lifecycle)
-}
-
-impl History<(Phase, String, String)> {
-    fn phases(&self) -> Vec<Phase> {
-        let mut phases: Vec<Phase> = Vec::new();
-        for (phase, _, _) in self.entries() {
-            if phases.last() != Some(&phase) {
-                phases.push(phase);
-            }
-        }
-        phases
-    }
 }
 
 #[tokio::test]
@@ -580,15 +511,6 @@ async fn failures_are_truthful_with_the_real_controller() {
 
     let missing = g.t.wait_phase("deleted", Phase::Failed, ARGO).await;
     assert_eq!(ready_of(&missing).1, "AppNotFound");
-}
-
-fn ready_message(environment: &TestEnvironment) -> String {
-    environment
-        .status
-        .as_ref()
-        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Ready"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

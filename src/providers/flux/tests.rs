@@ -221,6 +221,15 @@ impl Fixture {
         self
     }
 
+    /// A reconcile request (`flux reconcile`), handled by Flux or not.
+    fn reconcile_requested(mut self, value: &str, handled: bool) -> Self {
+        self.0["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"] = json!(value);
+        if handled {
+            self.status()["lastHandledReconcileAt"] = json!(value);
+        }
+        self
+    }
+
     fn deleting(mut self) -> Self {
         self.0["metadata"]["deletionTimestamp"] = json!("2026-05-04T11:00:00Z");
         self
@@ -1037,4 +1046,91 @@ fn the_cached_copy_drops_the_inventory_and_history() {
     assert_eq!(interpret(&object, ENVIRONMENT_NAMESPACE), before);
     assert!(object.data["status"].get("inventory").is_none());
     assert!(object.data["status"].get("history").is_none());
+}
+
+/// How kustomize-controller v1.9 words an apply into a namespace that does not exist.
+fn namespace_not_found(namespace: &str) -> String {
+    format!("Service/{namespace}/web not found: namespaces \"{namespace}\" not found\n")
+}
+
+#[test]
+fn a_failure_for_want_of_the_namespace_waits_out_a_retry_interval_until_asked_again() {
+    let missing = namespace_not_found(ENVIRONMENT_NAMESPACE);
+    let attempt = FailedAttempt {
+        started_at: Some("2026-05-04T09:14:30Z".parse().expect("timestamp")),
+        backing_off: true,
+        namespace_missing: true,
+    };
+    let cases = [
+        (
+            "the first attempt, before the namespace",
+            failing(
+                kustomization().finalizer(),
+                "ReconciliationFailed",
+                &missing,
+            ),
+            Some(attempt.clone()),
+        ),
+        (
+            "after an earlier success",
+            failing(ready(), "ReconciliationFailed", &missing),
+            Some(attempt.clone()),
+        ),
+        (
+            "a request Flux has handled does not count",
+            failing(ready(), "ReconciliationFailed", &missing)
+                .reconcile_requested("2026-05-04T09:10:00Z", true),
+            Some(attempt.clone()),
+        ),
+        (
+            "a request not yet handled: nothing more to ask",
+            failing(ready(), "ReconciliationFailed", &missing)
+                .reconcile_requested("testmesh-51877", false),
+            None,
+        ),
+        (
+            "another namespace missing",
+            failing(
+                ready(),
+                "ReconciliationFailed",
+                &namespace_not_found("review-pr-124"),
+            ),
+            None,
+        ),
+        (
+            "another failure",
+            failing(ready(), "BuildFailed", "kustomize build failed"),
+            None,
+        ),
+        (
+            "a failure at the previous generation",
+            failing(ready(), "ReconciliationFailed", &missing).edited(),
+            None,
+        ),
+        ("reconciling again", first_reconciliation(), None),
+        ("ready", ready(), None),
+    ];
+    for (case, fixture, expected) in cases {
+        assert_eq!(fixture.report().failed_attempt, expected, "{case}");
+    }
+    assert_eq!(
+        failing(ready(), "ReconciliationFailed", &missing)
+            .report()
+            .readiness,
+        Readiness::Degraded,
+        "still Flux's failure: the lifecycle decides what to do about it"
+    );
+}
+
+#[test]
+fn the_retry_request_is_a_reconcile_request_at_the_version_read() {
+    let object: DynamicObject =
+        serde_json::from_value(ready().0).expect("the fixture is a valid object");
+    assert_eq!(
+        retry_end(&object),
+        json!({"metadata": {
+            "resourceVersion": "51877",
+            "annotations": {"reconcile.fluxcd.io/requestedAt": "testmesh-51877"},
+        }})
+    );
 }

@@ -18,6 +18,10 @@ use testmesh_testenv::{
     with_temp_namespace,
 };
 
+mod history;
+
+pub use history::{History, lifecycle};
+
 /// How long a test waits for the operator to react to a change.
 pub const REACTION: Duration = Duration::from_secs(30);
 use tokio::sync::OnceCell;
@@ -312,7 +316,6 @@ impl Operated {
     }
 }
 
-/// The `Destroyed` condition's message.
 /// The `Destroyed` condition's (status, reason).
 pub fn destroyed_of(environment: &TestEnvironment) -> (String, String) {
     environment
@@ -323,11 +326,37 @@ pub fn destroyed_of(environment: &TestEnvironment) -> (String, String) {
         .unwrap_or_default()
 }
 
+/// The `Destroyed` condition's message.
 pub fn destroyed_message(environment: &TestEnvironment) -> String {
+    condition_message(environment, "Destroyed")
+}
+
+/// The `Ready` condition's message.
+pub fn ready_message(environment: &TestEnvironment) -> String {
+    condition_message(environment, "Ready")
+}
+
+/// The message of the environment's condition `type_` (empty without one).
+pub fn condition_message(environment: &TestEnvironment, type_: &str) -> String {
     environment
         .status
         .as_ref()
-        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, "Destroyed"))
+        .and_then(|s| testmesh::lifecycle::conditions::find(&s.conditions, type_))
         .map(|c| c.message.clone())
         .unwrap_or_default()
+}
+
+/// `value` as a `K`; the test's own JSON, so a mismatch is a bug in the test.
+pub fn from_json<K: DeserializeOwned>(value: serde_json::Value) -> K {
+    serde_json::from_value(value).expect("object")
+}
+
+/// Creates the namespace `name`, without labels: one that is not TestMesh's.
+pub async fn create_namespace(client: &Client, name: &str) {
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        from_json(serde_json::json!({"metadata": {"name": name}}));
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&Default::default(), &namespace)
+        .await
+        .expect("create namespace");
 }

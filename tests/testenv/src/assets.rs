@@ -36,7 +36,7 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-/// `<workspace>/target/tools/bin`: etcd 3.6, Argo CD and kwok, built by `make
+/// `<workspace>/target/tools/bin`: etcd 3.6, Argo CD, Flux and kwok, built by `make
 /// test-assets` and `make gitops-tools`.
 pub fn tools_bin_dir() -> PathBuf {
     workspace_root().join("target").join("tools").join("bin")
@@ -74,7 +74,9 @@ pub(crate) fn find_binary(name: &str, search_path: bool) -> Result<PathBuf> {
 /// How a missing executable is obtained.
 fn install_hint(name: &str) -> &'static str {
     match name {
-        "argocd" | "kwok" => "run `make gitops-tools`",
+        "argocd" | "kwok" | "source-controller" | "kustomize-controller" => {
+            "run `make gitops-tools`"
+        }
         "redis-server" => "install Debian's redis-server (`apt-get install redis-server`)",
         "git" => "install git (`apt-get install git`)",
         _ => {

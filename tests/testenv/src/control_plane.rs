@@ -27,6 +27,10 @@ pub const OPERATOR_USER: &str = "testmesh-operator";
 /// Identity of a real Argo CD's controllers ([`crate::argocd::RealArgoCd`]; group
 /// `system:masters`), so the audit log tells Argo CD's writes apart.
 pub const ARGOCD_USER: &str = "argocd";
+/// Identity of a real Flux's source-controller and kustomize-controller
+/// ([`crate::flux::RealFlux`]; group `system:masters`), so the audit log tells Flux's
+/// writes apart.
+pub const FLUX_USER: &str = "flux";
 /// Identity of kwok, which plays the kubelet of fake nodes ([`crate::kwok::Kwok`]; group
 /// `system:masters`).
 pub const KWOK_USER: &str = "kwok";
@@ -109,7 +113,7 @@ impl ControlPlane {
         let certs = certs::generate(&cert_dir)?;
 
         let mut tokens = BTreeMap::new();
-        for user in [ADMIN_USER, OPERATOR_USER, ARGOCD_USER, KWOK_USER]
+        for user in [ADMIN_USER, OPERATOR_USER, ARGOCD_USER, FLUX_USER, KWOK_USER]
             .into_iter()
             .chain(TEST_USERS)
         {

@@ -66,7 +66,7 @@ pub enum Error {
 
     /// A user name that has no token in the static token file.
     #[error(
-        "unknown test user `{0}` (known users: admin, testmesh-operator, argocd, kwok, alice, bob)"
+        "unknown test user `{0}` (known users: admin, testmesh-operator, argocd, flux, kwok, alice, bob)"
     )]
     UnknownUser(String),
 

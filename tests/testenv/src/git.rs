@@ -1,6 +1,7 @@
-//! Git repositories a test writes and a real Argo CD syncs from
-//! ([`crate::argocd::RealArgoCd`]): bare repositories on disk, reached through
-//! `file:///…/name.git`, so no Git server runs.
+//! Git repositories a test writes and the real GitOps controllers sync from: bare
+//! repositories on disk. Argo CD ([`crate::argocd::RealArgoCd`]) reaches them through
+//! `file:///…/name.git`, with no server; Flux ([`crate::flux::RealFlux`]) takes only
+//! http(s) and ssh URLs, so [`GitHttpServer`] serves them over Git's smart HTTP protocol.
 //!
 //! Commits are made with git's plumbing commands (`hash-object`, `update-index`,
 //! `write-tree`, `commit-tree`, `update-ref`) on a private index file: there is no work
@@ -16,6 +17,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::ControlPlane;
 use crate::assets;
 use crate::error::{Error, Result};
+
+mod smart_http;
+
+pub use smart_http::GitHttpServer;
 
 /// The branch every repository starts with, and the one commits go to.
 pub const BRANCH: &str = "main";
@@ -56,12 +61,18 @@ impl GitRepository {
     /// `git/<name>-<n>.git`, a new one on every call.
     pub fn temporary(name: &str) -> Result<GitRepository> {
         static CREATED: AtomicU32 = AtomicU32::new(0);
-        let dir = ControlPlane::shared().run_dir().join("git");
+        let dir = GitRepository::temporary_dir(ControlPlane::shared());
         let number = CREATED.fetch_add(1, Ordering::Relaxed);
         GitRepository::create(&dir, &format!("{name}-{number}"))
     }
 
-    /// `file:///…/<name>.git`, the `repoURL` for an Argo CD Application.
+    /// Where [`GitRepository::temporary`] puts repositories: `<run dir>/git`.
+    pub fn temporary_dir(control_plane: &ControlPlane) -> PathBuf {
+        control_plane.run_dir().join("git")
+    }
+
+    /// `file:///…/<name>.git`, the `repoURL` for an Argo CD Application. (Flux wants
+    /// [`GitHttpServer::url`].)
     pub fn url(&self) -> String {
         format!("file://{}", self.path.display())
     }
@@ -166,24 +177,10 @@ impl GitRepository {
         self.run(&mut hash_object, Some(contents))
     }
 
-    /// `git --git-dir <path>` with a fixed identity and none of the environment's or
-    /// the machine's Git settings.
+    /// `git --git-dir <path>`, as [`git_command`] makes it.
     fn command(&self) -> Command {
-        let mut command = Command::new(&self.git);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("GIT_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", IDENTITY.0)
-            .env("GIT_AUTHOR_EMAIL", IDENTITY.1)
-            .env("GIT_COMMITTER_NAME", IDENTITY.0)
-            .env("GIT_COMMITTER_EMAIL", IDENTITY.1)
-            .arg("--git-dir")
-            .arg(&self.path);
+        let mut command = git_command(&self.git);
+        command.arg("--git-dir").arg(&self.path);
         command
     }
 
@@ -215,6 +212,25 @@ impl GitRepository {
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
+}
+
+/// `git` with a fixed identity and none of the environment's or the machine's Git
+/// settings.
+fn git_command(git: &Path) -> Command {
+    let mut command = Command::new(git);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", IDENTITY.0)
+        .env("GIT_AUTHOR_EMAIL", IDENTITY.1)
+        .env("GIT_COMMITTER_NAME", IDENTITY.0)
+        .env("GIT_COMMITTER_EMAIL", IDENTITY.1);
+    command
 }
 
 /// An index file of one commit's making, removed afterwards.

@@ -7,12 +7,14 @@
 //! random ports, fresh certificates and static bearer tokens, and hands out
 //! `kube::Client`s. On demand it adds what a GitOps operator meets on a real cluster:
 //! fake nodes on which pods run and turn Ready ([`kwok::Kwok`]), a real Argo CD
-//! ([`argocd::RealArgoCd`]) and Git repositories for it to sync from
-//! ([`git::GitRepository`]).
+//! ([`argocd::RealArgoCd`]), a real Flux ([`flux::RealFlux`]) and Git repositories for
+//! them to sync from ([`git::GitRepository`], served over HTTP for Flux by
+//! [`git::GitHttpServer`]).
 //!
 //! Binaries come from `<workspace>/target/test-assets/bin` (`make test-assets`) or
-//! `$TESTMESH_TEST_ASSETS`; etcd, Argo CD and kwok from `<workspace>/target/tools/bin`
-//! (`make test-assets`, `make gitops-tools`); Redis and git from `PATH`.
+//! `$TESTMESH_TEST_ASSETS`; etcd, Argo CD, Flux and kwok from
+//! `<workspace>/target/tools/bin` (`make test-assets`, `make gitops-tools`); Redis and git
+//! from `PATH`.
 //!
 //! ```no_run
 //! use testmesh_testenv::{ControlPlane, with_temp_namespace};
@@ -27,8 +29,8 @@
 //! ```
 //!
 //! Users: `admin` (`system:masters`), `alice` and `bob` (group `testmesh:users`,
-//! no permissions until a test grants some); `testmesh-operator`, `argocd` and `kwok`
-//! (`system:masters`), so the audit log tells their requests apart. See
+//! no permissions until a test grants some); `testmesh-operator`, `argocd`, `flux` and
+//! `kwok` (`system:masters`), so the audit log tells their requests apart. See
 //! [`ControlPlane::user_config`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -52,8 +54,8 @@ pub mod workloads;
 
 pub use assets::ASSETS_ENV;
 pub use control_plane::{
-    ADMIN_USER, ARGOCD_USER, AuditedRequest, ControlPlane, KWOK_USER, OPERATOR_USER, TEST_USERS,
-    TEST_USERS_GROUP,
+    ADMIN_USER, ARGOCD_USER, AuditedRequest, ControlPlane, FLUX_USER, KWOK_USER, OPERATOR_USER,
+    TEST_USERS, TEST_USERS_GROUP,
 };
 pub use error::{Error, Result};
 pub use manifests::{
