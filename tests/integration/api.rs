@@ -236,10 +236,13 @@ async fn the_seed_payload_provisions_and_delete_destroys_keeping_the_record() {
         by_alice("create") && by_alice("patch"),
         "the API acted as alice"
     );
+    // (In this test's workspace: other tests call the API as other users at the same time.)
     assert!(
         !writes
             .iter()
-            .any(|w| w.user_agent.starts_with("testmesh-api") && w.user != "alice"),
+            .any(|w| w.user_agent.starts_with("testmesh-api")
+                && w.namespace.as_deref() == Some(t.workspace.as_str())
+                && w.user != "alice"),
         "the API used someone else's identity"
     );
     // Created with the teardown finalizer: the operator had none to add.
