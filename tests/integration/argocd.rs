@@ -20,8 +20,8 @@ use testmesh_testenv::kwok::Kwok;
 use testmesh_testenv::workloads::{self, REVIEW_PATH, Workload};
 
 use crate::support::{
-    History, Operated, create_namespace, destroyed_message, from_json, lifecycle, ready_message,
-    ready_of, run, wait_for, workspace,
+    History, Operated, create_namespace, destroyed_message, from_json, kubectl_waits_for_ready,
+    lifecycle, ready_message, ready_of, wait_for, workspace,
 };
 
 /// How long Argo CD and kwok may take for a sync and a rollout on a loaded 2-core machine.
@@ -228,17 +228,7 @@ async fn the_documentation_example_end_to_end() {
         );
     }
 
-    let mut kubectl = g.t.control_plane.kubectl();
-    kubectl.args([
-        "wait",
-        "-n",
-        &g.t.workspace,
-        "te/pr-123",
-        "--for=condition=Ready",
-        "--timeout=10s",
-    ]);
-    let (ok, stdout, stderr) = run(kubectl);
-    assert!(ok, "kubectl wait --for=condition=Ready: {stdout} {stderr}");
+    kubectl_waits_for_ready(g.t.control_plane, &g.t.workspace, "pr-123");
 }
 
 #[tokio::test]

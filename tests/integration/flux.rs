@@ -19,8 +19,8 @@ use testmesh_testenv::{FLUX_USER, OPERATOR_USER};
 
 use crate::support::{
     History, Operated, REACTION, condition_message, create_namespace, destroyed_message, from_json,
-    lifecycle, operated_workspace, phase_of, ready_message, ready_of, run, start_operator,
-    wait_for, workspace,
+    kubectl_waits_for_ready, lifecycle, operated_workspace, phase_of, ready_message, ready_of,
+    start_operator, wait_for, workspace,
 };
 
 /// How long Flux and kwok may take to fetch, apply and roll out on a loaded 2-core machine.
@@ -392,17 +392,7 @@ async fn warm_only_once_flux_reports_ready_for_the_current_generation() {
         );
     }
 
-    let mut kubectl = g.t.control_plane.kubectl();
-    kubectl.args([
-        "wait",
-        "-n",
-        &g.t.workspace,
-        "te/pr-123",
-        "--for=condition=Ready",
-        "--timeout=10s",
-    ]);
-    let (ok, stdout, stderr) = run(kubectl);
-    assert!(ok, "kubectl wait --for=condition=Ready: {stdout} {stderr}");
+    kubectl_waits_for_ready(g.t.control_plane, &g.t.workspace, "pr-123");
 }
 
 #[tokio::test]

@@ -360,3 +360,19 @@ pub async fn create_namespace(client: &Client, name: &str) {
         .await
         .expect("create namespace");
 }
+
+/// `kubectl wait --for=condition=Ready te/NAME`, as a CI job runs it: fails the test if
+/// it does not return success within 10 s.
+pub fn kubectl_waits_for_ready(control_plane: &ControlPlane, workspace: &str, name: &str) {
+    let mut kubectl = control_plane.kubectl();
+    kubectl.args([
+        "wait",
+        "-n",
+        workspace,
+        &format!("te/{name}"),
+        "--for=condition=Ready",
+        "--timeout=10s",
+    ]);
+    let (ok, stdout, stderr) = run(kubectl);
+    assert!(ok, "kubectl wait --for=condition=Ready: {stdout} {stderr}");
+}

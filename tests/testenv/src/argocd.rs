@@ -10,12 +10,11 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use crate::error::{Error, Result};
-use crate::{ControlPlane, install_crds_from_yaml};
+use crate::error::Result;
+use crate::manifests::{install_crd_assets, wait_object};
 
 mod real;
 mod stand_in;
@@ -65,15 +64,7 @@ pub async fn install_crds(client: &Client) {
 
 async fn try_install_crds(client: &Client) -> Result<()> {
     ARGO_CRDS
-        .get_or_try_init(|| async {
-            for file in CRD_FILES {
-                let path = ControlPlane::crd_assets_dir().join(file);
-                let yaml = std::fs::read_to_string(&path)
-                    .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-                install_crds_from_yaml(client, &yaml).await?;
-            }
-            Ok(())
-        })
+        .get_or_try_init(|| install_crd_assets(client, &CRD_FILES))
         .await
         .map(drop)
 }
@@ -144,13 +135,7 @@ pub async fn wait_application(
     timeout: Duration,
     accept: impl Fn(Option<&DynamicObject>) -> bool,
 ) -> Result<Option<DynamicObject>> {
-    tokio::time::timeout(timeout, await_condition(apps.clone(), name, accept))
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("Application {name}"),
-            after: timeout,
-        })?
-        .map_err(Error::from)
+    wait_object(apps, name, timeout, accept).await
 }
 
 /// Asks Argo CD to compare `name` with Git now ([`REFRESH_ANNOTATION`]), e.g. right

@@ -8,17 +8,14 @@
 //! helpers are fixtures: they panic with a message when the control plane refuses a
 //! request, which fails the test that called them.
 
-use std::time::Duration;
-
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::wait::await_condition;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use crate::error::{Error, Result};
-use crate::{ControlPlane, install_crds_from_yaml};
+use crate::error::Result;
+use crate::manifests::install_crd_assets;
 
 mod real;
 
@@ -71,15 +68,7 @@ pub async fn install_crds(client: &Client) {
 
 async fn try_install_crds(client: &Client) -> Result<()> {
     FLUX_CRDS
-        .get_or_try_init(|| async {
-            for file in CRD_FILES {
-                let path = ControlPlane::crd_assets_dir().join(file);
-                let yaml = std::fs::read_to_string(&path)
-                    .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-                install_crds_from_yaml(client, &yaml).await?;
-            }
-            Ok(())
-        })
+        .get_or_try_init(|| install_crd_assets(client, &CRD_FILES))
         .await
         .map(drop)
 }
@@ -244,22 +233,7 @@ pub fn is_ready(object: &DynamicObject) -> bool {
     current && condition_status(object, "Ready").is_some_and(|(status, _)| status == "True")
 }
 
-/// Waits until the object `name` of `api` is `Some` and satisfies `accept`, or is gone
-/// (`None`) if `accept(None)` says so; returns what was seen last.
-pub async fn wait_object(
-    api: &Api<DynamicObject>,
-    name: &str,
-    timeout: Duration,
-    accept: impl Fn(Option<&DynamicObject>) -> bool,
-) -> Result<Option<DynamicObject>> {
-    tokio::time::timeout(timeout, await_condition(api.clone(), name, accept))
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("{} {name}", api.resource_url()),
-            after: timeout,
-        })?
-        .map_err(Error::from)
-}
+pub use crate::manifests::wait_object;
 
 /// Asks Flux to reconcile the object `name` of `api` now ([`RECONCILE_REQUEST_ANNOTATION`]),
 /// as `flux reconcile` does — e.g. a GitRepository right after a new commit.

@@ -37,6 +37,35 @@ pub async fn install_crds_from_yaml(client: &Client, yaml: &str) -> Result<Vec<S
     Ok(names)
 }
 
+/// Installs the CRDs of each file of [`crate::ControlPlane::crd_assets_dir`] (third-party
+/// CRDs `make test-assets` copies there), waiting until they are Established.
+pub async fn install_crd_assets(client: &Client, files: &[&str]) -> Result<()> {
+    for file in files {
+        let path = crate::ControlPlane::crd_assets_dir().join(file);
+        let yaml = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        install_crds_from_yaml(client, &yaml).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the object `name` of `api` is `Some` and satisfies `accept`, or is gone
+/// (`None`) if `accept(None)` says so; returns what was seen last.
+pub async fn wait_object(
+    api: &Api<DynamicObject>,
+    name: &str,
+    timeout: Duration,
+    accept: impl Fn(Option<&DynamicObject>) -> bool,
+) -> Result<Option<DynamicObject>> {
+    tokio::time::timeout(timeout, await_condition(api.clone(), name, accept))
+        .await
+        .map_err(|_| Error::Timeout {
+            what: format!("{} {name}", api.resource_url()),
+            after: timeout,
+        })?
+        .map_err(Error::from)
+}
+
 /// Server-side applies every object of a (multi-document) YAML stream, in order,
 /// with [`FIELD_MANAGER`] and `force`. Namespaced objects without a namespace go
 /// to `default`. CRDs are waited for until `Established` before the next document
