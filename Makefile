@@ -307,3 +307,109 @@ $(TOOLS_BIN)/.kyverno-cleanup-controller-$(PEER_VERSION):
 	rm -rf $(TOOLS)/kyverno-crds && mkdir -p $(TOOLS)/kyverno-crds && \
 	install -m 0644 "$$src"/config/crds/*/*.yaml $(TOOLS)/kyverno-crds/
 	@touch $@
+
+# --- Release artefacts (make dist) ------------------------------------------------------
+# What a release publishes, into target/dist/: the testmesh binary (operator and CLI in
+# one) for Linux amd64 and arm64, static (musl; nothing needed on the host), the packaged
+# chart with its CRDs, an OCI image layout per architecture, and SHA-256 checksums. The
+# Rust targets come from rustup (`rustup target add`, done here); the C and assembly in
+# ring and psm need musl-gcc for amd64 and an aarch64 cross gcc, also the arm64 linker
+# (Debian: apt-get install musl-tools gcc-aarch64-linux-gnu). The OCI layouts are made
+# without a container engine by umoci (apt-get install umoci): the image the Dockerfile
+# describes, from the same static binary. The release's version is Cargo.toml's; the
+# chart's appVersion (the default image tag) must equal it.
+DIST := target/dist
+DIST_ARCHS := amd64 arm64
+RELEASE_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+CHART_VERSION := $(shell sed -n 's/^version: *//p' $(CHART)/Chart.yaml)
+CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' $(CHART)/Chart.yaml)
+RUST_TARGET_amd64 := x86_64-unknown-linux-musl
+RUST_TARGET_arm64 := aarch64-unknown-linux-musl
+UMOCI ?= umoci
+QEMU_AARCH64 ?= qemu-aarch64
+
+.PHONY: dist
+dist: dist-binaries dist-chart dist-images ## Release artefacts in target/dist/: static Linux binaries (amd64, arm64), the chart package, OCI image layouts, SHA256SUMS.
+	cd $(DIST) && sha256sum testmesh-$(RELEASE_VERSION)-linux-* testmesh-$(CHART_VERSION).tgz \
+		$(foreach arch,$(DIST_ARCHS),testmesh-$(RELEASE_VERSION)-oci-$(arch).tar) > SHA256SUMS
+	cd $(DIST) && sha256sum --quiet -c SHA256SUMS
+	@ls -l $(DIST)
+
+.PHONY: dist-binaries
+dist-binaries: export CC_x86_64_unknown_linux_musl ?= musl-gcc
+dist-binaries: export CC_aarch64_unknown_linux_musl ?= aarch64-linux-gnu-gcc
+dist-binaries: export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
+dist-binaries:
+	@test "$(CHART_APP_VERSION)" = "$(RELEASE_VERSION)" || { echo "$(CHART)/Chart.yaml appVersion $(CHART_APP_VERSION) is not the release's version $(RELEASE_VERSION) (Cargo.toml): the image tag follows appVersion" >&2; exit 1; }
+	@for tool in "$$CC_x86_64_unknown_linux_musl" "$$CC_aarch64_unknown_linux_musl"; do \
+		command -v "$$tool" >/dev/null || { echo "$$tool not found: apt-get install musl-tools gcc-aarch64-linux-gnu (or set CC_<target>)" >&2; exit 1; }; \
+	done
+	rustup target add $(foreach arch,$(DIST_ARCHS),$(RUST_TARGET_$(arch)))
+	@mkdir -p $(DIST)
+	$(foreach arch,$(DIST_ARCHS),\
+		$(CARGO) build --release --locked --bin testmesh --target $(RUST_TARGET_$(arch)) && \
+		install -m 0755 $${CARGO_TARGET_DIR:-target}/$(RUST_TARGET_$(arch))/release/testmesh $(DIST)/testmesh-$(RELEASE_VERSION)-linux-$(arch) &&) true
+	@# Static: no program interpreter, no shared library.
+	@for binary in $(DIST)/testmesh-$(RELEASE_VERSION)-linux-*; do \
+		if readelf -lW "$$binary" | grep -q 'INTERP' || readelf -dW "$$binary" | grep -q '(NEEDED)'; then \
+			echo "$$binary is not static" >&2; exit 1; \
+		fi; \
+		echo "$$binary: static, $$(readelf -hW "$$binary" | sed -n 's/^ *Machine: *//p')"; \
+	done
+	@# Each starts and knows its version: arm64 under qemu-user when it is installed.
+	@for arch in $(DIST_ARCHS); do \
+		binary=$(DIST)/testmesh-$(RELEASE_VERSION)-linux-$$arch; \
+		case $$arch in amd64) run=;; arm64) run=$(QEMU_AARCH64);; esac; \
+		if [ -n "$$run" ] && ! command -v $$run >/dev/null; then \
+			echo "$$binary: not run ($$run not found: apt-get install qemu-user)"; continue; \
+		fi; \
+		version=$$($$run $$binary --version) && test "$$version" = "testmesh $(RELEASE_VERSION)" \
+			|| { echo "$$binary says '$$version', not 'testmesh $(RELEASE_VERSION)'" >&2; exit 1; }; \
+		echo "$$binary --version: $$version"; \
+	done
+
+.PHONY: dist-chart
+dist-chart: $(TOOLS_BIN)/.helm-$(HELM_VERSION) ## The chart as helm package makes it (CRDs included), into target/dist/.
+	@diff -ru crds $(CHART)/crds >/dev/null || { echo "$(CHART)/crds is stale: run 'make chart-crds'" >&2; exit 1; }
+	@mkdir -p $(DIST)
+	$(HELM) package $(CHART) --destination $(DIST)
+	@tar -tzf $(DIST)/testmesh-$(CHART_VERSION).tgz | grep -q '^testmesh/crds/testenvironments.testmesh.io.yaml$$' \
+		|| { echo "the packaged chart has no CRDs" >&2; exit 1; }
+
+# One OCI image layout per architecture (an image index with one image, tagged with the
+# version), as the Dockerfile builds it: the static binary as /testmesh, CA roots (the
+# host's Debian bundle), a passwd entry for the non-root user 65532, entrypoint
+# `/testmesh run`. The amd64 image's binary is run from the unpacked image (`--version`)
+# to prove it starts.
+CA_CERTIFICATES ?= /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: dist-images
+dist-images: dist-binaries
+	@command -v $(UMOCI) >/dev/null || { echo "$(UMOCI) not found: apt-get install umoci (builds OCI images without a daemon)" >&2; exit 1; }
+	@test -f $(CA_CERTIFICATES) || { echo "$(CA_CERTIFICATES) not found: apt-get install ca-certificates, or set CA_CERTIFICATES" >&2; exit 1; }
+	@set -e; for arch in $(DIST_ARCHS); do \
+		work=$$(mktemp -d); layout=$$work/layout; \
+		$(UMOCI) init --layout $$layout; \
+		$(UMOCI) new --image $$layout:$(RELEASE_VERSION); \
+		$(UMOCI) unpack --image $$layout:$(RELEASE_VERSION) $$work/bundle >/dev/null; \
+		install -m 0755 $(DIST)/testmesh-$(RELEASE_VERSION)-linux-$$arch $$work/bundle/rootfs/testmesh; \
+		install -D -m 0644 $(CA_CERTIFICATES) $$work/bundle/rootfs/etc/ssl/certs/ca-certificates.crt; \
+		printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > $$work/bundle/rootfs/etc/passwd; \
+		printf 'root:x:0:\nnonroot:x:65532:\n' > $$work/bundle/rootfs/etc/group; \
+		$(UMOCI) repack --image $$layout:$(RELEASE_VERSION) $$work/bundle; \
+		$(UMOCI) config --image $$layout:$(RELEASE_VERSION) --os linux --architecture $$arch \
+			--config.user 65532:65532 --config.entrypoint /testmesh --config.cmd run \
+			--config.label org.opencontainers.image.title=testmesh \
+			--config.label org.opencontainers.image.version=$(RELEASE_VERSION) \
+			--config.label org.opencontainers.image.licenses=Apache-2.0; \
+		$(UMOCI) gc --layout $$layout; \
+		if [ $$arch = amd64 ]; then \
+			$(UMOCI) unpack --image $$layout:$(RELEASE_VERSION) $$work/check >/dev/null; \
+			version=$$($$work/check/rootfs/testmesh --version); \
+			test "$$version" = "testmesh $(RELEASE_VERSION)" || { echo "the image's binary says '$$version'" >&2; exit 1; }; \
+			echo "image $$arch: /testmesh --version: $$version"; \
+		fi; \
+		tar -C $$layout --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+			-cf $(DIST)/testmesh-$(RELEASE_VERSION)-oci-$$arch.tar .; \
+		rm -rf $$work; \
+	done

@@ -154,6 +154,57 @@ async fn everything_the_chart_renders_is_accepted_by_the_api_server() {
     }
 }
 
+/// The image a default install runs is this release's: the chart's appVersion is the
+/// binary's version (what `make dist` checks too), and `image.tag` or `image.digest`
+/// overrides it. The Dockerfile builds from pinned images only, and `.dockerignore`
+/// keeps the build output out of the context.
+#[test]
+fn the_default_image_is_this_release_built_from_pinned_images() {
+    let image = |values: Value| {
+        let objects = objects(&render("testmesh", "testmesh-system", &values));
+        of_kind(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .expect("image")
+            .to_owned()
+    };
+    let release = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        image(json!({})),
+        format!("ghcr.io/testmesh/testmesh:{release}")
+    );
+    assert_eq!(
+        image(json!({"image": {"tag": "0.0.9"}})),
+        "ghcr.io/testmesh/testmesh:0.0.9"
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    assert_eq!(
+        image(json!({"image": {"digest": digest}})),
+        format!("ghcr.io/testmesh/testmesh@{digest}")
+    );
+
+    let root = crate::support::repo_root();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    for from in dockerfile.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = from.split_whitespace().nth(1).unwrap_or_default();
+        let (_, tag) = image.rsplit_once(':').unwrap_or((image, ""));
+        let pinned = image == "scratch"
+            || image.contains("@sha256:")
+            || tag
+                .split(['.', '-'])
+                .filter(|part| part.parse::<u32>().is_ok())
+                .count()
+                >= 3;
+        assert!(pinned, "{from}: not pinned to an exact release or digest");
+    }
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    assert!(
+        ignored
+            .lines()
+            .any(|line| line.trim_end_matches('/') == "target"),
+        ".dockerignore must keep target/ out of the build context"
+    );
+}
+
 /// The chart's roles for TestMesh's users fold into Kubernetes' own: once the
 /// clusterrole-aggregation controller has copied their rules into `view`, `edit` and
 /// `admin`, the RoleBinding to `edit` a team already has lets alice claim and change
