@@ -76,8 +76,10 @@ test: lint check-crds check-chart test-assets gitops-tools fuzz-tools browser-to
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=12
 
 .PHONY: bench
-# chart-tools: the lifecycle runs with the chart's admission policy, rendered by helm.
-bench: test-assets gitops-tools peer-tools chart-tools ## The figures of issue 8 on the real control plane, beside the peer TTL cleaner; writes target/bench/lifecycle.json.
+# chart-tools: the lifecycle runs with the chart's admission policy, rendered by helm;
+# gitops-tools: one part goes through the real Argo CD and kwok. TESTMESH_BENCH_ONLY=argocd
+# runs that part alone, TESTMESH_BENCH_SCALE=0.1 shrinks every part (see README).
+bench: test-assets gitops-tools peer-tools chart-tools ## The figures of issues 8 and 14 on the real control plane (through the real Argo CD, beside the peer TTL cleaner); writes target/bench/lifecycle.json.
 	$(CARGO) bench --bench lifecycle
 
 .PHONY: bench-peer
