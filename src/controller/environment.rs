@@ -100,17 +100,14 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         return Ok(retry);
     }
     if plan.before_status.contains(&Effect::CreateNamespace) {
-        // The namespace exists now: when the app is already healthy, the environment is
-        // ready in this same pass, and one status write says so instead of two. Anything
-        // short of ready is decided on the next pass, which sees the namespace: the app
-        // may have failed only for want of it.
+        // The namespace exists now: decided again, the core says which decision stands.
         let again = observe::observe(environment, &uid, ctx, Source::Cache)
             .await
             .at(Step::Observe)?;
-        let ready_at_once = decide(environment, &again.observed, &ctx.timing, now);
-        if ready_at_once.phase().is_serving() {
-            plan.after_status = ready_at_once.plan(&current).after_status;
-            (world, decision, fresh) = (again, ready_at_once, false);
+        let redecided = decide(environment, &again.observed, &ctx.timing, now);
+        if decision.superseded_after_create(&redecided) {
+            plan.after_status = redecided.plan(&current).after_status;
+            (world, decision, fresh) = (again, redecided, false);
         }
     }
 

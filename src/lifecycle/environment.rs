@@ -254,6 +254,15 @@ impl Decision {
         self.status.phase.unwrap_or(Phase::Cold)
     }
 
+    /// Whether a decision made again right after this one created the namespace (`again`)
+    /// is written instead of this one: when the app was already healthy the environment is
+    /// ready in that same pass, and one status write says so instead of two. Anything
+    /// short of ready waits for the next pass, which sees the namespace for sure: the app
+    /// may have failed only for want of it, and `cold → failed` would skip what happened.
+    pub fn superseded_after_create(&self, again: &Decision) -> bool {
+        self.effects.contains(&Effect::CreateNamespace) && again.phase().is_serving()
+    }
+
     /// The order in which to write this decision, from `current` (the stored status).
     pub fn plan(&self, current: &TestEnvironmentStatus) -> Plan {
         let previous = current.phase.unwrap_or(Phase::Cold);

@@ -2173,3 +2173,28 @@ fn the_plan_writes_teardown_first_and_routing_after_the_status() {
         "the routing ConfigMap after the status"
     );
 }
+
+#[test]
+fn after_creating_the_namespace_only_a_ready_decision_replaces_the_first() {
+    let cold = environment();
+    let creating = cold.decide(&world().no_namespace(), CREATED + 10);
+    assert_eq!(creating.effects, [Effect::CreateNamespace]);
+    let ready = cold.decide(&world(), CREATED + 10);
+    assert!(
+        creating.superseded_after_create(&ready),
+        "healthy already: warm in one write"
+    );
+    let failed = cold.decide(&world().app(Readiness::Failed, "Healthy"), CREATED + 10);
+    assert_eq!(failed.phase(), Phase::Failed);
+    assert!(
+        !creating.superseded_after_create(&failed),
+        "never cold → failed without the provisioning that happened"
+    );
+    let progressing = cold.decide(
+        &world().app(Readiness::Progressing, "Progressing"),
+        CREATED + 10,
+    );
+    assert!(!creating.superseded_after_create(&progressing));
+    let warm = healthy_warm().decide(&world(), CREATED + 10);
+    assert!(!warm.superseded_after_create(&ready), "only after a create");
+}
