@@ -25,9 +25,10 @@
 //! - **Applications that deploy nothing** report Healthy and Synced. We trust that
 //!   verdict: such an environment is Ready (valid, if odd).
 //! - **Superseded errors.** Argo CD's automated sync records a `SyncError` ("Failed last
-//!   sync attempt to …") after a failed sync, and clears it on its next refresh once a new
-//!   operation is under way; until then that condition describes the old attempt, not the
-//!   one running, so it holds readiness back instead of failing it.
+//!   sync attempt to …") after a failed sync, only while that attempt is not successful, and
+//!   clears it on a later refresh — seen lingering after the next operation had already
+//!   succeeded. While a new attempt runs, or once it succeeded, that condition describes
+//!   the old attempt, so it holds readiness back instead of failing it.
 //! - **A failed attempt nobody will repeat.** Argo CD does not retry a revision whose
 //!   automated sync failed; while it retries, it waits out a backoff of up to minutes. The
 //!   report carries the failed attempt (when it started, whether it backs off, whether the
@@ -64,6 +65,11 @@ const NAMED_RESOURCES: usize = 3;
 const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 /// Argo CD's label tracking (the default before 3.0): the managing Application's name.
 const TRACKING_LABEL: &str = "app.kubernetes.io/instance";
+
+/// How Argo CD's automated sync starts the `SyncError` it records about the last sync
+/// attempt — only while that attempt's phase is not successful, so once the recorded
+/// operation succeeded the condition is stale.
+const LAST_ATTEMPT_FAILED: &str = "Failed last sync attempt";
 
 /// Who TestMesh says it is when it asks Argo CD to sync (`operation.initiatedBy`).
 const SYNC_INITIATOR: &str = "testmesh";
@@ -172,6 +178,9 @@ struct Application<'a> {
     sync: Option<&'a str>,
     /// A sync was requested (top-level `operation`) and has not completed yet.
     operation_pending: bool,
+    /// `status.operationState` records a sync that succeeded: a `SyncError` about an
+    /// earlier attempt lingers until Argo CD's next refresh clears it.
+    last_sync_succeeded: bool,
     last_operation: LastOperation<'a>,
     /// Conditions whose type ends in `Error`, in Argo CD's order.
     errors: Vec<Condition<'a>>,
@@ -227,6 +236,7 @@ impl<'a> Application<'a> {
                 .get("operation")
                 .is_some_and(|operation| !operation.is_null()),
             last_operation: LastOperation::read(data.pointer("/status/operationState")),
+            last_sync_succeeded: text(data, "/status/operationState/phase") == Some("Succeeded"),
             errors: items(data, "/status/conditions")
                 .filter_map(|condition| {
                     Some(Condition {
@@ -257,7 +267,12 @@ impl<'a> Application<'a> {
             );
         }
         let superseded = |condition: &Condition<'_>| {
-            condition.kind == "SyncError" && self.new_attempt_under_way()
+            condition.kind == "SyncError"
+                && (self.new_attempt_under_way()
+                    || (self.last_sync_succeeded
+                        && condition
+                            .message
+                            .is_some_and(|m| m.starts_with(LAST_ATTEMPT_FAILED))))
         };
         let (failing, holding): (Vec<&Condition<'_>>, Vec<&Condition<'_>>) =
             self.errors.iter().partition(|condition| {

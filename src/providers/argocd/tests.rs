@@ -1317,6 +1317,17 @@ fn a_sync_error_about_an_earlier_attempt_does_not_fail_the_new_one() {
             "SyncError: Failed last sync attempt to [4b825dc]: one or more objects failed to apply",
         ),
         (
+            "the new sync already succeeded: the error waits for Argo CD's next refresh",
+            application()
+                .compared_to_current()
+                .healthy()
+                .synced()
+                .operation("Succeeded", "successfully synced (all tasks run)", true)
+                .condition("SyncError", last_attempt_failed),
+            Readiness::Progressing,
+            "SyncError: Failed last sync attempt to [4b825dc]: one or more objects failed to apply",
+        ),
+        (
             "a comparison error is never superseded",
             application()
                 .compared_to_current()
