@@ -481,13 +481,27 @@ fn idle_expiry(
     status: &TestEnvironmentStatus,
     now: Timestamp,
 ) -> Timestamp {
-    let idle_since = status
-        .last_used_at
-        .as_ref()
-        .or(environment.metadata.creation_timestamp.as_ref())
-        .map_or(now, |t| t.0);
+    let idle_since = match (
+        &status.last_used_at,
+        &environment.metadata.creation_timestamp,
+    ) {
+        (Some(last_used), _) => last_used.0,
+        (None, Some(created)) => created_no_earlier_than(created.0),
+        (None, None) => now,
+    };
     let ttl = Ttl::from_minutes(environment.spec.template.ttl_minutes);
     ttl::expires_at(idle_since, ttl)
+}
+
+/// The latest instant an object stamped `creationTimestamp` may have been created at: the
+/// API server keeps whole seconds, cutting the fraction off, so a deadline counted from it
+/// counts from the next second — late by under a second, never early.
+fn created_no_earlier_than(creation_timestamp: Timestamp) -> Timestamp {
+    if creation_timestamp.subsec_nanosecond() == 0 {
+        ttl::deadline(creation_timestamp, SignedDuration::from_secs(1))
+    } else {
+        creation_timestamp
+    }
 }
 
 /// The inputs every step of one decision shares.

@@ -519,7 +519,8 @@ fn transition_table() {
             name: "failed and never used, idle past the TTL since creation: destroyed",
             env: environment().in_phase(Phase::Failed),
             world: world().app(Readiness::Failed, "Degraded"),
-            now: CREATED + minutes(60),
+            // `creationTimestamp` has whole seconds: counted from the next one.
+            now: CREATED + 1 + minutes(60),
             phase: Phase::Destroying,
             ready: ("False", reason::EXPIRED),
             effects: &[Effect::DeleteApp],
@@ -764,8 +765,8 @@ fn provisioning_wakes_at_the_earliest_deadline() {
         .decide(&world().app(Readiness::Progressing, "Progressing"), now);
     assert_eq!(
         short_ttl.wake_at,
-        Some(at(CREATED + minutes(1))),
-        "idle expiry comes first"
+        Some(at(CREATED + 1 + minutes(1))),
+        "idle expiry comes first (from the second after the whole-second creationTimestamp)"
     );
 }
 
@@ -2197,4 +2198,34 @@ fn after_creating_the_namespace_only_a_ready_decision_replaces_the_first() {
     assert!(!creating.superseded_after_create(&progressing));
     let warm = healthy_warm().decide(&world(), CREATED + 10);
     assert!(!warm.superseded_after_create(&ready), "only after a create");
+}
+
+#[test]
+fn a_never_used_environment_never_expires_before_its_ttl_from_its_real_creation() {
+    // Created at CREATED + 0.47 s; the API server stamps CREATED.
+    let never_used = environment().ttl_minutes(1).in_phase(Phase::Failed);
+    let real_end = at(CREATED) + SignedDuration::from_millis(60_470);
+    let just_before = never_used.decide(&world().app(Readiness::Failed, "Degraded"), CREATED + 60);
+    assert_eq!(
+        just_before.phase(),
+        Phase::Failed,
+        "not yet at the stamped second + TTL"
+    );
+    let at_real_end = decide(
+        &never_used.0,
+        &world().app(Readiness::Failed, "Degraded").0,
+        &Timing::default(),
+        real_end,
+    );
+    assert_eq!(
+        at_real_end.phase(),
+        Phase::Failed,
+        "nor at the real creation + TTL"
+    );
+    let next_second = never_used.decide(&world().app(Readiness::Failed, "Degraded"), CREATED + 61);
+    assert_eq!(
+        next_second.phase(),
+        Phase::Destroying,
+        "late by under a second at most"
+    );
 }
