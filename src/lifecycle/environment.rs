@@ -1022,7 +1022,9 @@ impl Step<'_> {
         if attempt.backing_off {
             return attempt.namespace_missing.then_some(Effect::EndAppRetry);
         }
-        let predates_namespace = attempt.started_at.is_some_and(|at| at < *created_at);
+        // Both instants are whole seconds: an attempt started in the second the namespace
+        // was created may have started before it.
+        let predates_namespace = attempt.started_at.is_some_and(|at| at <= *created_at);
         predates_namespace.then_some(Effect::SyncApp)
     }
 

@@ -1878,6 +1878,13 @@ fn a_failure_the_new_namespace_removes_is_retried_not_reported() {
             vec![],
         ),
         (
+            "failed in the second the namespace was created (whole seconds): maybe before it",
+            world().failed_attempt(namespace_at, false, false),
+            Phase::Provisioning,
+            reason::PROVISIONING,
+            vec![Effect::SyncApp],
+        ),
+        (
             "failed after the namespace existed: a real failure",
             world().failed_attempt(namespace_at + 1, false, true),
             Phase::Failed,
