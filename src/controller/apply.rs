@@ -15,7 +15,6 @@ use serde_json::json;
 use super::Context;
 use super::observe::World;
 use crate::error::{Error, Result};
-use crate::lifecycle::Phase;
 use crate::lifecycle::environment::Effect;
 use crate::resources::{
     ENVIRONMENT_ANNOTATION, ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
@@ -281,20 +280,6 @@ async fn patch_finalizers(
         Err(kube::Error::Api(status)) if status.is_conflict() || status.is_not_found() => Ok(()),
         Err(error) => Err(Error::Kube(error)),
     }
-}
-
-/// Publishes the Event of an environment's phase change; Warning when entering `failed`.
-pub async fn publish_transition(
-    ctx: &Context,
-    environment: &TestEnvironment,
-    from: Phase,
-    status: &TestEnvironmentStatus,
-) {
-    let to = status.phase.unwrap_or(Phase::Cold);
-    let (regarding, failed) = (environment.object_ref(&()), to == Phase::Failed);
-    ctx.recorder
-        .publish_phase_change(&regarding, from, to, failed, &status.conditions)
-        .await;
 }
 
 #[cfg(test)]

@@ -123,7 +123,16 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         if phase != previous {
             tracing::info!(from = %previous, to = %phase, "phase changed");
             record_transition(ctx, &current, &decision.status, now);
-            apply::publish_transition(ctx, environment, previous, &decision.status).await;
+            let failed = phase == Phase::Failed;
+            ctx.recorder
+                .publish_phase_change(
+                    &environment.object_ref(&()),
+                    previous,
+                    phase,
+                    failed,
+                    &decision.status.conditions,
+                )
+                .await;
         }
     }
 

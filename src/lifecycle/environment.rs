@@ -263,11 +263,14 @@ impl Decision {
         self.effects.contains(&Effect::CreateNamespace) && again.phase().is_serving()
     }
 
+    /// Whether this decision begins a teardown that the stored status `current` has not.
+    fn enters_teardown(&self, current: &TestEnvironmentStatus) -> bool {
+        self.phase().is_tearing_down() && !current.phase.unwrap_or(Phase::Cold).is_tearing_down()
+    }
+
     /// The order in which to write this decision, from `current` (the stored status).
     pub fn plan(&self, current: &TestEnvironmentStatus) -> Plan {
-        let previous = current.phase.unwrap_or(Phase::Cold);
-        let enters_teardown = self.phase().is_tearing_down() && !previous.is_tearing_down();
-        if enters_teardown && !self.effects.is_empty() {
+        if self.enters_teardown(current) && !self.effects.is_empty() {
             return Plan {
                 before_status: Vec::new(),
                 after_status: Vec::new(),
@@ -292,13 +295,11 @@ impl Decision {
     /// seen an object yet proves nothing about its absence, and acting on a stale view is
     /// how operators delete twice or hand one environment to two runs.
     pub fn needs_fresh_read(&self, current: &TestEnvironmentStatus) -> bool {
-        let previous = current.phase.unwrap_or(Phase::Cold);
-        let enters_teardown = self.phase().is_tearing_down() && !previous.is_tearing_down();
         let lets_go = current
             .claimed_by
             .iter()
             .any(|holder| !self.status.claimed_by.contains(holder));
-        !self.effects.is_empty() || enters_teardown || lets_go
+        !self.effects.is_empty() || self.enters_teardown(current) || lets_go
     }
 }
 
