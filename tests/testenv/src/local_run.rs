@@ -100,6 +100,22 @@ impl LocalRunConfig {
         })
     }
 
+    /// Moves each address the user did not give to a free port if something listens
+    /// there now.
+    fn take_other_ports_if_taken(&mut self) -> Result<()> {
+        for (flag, address) in [
+            ("--http-address", &mut self.http_address),
+            ("--api-address", &mut self.api_address),
+        ] {
+            if flag_value(&self.operator_args, flag).is_none()
+                && TcpListener::bind(*address).is_err()
+            {
+                *address = free_port()?;
+            }
+        }
+        Ok(())
+    }
+
     /// `run`, the addresses the user did not give, then the user's flags.
     fn run_args(&self) -> Vec<String> {
         let mut args = vec!["run".to_owned()];
@@ -137,7 +153,7 @@ impl LocalRun {
     /// Starts everything and applies the examples, telling `report` each step; returns
     /// once the operator is ready (the environment provisions from then on: see
     /// [`LocalRun::wait_warm`]). Blocking, like [`ControlPlane::start`].
-    pub fn start(config: LocalRunConfig, report: &(dyn Fn(String) + Sync)) -> Result<LocalRun> {
+    pub fn start(mut config: LocalRunConfig, report: &(dyn Fn(String) + Sync)) -> Result<LocalRun> {
         let started = Instant::now();
         report(format!(
             "starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler \
@@ -215,6 +231,8 @@ impl LocalRun {
             apply_values(&client, &environment, ENVIRONMENT_FILE, report).await
         })??;
 
+        // Chosen before the cluster started: something may have taken a port since.
+        config.take_other_ports_if_taken()?;
         let operator = start_operator(&control_plane, &config)?;
         report(format!(
             "operator ready (`{} {}`); log: {}",
