@@ -75,11 +75,6 @@ async fn gitops(prefix: &str, extra_args: &[&str]) -> Gitops {
 }
 
 impl Gitops {
-    /// `<workspace>-<suffix>`: names of this test's namespaces and Applications.
-    fn name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.t.workspace)
-    }
-
     /// The product documentation's environment: `user-service` and `product-service`
     /// deployed by the Application `app` into `namespace`, the rest from `staging`.
     fn environment(
@@ -132,7 +127,7 @@ impl Gitops {
     /// `staging` with `order-service` on 8083, applied directly (it is not the
     /// environment's).
     async fn staging(&self) -> String {
-        let staging = self.name("staging");
+        let staging = self.t.named("staging");
         create_namespace(&self.t.client, &staging).await;
         let order = Workload::new("order-service", "myrepo/order-service:main", 8083);
         let deployments: Api<Deployment> = Api::namespaced(self.t.client.clone(), &staging);
@@ -170,8 +165,8 @@ fn environment_history(g: &Gitops, name: &str) -> History<(Phase, String, String
 async fn the_documentation_example_end_to_end() {
     let g = gitops("argo-doc", &[]).await;
     let staging = g.staging().await;
-    let namespace = g.name("pr-123");
-    let app = g.name("testmesh-pr-123");
+    let namespace = g.t.named("pr-123");
+    let app = g.t.named("testmesh-pr-123");
     let history = environment_history(&g, "pr-123");
     g.t.create(&g.environment("pr-123", &app, &namespace, &staging))
         .await;
@@ -234,8 +229,8 @@ async fn the_documentation_example_end_to_end() {
 #[tokio::test]
 async fn an_app_argo_cd_gave_up_on_is_synced_once_the_namespace_exists() {
     let g = gitops("argo-gaveup", &[]).await;
-    let namespace = g.name("env");
-    let app = g.name("app");
+    let namespace = g.t.named("env");
+    let app = g.t.named("app");
     // Committed before its environment, with no retries: Argo CD fails the sync at once
     // for want of the namespace and never tries that revision again by itself.
     g.create_app(&app, &namespace, |app| {
@@ -282,8 +277,8 @@ async fn an_app_argo_cd_gave_up_on_is_synced_once_the_namespace_exists() {
 #[tokio::test]
 async fn an_app_backing_off_is_synced_without_waiting_for_its_backoff() {
     let g = gitops("argo-backoff", &[]).await;
-    let namespace = g.name("env");
-    let app = g.name("app");
+    let namespace = g.t.named("env");
+    let app = g.t.named("app");
     // Argo CD waits 5 minutes before its next attempt.
     g.create_app(&app, &namespace, |app| {
         app["spec"]["syncPolicy"]["retry"] =
@@ -324,8 +319,8 @@ async fn an_app_backing_off_is_synced_without_waiting_for_its_backoff() {
 async fn a_commit_moves_the_environment_on_without_leaving_warm() {
     let g = gitops("argo-commit", &[]).await;
     let staging = g.staging().await;
-    let namespace = g.name("env");
-    let app = g.name("app");
+    let namespace = g.t.named("env");
+    let app = g.t.named("app");
     g.t.create(&g.environment("commit", &app, &namespace, &staging))
         .await;
     g.create_app(&app, &namespace, |_| {}).await;
@@ -384,7 +379,17 @@ async fn a_commit_moves_the_environment_on_without_leaving_warm() {
     })
     .await
     .expect("Argo CD syncs the commit");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The operator has seen the app Healthy again at the commit: the last status the
+    // re-sync could cause is written.
+    wait_for(&g.t.environments, "commit", ARGO, "Healthy again", |e| {
+        e.and_then(|e| e.status.as_ref())
+            .and_then(|s| s.provider.as_ref())
+            .is_some_and(|p| {
+                p.health.as_deref() == Some("Healthy")
+                    && p.revision.as_deref() == Some(revision.as_str())
+            })
+    })
+    .await;
     for (phase, status, reason) in history.entries() {
         assert_eq!(
             (phase, status.as_str()),
@@ -415,7 +420,7 @@ async fn failures_are_truthful_with_the_real_controller() {
     let staging = g.staging().await;
 
     // An invalid manifest: Argo CD's sync fails, retries once, then gives up.
-    let invalid = g.name("invalid");
+    let invalid = g.t.named("invalid");
     let broken = g
         .repo
         .commit(
@@ -447,7 +452,7 @@ async fn failures_are_truthful_with_the_real_controller() {
     .await;
 
     // Pods that never turn ready.
-    let stuck = g.name("stuck");
+    let stuck = g.t.named("stuck");
     g.repo
         .commit(
             "pods that never turn ready",
@@ -467,7 +472,7 @@ async fn failures_are_truthful_with_the_real_controller() {
     .await;
 
     // An Application someone deletes.
-    let deleted = g.name("deleted");
+    let deleted = g.t.named("deleted");
     g.t.create(&g.environment("deleted", &deleted, &deleted, &staging))
         .await;
     g.create_app(&deleted, &deleted, |_| {}).await;
@@ -507,8 +512,8 @@ async fn failures_are_truthful_with_the_real_controller() {
 async fn ttl_expiry_deletes_the_app_argo_cd_prunes_then_the_namespace_goes() {
     let g = gitops("argo-ttl", &[]).await;
     let staging = g.staging().await;
-    let namespace = g.name("env");
-    let app = g.name("app");
+    let namespace = g.t.named("env");
+    let app = g.t.named("app");
     let mut environment = g.environment("ttl", &app, &namespace, &staging);
     environment.spec.template.ttl_minutes = 1;
     g.t.create(&environment).await;
@@ -575,7 +580,7 @@ async fn create_namespace_true_works_with_the_environment_first_and_says_what_to
     };
 
     // The environment first: TestMesh creates and owns the namespace.
-    let first = g.name("first");
+    let first = g.t.named("first");
     g.t.create(&g.environment("first", &first, &first, &staging))
         .await;
     g.t.wait_phase("first", Phase::Provisioning, ARGO).await;
@@ -590,7 +595,7 @@ async fn create_namespace_true_works_with_the_environment_first_and_says_what_to
     );
 
     // The Application first: Argo CD creates the namespace, which is never adopted.
-    let late = g.name("late");
+    let late = g.t.named("late");
     g.create_app(&late, &late, create_namespace).await;
     argocd::wait_application(&g.apps, &late, ARGO, |app| {
         app.is_some_and(|app| argocd::health_status(app) == Some("Healthy"))
@@ -624,11 +629,11 @@ async fn applications_something_else_re_creates_are_kept() {
     let staging = g.staging().await;
 
     // An ApplicationSet with a list generator mints the Application.
-    let minted = g.name("minted");
+    let minted = g.t.named("minted");
     let application_set: DynamicObject = from_json(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
-        "metadata": {"name": g.name("set"), "namespace": argocd::NAMESPACE},
+        "metadata": {"name": g.t.named("set"), "namespace": argocd::NAMESPACE},
         "spec": {
             "goTemplate": true,
             "generators": [{"list": {"elements": [{"name": minted}]}}],
@@ -662,7 +667,7 @@ async fn applications_something_else_re_creates_are_kept() {
     assert!(
         message.contains(&format!(
             "provider app kept: owned by ApplicationSet {}",
-            g.name("set")
+            g.t.named("set")
         )),
         "{message}"
     );
@@ -675,12 +680,12 @@ async fn applications_something_else_re_creates_are_kept() {
         g.t.namespace(&minted).await.is_none(),
         "without CreateNamespace, Argo CD does not bring the namespace back"
     );
-    sets.delete(&g.name("set"), &Default::default())
+    sets.delete(&g.t.named("set"), &Default::default())
         .await
         .expect("clean up");
 
     // An App-of-Apps parent renders the child Application from Git.
-    let child = g.name("child");
+    let child = g.t.named("child");
     let child_app = argocd::git_application(&child, &g.repo.url(), REVIEW_PATH, &child);
     g.repo
         .commit(
@@ -688,7 +693,7 @@ async fn applications_something_else_re_creates_are_kept() {
             &[("apps/child.yaml", child_app.to_string())],
         )
         .expect("commit");
-    let parent = g.name("parent");
+    let parent = g.t.named("parent");
     g.t.create(&g.environment("child", &child, &child, &staging))
         .await;
     let parent_app: DynamicObject = from_json(argocd::git_application(

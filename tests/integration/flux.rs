@@ -119,11 +119,6 @@ fn flux_revision(commit: &str) -> String {
 }
 
 impl FluxGitops {
-    /// `<workspace>-<suffix>`: names of this test's namespaces and Kustomizations.
-    fn name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.t.workspace)
-    }
-
     /// An environment deployed by the Kustomization `kustomization` (in Flux's namespace)
     /// into `namespace`, declaring `services`.
     fn environment(
@@ -209,7 +204,7 @@ impl FluxGitops {
     /// `<workspace>-<name>`, and each seen provisioning: their namespaces exist.
     async fn provisioning(&self, names: &[(&str, &[&str])]) {
         for (name, services) in names {
-            let kustomization = self.name(name);
+            let kustomization = self.t.named(name);
             self.t
                 .create(&self.environment(name, &kustomization, &kustomization, services))
                 .await;
@@ -284,8 +279,8 @@ const MALFORMED_YAML: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 
 #[tokio::test]
 async fn warm_only_once_flux_reports_ready_for_the_current_generation() {
     let g = flux_gitops("flux-ready", &[]).await;
-    let namespace = g.name("pr-123");
-    let app = g.name("app");
+    let namespace = g.t.named("pr-123");
+    let app = g.t.named("app");
     let history = History::record(&g.t.environments, "pr-123", lifecycle);
     g.t.create(&g.environment(
         "pr-123",
@@ -311,8 +306,12 @@ async fn warm_only_once_flux_reports_ready_for_the_current_generation() {
     );
     assert_eq!(flux_said.data["status"]["lastAppliedRevision"], g.revision);
     let ready_after = flux_history
-        .first_seen(|(status, _, generation, observed)| status == "True" && generation == observed)
-        .map(|at| at.saturating_duration_since(committed));
+        .seen(
+            |(status, _, generation, observed)| status == "True" && generation == observed,
+            REACTION,
+        )
+        .await
+        .saturating_duration_since(committed);
     eprintln!(
         "Flux Ready {ready_after:?} and the environment warm {warm_after:?} after the Kustomization was created; Flux went through {:?}",
         flux_history.entries()
@@ -402,13 +401,13 @@ async fn without_health_checks_flux_ready_only_means_applied() {
     g.provisioning(&[("applied", &[]), ("endpoints", &["web"]), ("checked", &[])])
         .await;
     for name in ["applied", "endpoints"] {
-        g.create_kustomization(&g.name(name), STUCK_PATH, &g.name(name), |_| {})
+        g.create_kustomization(&g.t.named(name), STUCK_PATH, &g.t.named(name), |_| {})
             .await;
     }
     g.create_kustomization(
-        &g.name("checked"),
+        &g.t.named("checked"),
         STUCK_PATH,
-        &g.name("checked"),
+        &g.t.named("checked"),
         set("wait", json!(true)),
     )
     .await;
@@ -417,12 +416,12 @@ async fn without_health_checks_flux_ready_only_means_applied() {
     // TestMesh says what it means.
     let applied = g.t.wait_phase("applied", Phase::Warm, FLUX).await;
     assert!(flux::is_ready(
-        &g.kustomization(&g.name("applied"))
+        &g.kustomization(&g.t.named("applied"))
             .await
             .expect("Kustomization")
     ));
     assert_eq!(
-        g.deployments_in(&g.name("applied")).await,
+        g.deployments_in(&g.t.named("applied")).await,
         [("web".to_owned(), false)],
         "Flux Ready, yet the Deployment is not Available"
     );
@@ -434,7 +433,7 @@ async fn without_health_checks_flux_ready_only_means_applied() {
     );
 
     // The same, with the Service declared: TestMesh waits for a ready endpoint behind it.
-    g.wait_kustomization(&g.name("endpoints"), flux::is_ready)
+    g.wait_kustomization(&g.t.named("endpoints"), flux::is_ready)
         .await;
     let endpoints = wait_for(
         &g.t.environments,
@@ -449,7 +448,7 @@ async fn without_health_checks_flux_ready_only_means_applied() {
 
     // With spec.wait, Flux itself is not Ready while the rollout is not done.
     let checking = g
-        .wait_kustomization(&g.name("checked"), |k| {
+        .wait_kustomization(&g.t.named("checked"), |k| {
             flux::condition_of(k, "Reconciling")
                 .and_then(|c| c["message"].as_str())
                 .is_some_and(|m| m.starts_with("Running health checks"))
@@ -503,22 +502,22 @@ async fn flux_failures_fail_the_environment_with_their_reason_and_git_fixes_them
             (
                 name,
                 History::record(&g.t.environments, name, lifecycle),
-                History::record(&g.kustomizations, &g.name(name), flux_state),
+                History::record(&g.kustomizations, &g.t.named(name), flux_state),
             )
         })
         .collect();
-    let kustomization = |name: &str| g.name(name);
+    let kustomization = |name: &str| g.t.named(name);
     g.create_kustomization(
         &kustomization("malformed"),
         "malformed",
-        &g.name("malformed"),
+        &g.t.named("malformed"),
         |_| {},
     )
     .await;
     g.create_kustomization(
         &kustomization("mistyped"),
         "mistyped",
-        &g.name("mistyped"),
+        &g.t.named("mistyped"),
         |_| {},
     )
     .await;
@@ -526,7 +525,7 @@ async fn flux_failures_fail_the_environment_with_their_reason_and_git_fixes_them
     g.create_kustomization(
         &kustomization("retrying"),
         "mistyped",
-        &g.name("retrying"),
+        &g.t.named("retrying"),
         set("retryInterval", json!("2s")),
     )
     .await;
@@ -534,7 +533,7 @@ async fn flux_failures_fail_the_environment_with_their_reason_and_git_fixes_them
     g.create_kustomization(
         &kustomization("stalled"),
         REVIEW_PATH,
-        &g.name("stalled"),
+        &g.t.named("stalled"),
         set(
             "healthCheckExprs",
             json!([{"apiVersion": "apps/v1", "kind": "Deployment", "current": "status.ready ++"}]),
@@ -544,7 +543,7 @@ async fn flux_failures_fail_the_environment_with_their_reason_and_git_fixes_them
     g.create_kustomization(
         &kustomization("unhealthy"),
         STUCK_PATH,
-        &g.name("unhealthy"),
+        &g.t.named("unhealthy"),
         set("wait", json!(true)),
     )
     .await;
@@ -573,11 +572,11 @@ async fn flux_failures_fail_the_environment_with_their_reason_and_git_fixes_them
             .find(|(case, ..)| *case == name)
             .expect("history");
         let flux_failed = flux_history
-            .first_seen(|(status, ..)| status == "False")
-            .expect("Flux reported the failure");
+            .seen(|(status, ..)| status == "False", REACTION)
+            .await;
         let failed_at = environment
-            .first_seen(|(phase, ..)| *phase == Phase::Failed)
-            .expect("failed");
+            .seen(|(phase, ..)| *phase == Phase::Failed, REACTION)
+            .await;
         let after = failed_at.saturating_duration_since(flux_failed);
         eprintln!("{name}: Flux {flux_reason}, the environment failed {after:?} later");
         assert!(
@@ -643,16 +642,16 @@ async fn a_dependency_not_ready_keeps_the_environment_waiting() {
     let g = flux_gitops("flux-depends", &["--degraded-grace=3s"]).await;
     // The dependency deploys the staging services elsewhere, and is suspended for now:
     // kustomize-controller has not reconciled it, so it is not ready.
-    let base = g.name("base");
+    let base = g.t.named("base");
     create_namespace(&g.t.client, &base).await;
     g.create_kustomization(&base, STAGING_PATH, &base, set("suspend", json!(true)))
         .await;
     g.provisioning(&[("app", &["user-service"])]).await;
     let history = History::record(&g.t.environments, "app", lifecycle);
     g.create_kustomization(
-        &g.name("app"),
+        &g.t.named("app"),
         REVIEW_PATH,
-        &g.name("app"),
+        &g.t.named("app"),
         set("dependsOn", json!([{"name": base}])),
     )
     .await;
@@ -699,8 +698,8 @@ async fn a_dependency_not_ready_keeps_the_environment_waiting() {
 #[tokio::test]
 async fn a_kustomization_that_failed_for_want_of_the_namespace_is_reconciled_once_it_exists() {
     let g = flux_gitops("flux-late", &[]).await;
-    let app = g.name("app");
-    let namespace = g.name("env");
+    let app = g.t.named("app");
+    let namespace = g.t.named("env");
     // Committed before its environment, as usual, and reconciled every 10 minutes: Flux
     // fails for want of the namespace and would try again only then.
     g.create_kustomization(&app, REVIEW_PATH, &namespace, set("interval", json!("10m")))
@@ -761,8 +760,8 @@ async fn a_kustomization_that_failed_for_want_of_the_namespace_is_reconciled_onc
 #[tokio::test]
 async fn ttl_expiry_deletes_the_kustomization_flux_prunes_then_the_namespace_goes() {
     let g = flux_gitops("flux-ttl", &[]).await;
-    let app = g.name("app");
-    let namespace = g.name("env");
+    let app = g.t.named("app");
+    let namespace = g.t.named("env");
     let mut environment = g.environment("ttl", &app, &namespace, &["user-service"]);
     environment.spec.template.ttl_minutes = 1;
     g.t.create(&environment).await;
@@ -845,21 +844,26 @@ async fn orphaning_and_suspended_kustomizations_prune_nothing_and_teardown_says_
     g.provisioning(&[("orphan", &["user-service"]), ("paused", &["user-service"])])
         .await;
     g.create_kustomization(
-        &g.name("orphan"),
+        &g.t.named("orphan"),
         REVIEW_PATH,
-        &g.name("orphan"),
+        &g.t.named("orphan"),
         set("deletionPolicy", json!("Orphan")),
     )
     .await;
-    g.create_kustomization(&g.name("paused"), REVIEW_PATH, &g.name("paused"), |_| {})
-        .await;
+    g.create_kustomization(
+        &g.t.named("paused"),
+        REVIEW_PATH,
+        &g.t.named("paused"),
+        |_| {},
+    )
+    .await;
     for name in ["orphan", "paused"] {
         g.t.wait_phase(name, Phase::Warm, FLUX).await;
     }
     let suspend = json!({"spec": {"suspend": true}});
     g.kustomizations
         .patch(
-            &g.name("paused"),
+            &g.t.named("paused"),
             &PatchParams::default(),
             &Patch::Merge(&suspend),
         )
@@ -884,10 +888,10 @@ async fn orphaning_and_suspended_kustomizations_prune_nothing_and_teardown_says_
             "{name}: {:?}",
             teardown.entries()
         );
-        assert!(g.kustomization(&g.name(name)).await.is_none(), "{name}");
-        assert!(g.t.namespace(&g.name(name)).await.is_none(), "{name}");
+        assert!(g.kustomization(&g.t.named(name)).await.is_none(), "{name}");
+        assert!(g.t.namespace(&g.t.named(name)).await.is_none(), "{name}");
         assert_eq!(
-            g.deleted_by_flux(&g.name(name)),
+            g.deleted_by_flux(&g.t.named(name)),
             [],
             "{name}: Flux pruned nothing; the workloads went with the namespace"
         );
@@ -897,8 +901,8 @@ async fn orphaning_and_suspended_kustomizations_prune_nothing_and_teardown_says_
 #[tokio::test]
 async fn kustomizations_another_kustomization_applies_or_deploying_elsewhere_are_kept() {
     let g = flux_gitops("flux-owned", &[]).await;
-    let child = g.name("child");
-    let parent = g.name("parent");
+    let child = g.t.named("child");
+    let parent = g.t.named("parent");
     // The parent applies the child Kustomization from Git, into Flux's namespace.
     let child_kustomization = flux::git_kustomization(&child, &g.source, REVIEW_PATH, &child);
     g.commit(
@@ -944,8 +948,8 @@ async fn kustomizations_another_kustomization_applies_or_deploying_elsewhere_are
     );
 
     // One deploying into another namespace is never the environment's.
-    let elsewhere = g.name("elsewhere");
-    let other = g.name("other");
+    let elsewhere = g.t.named("elsewhere");
+    let other = g.t.named("other");
     create_namespace(&g.t.client, &other).await;
     g.create_kustomization(&elsewhere, REVIEW_PATH, &other, |_| {})
         .await;

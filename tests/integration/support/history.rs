@@ -2,7 +2,7 @@
 //! under test: the tests assert on the order of states, not only on the last one.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::Api;
@@ -52,12 +52,27 @@ impl<T: Clone + PartialEq + Send + 'static> History<T> {
         self.0.lock().expect("history").clone()
     }
 
-    /// When a state satisfying `accept` was first seen.
-    pub fn first_seen(&self, accept: impl Fn(&T) -> bool) -> Option<Instant> {
-        self.timed()
-            .into_iter()
-            .find(|(_, state)| accept(state))
-            .map(|(at, _)| at)
+    /// When a state satisfying `accept` was first seen, waiting for this history's own
+    /// watch to deliver it (another watch may have seen it first); fails the test after
+    /// `timeout`.
+    pub async fn seen(&self, accept: impl Fn(&T) -> bool, timeout: Duration) -> Instant
+    where
+        T: std::fmt::Debug,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.timed().into_iter().find(|(_, state)| accept(state));
+            if let Some((at, _)) = seen {
+                return at;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not seen within {timeout:?}; seen: {:?}",
+                self.entries()
+            );
+            // Memory, not the cluster: the watch task appends to it.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

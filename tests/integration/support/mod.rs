@@ -260,6 +260,11 @@ impl Operated {
         namespace
     }
 
+    /// `<workspace>-<suffix>`: the name of one of this test's namespaces or apps.
+    pub fn named(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.workspace)
+    }
+
     /// Sets `spec.destroy` on the environment `name`.
     pub async fn request_destroy(&self, name: &str) {
         let patch = serde_json::json!({"spec": {"destroy": true}});
