@@ -61,6 +61,11 @@ pub struct RunConfig {
     #[arg(long, env = "TESTMESH_MISSING_GRACE", default_value = "2m", value_parser = parse_duration)]
     pub missing_grace: SignedDuration,
 
+    /// How long before an idle environment's TTL runs out a Warning event `ExpiringSoon`
+    /// is published about it (once per expiry instant); `0s` publishes none.
+    #[arg(long, env = "TESTMESH_EXPIRY_WARNING", default_value = "10m", value_parser = parse_duration)]
+    pub expiry_warning: SignedDuration,
+
     /// Delete `destroyed` TestEnvironment records this long after their teardown
     /// (e.g. `168h`). Default: keep them until someone deletes them.
     #[arg(long, env = "TESTMESH_DESTROYED_RETENTION", value_parser = parse_duration)]
@@ -119,12 +124,13 @@ pub enum LogFormat {
 }
 
 impl RunConfig {
-    /// The provisioning deadlines for the lifecycle core.
+    /// The provisioning deadlines and the expiry warning's lead for the lifecycle core.
     pub fn timing(&self) -> Timing {
         Timing {
             provisioning_timeout: self.provisioning_timeout,
             degraded_grace: self.degraded_grace,
             missing_grace: self.missing_grace,
+            expiry_warning: self.expiry_warning,
         }
     }
 

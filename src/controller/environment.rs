@@ -134,6 +134,13 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
                 )
                 .await;
         }
+        if let Some(expires_at) = decision.expiry_warning {
+            // Written first (`expiryWarnedFor`), so it goes out once per expiry instant.
+            tracing::info!(%expires_at, "expiring soon");
+            ctx.recorder
+                .publish_expiring_soon(&environment.object_ref(&()), expires_at, now)
+                .await;
+        }
     }
 
     if plan.status_first {

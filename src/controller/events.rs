@@ -1,4 +1,5 @@
-//! Kubernetes Events for phase changes: one new Event per transition, nothing kept.
+//! Kubernetes Events for phase changes, and the `ExpiringSoon` warning before an idle
+//! environment expires: one new Event per occurrence, nothing kept.
 //!
 //! kube-runtime's `Recorder` folds events of the same reason and action on one object
 //! within six minutes into a series that keeps the first event's note, and holds every
@@ -15,7 +16,7 @@
 
 use std::fmt::Display;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
@@ -23,7 +24,7 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 
-use crate::lifecycle::conditions;
+use crate::lifecycle::conditions::{self, reason};
 
 /// The longest note the API server accepts on an Event, in bytes (not characters).
 pub const NOTE_MAX_BYTES: usize = 1024;
@@ -52,6 +53,21 @@ impl Recorder {
         conditions: &[Condition],
     ) {
         let event = phase_change(from, to, warning, conditions);
+        if let Err(error) = self.publish(&event, regarding).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
+    }
+
+    /// Publishes that `regarding`, idle, expires at `expires_at` ([`expiring_soon`]).
+    /// Logged, not returned, on failure, like a phase change: the status already records
+    /// that it went out, so it is not tried again.
+    pub async fn publish_expiring_soon(
+        &self,
+        regarding: &ObjectReference,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) {
+        let event = expiring_soon(expires_at, now);
         if let Err(error) = self.publish(&event, regarding).await {
             tracing::warn!(%error, "cannot publish event");
         }
@@ -94,6 +110,22 @@ pub fn phase_change(
             ready.map_or("", |c| c.message.as_str())
         )),
         action: "PhaseChange".to_owned(),
+        secondary: None,
+    }
+}
+
+/// The Warning `ExpiringSoon`: an idle environment is torn down at `expires_at` unless a
+/// run claims it or its TTL is extended; the note says when, and how long is left at
+/// `now` (to the second).
+pub fn expiring_soon(expires_at: Timestamp, now: Timestamp) -> Event {
+    let left = SignedDuration::from_secs(expires_at.duration_since(now).as_secs().max(0));
+    Event {
+        type_: EventType::Warning,
+        reason: reason::EXPIRING_SOON.to_owned(),
+        note: Some(format!(
+            "idle; expires at {expires_at} (in {left:#}) unless a run claims it or its TTL is extended, then it is torn down"
+        )),
+        action: "ExpiryWarning".to_owned(),
         secondary: None,
     }
 }
@@ -197,6 +229,28 @@ mod tests {
         assert!(
             built.series.is_none(),
             "every transition is an event of its own"
+        );
+    }
+
+    #[test]
+    fn expiring_soon_is_a_warning_saying_when_and_how_long_is_left() {
+        let expires_at: Timestamp = "2026-11-24T10:10:00.5Z".parse().expect("time");
+        let now: Timestamp = "2026-11-24T10:00:00.25Z".parse().expect("time");
+        let event = expiring_soon(expires_at, now);
+        assert_eq!(
+            (event.type_, event.reason.as_str(), event.action.as_str()),
+            (EventType::Warning, "ExpiringSoon", "ExpiryWarning")
+        );
+        assert_eq!(
+            event.note.as_deref(),
+            Some(
+                "idle; expires at 2026-11-24T10:10:00.5Z (in 10m) unless a run claims it or its TTL is extended, then it is torn down"
+            )
+        );
+        let late = expiring_soon(expires_at, expires_at + SignedDuration::from_secs(3));
+        assert!(
+            late.note.expect("note").contains("(in 0s)"),
+            "never a negative time left"
         );
     }
 

@@ -45,6 +45,9 @@ pub mod reason {
     pub const NAMESPACE_REFUSED: &str = "NamespaceRefused";
     /// Idle for longer than the TTL.
     pub const EXPIRED: &str = "Expired";
+    /// The reason of the Warning event published once per expiry instant when an idle
+    /// environment's TTL runs out within the warning lead (`--expiry-warning`).
+    pub const EXPIRING_SOON: &str = "ExpiringSoon";
     /// Someone asked for the environment to be destroyed.
     pub const DESTROY_REQUESTED: &str = "DestroyRequested";
     /// The TestEnvironment object is being deleted.

@@ -20,7 +20,8 @@ use crate::resources::{
     ProviderStatus, ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentStatus,
 };
 
-/// Deadlines that bound provisioning, so it fails with a reason instead of hanging.
+/// Deadlines that bound provisioning, so it fails with a reason instead of hanging, and
+/// the notice given before an idle environment expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     /// Longest time from the start of provisioning to ready.
@@ -29,6 +30,9 @@ pub struct Timing {
     pub degraded_grace: SignedDuration,
     /// How long the provider's app may be missing before the environment fails.
     pub missing_grace: SignedDuration,
+    /// How long before its idle expiry an environment is announced as expiring soon (the
+    /// `ExpiringSoon` event); zero announces nothing.
+    pub expiry_warning: SignedDuration,
 }
 
 impl Default for Timing {
@@ -37,6 +41,7 @@ impl Default for Timing {
             provisioning_timeout: SignedDuration::from_mins(30),
             degraded_grace: SignedDuration::from_mins(5),
             missing_grace: SignedDuration::from_mins(2),
+            expiry_warning: SignedDuration::from_mins(10),
         }
     }
 }
@@ -247,6 +252,9 @@ pub struct Decision {
     pub effects: Vec<Effect>,
     /// When to decide again if nothing is observed to change before.
     pub wake_at: Option<Timestamp>,
+    /// Publish the `ExpiringSoon` warning for this expiry instant, once the status (which
+    /// records it in `expiryWarnedFor`) is written.
+    pub expiry_warning: Option<Timestamp>,
 }
 
 impl Decision {
@@ -324,6 +332,7 @@ pub fn decide(
         status: next,
         effects: Vec::new(),
         wake_at: None,
+        expiry_warning: None,
     };
     let stored_ready = environment
         .status
@@ -400,14 +409,25 @@ pub fn decide(
     }
     step.run(&mut decision, previous, &holders);
     step.route(&mut decision);
-    decision.status.expires_at = if held {
-        None
+    if held {
+        // A held environment does not expire, so it is not expiring soon either.
+        decision.status.expires_at = None;
+        decision.status.expiry_warning_at = None;
     } else {
         let expires_at = idle_expiry(environment, &decision.status, now);
         decision.wake_at = Some(earliest(decision.wake_at, expires_at));
-        Some(Time(expires_at))
-    };
+        decision.status.expires_at = Some(Time(expires_at));
+        step.warn_of_expiry(&mut decision, expires_at);
+    }
     decision
+}
+
+/// Whether an environment with `status` is expiring soon: the operator has published
+/// the `ExpiringSoon` warning for its current expiry instant, and it is not torn down yet.
+pub fn expiring_soon(status: &TestEnvironmentStatus) -> bool {
+    !status.phase.unwrap_or(Phase::Cold).is_tearing_down()
+        && status.expires_at.is_some()
+        && status.expiry_warned_for == status.expires_at
 }
 
 /// Once teardown has begun, an app that is gone leaves its last observed summary in the
@@ -527,6 +547,28 @@ impl Step<'_> {
             self.generation,
             self.now,
         );
+    }
+
+    /// The `ExpiringSoon` warning for an idle environment expiring at `expires_at` (not
+    /// yet expired: that is teardown): its instant goes into the status; once due, it is
+    /// published once for this expiry instant — the status records which one in
+    /// `expiryWarnedFor`, so a restarted operator re-derives it and does not repeat it,
+    /// and an expiry that moves (a TTL change, a run's release) is announced again.
+    /// Until then, a timer at its instant: no sweep, like the expiry itself.
+    fn warn_of_expiry(&self, decision: &mut Decision, expires_at: Timestamp) {
+        let warning_at = ttl::warning_at(expires_at, self.timing.expiry_warning);
+        let status = &mut decision.status;
+        status.expiry_warning_at = warning_at.map(Time);
+        let expiry = Some(Time(expires_at));
+        let Some(warning_at) = warning_at.filter(|_| status.expiry_warned_for != expiry) else {
+            return;
+        };
+        if ttl::is_expiring_soon(expires_at, self.timing.expiry_warning, self.now) {
+            status.expiry_warned_for = expiry;
+            decision.expiry_warning = Some(expires_at);
+        } else {
+            decision.wake_at = Some(earliest(decision.wake_at, warning_at));
+        }
     }
 
     /// Teardown waits on others (the provider pruning, the namespace controller): look

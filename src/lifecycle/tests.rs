@@ -1,8 +1,9 @@
 //! Deadlines across the status round trip: whatever the core counts from an instant it
 //! stored — the idle TTL from `lastUsedAt`, the grace periods from `healthSince`, the
-//! provisioning timeout from `provisioningStartedAt`, a claim's lease from `boundAt` —
-//! ends exactly when it should once the status has been written and read back the way
-//! the API server keeps it, never a fraction of a second early.
+//! provisioning timeout from `provisioningStartedAt`, a claim's lease from `boundAt`, the
+//! expiry warning from `expiresAt` — ends exactly when it should once the status has been
+//! written and read back the way the API server keeps it, never a fraction of a second
+//! early.
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -147,6 +148,25 @@ fn idle_ttl_after_a_release() -> Deadline {
     )
 }
 
+/// The `ExpiringSoon` warning, due the default lead before the idle expiry.
+fn expiry_warning_after_a_release() -> Deadline {
+    let mut running = status(Phase::Running, "Healthy");
+    running.claimed_by = vec!["run".into()];
+    let mut environment = environment(Some(running));
+    let world = world(app(Readiness::Ready, "Healthy"));
+    environment.status = Some(decide(&environment, &world, &timing(), start()).status);
+    let environment = stored(&environment);
+    Deadline {
+        what: "the expiry warning, the lead before expiresAt",
+        lasts: minutes(60) - timing().expiry_warning,
+        passed: Box::new(move |now| {
+            decide(&environment, &world, &timing(), now)
+                .expiry_warning
+                .is_some()
+        }),
+    }
+}
+
 fn degraded_grace() -> Deadline {
     environment_deadline(
         "the degraded grace from healthSince",
@@ -229,6 +249,7 @@ fn claim_lease() -> Deadline {
 fn a_deadline_counted_from_a_stored_instant_ends_exactly_then_never_before() {
     let deadlines = [
         idle_ttl_after_a_release(),
+        expiry_warning_after_a_release(),
         degraded_grace(),
         missing_grace(),
         provisioning_timeout(),

@@ -217,6 +217,18 @@ pub struct TestEnvironmentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
     #[schemars(with = "Option<Time>")]
     pub expires_at: Option<Time>,
+    /// `expiresAt` minus the operator's warning lead (`--expiry-warning`): from then
+    /// on the environment is expiring soon, and an `ExpiringSoon` Warning event says so.
+    /// Absent while a run holds it, or when the warning is off.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
+    pub expiry_warning_at: Option<Time>,
+    /// The `expiresAt` the `ExpiringSoon` event was published for: equal to `expiresAt`
+    /// once it was, so it is published once per expiry instant, also across operator
+    /// restarts; a TTL extension or a run's release moves `expiresAt` and re-arms it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
+    pub expiry_warned_for: Option<Time>,
     /// When provisioning began.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
     #[schemars(with = "Option<Time>")]

@@ -65,6 +65,8 @@ mod tests {
         let environment = TestEnvironmentStatus {
             last_used_at: instant.clone(),
             expires_at: instant.clone(),
+            expiry_warning_at: instant.clone(),
+            expiry_warned_for: instant.clone(),
             provisioning_started_at: instant.clone(),
             ready_at: instant.clone(),
             teardown_started_at: instant.clone(),
@@ -79,7 +81,8 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&environment).expect("serialize"),
             json!({
-                "lastUsedAt": wire, "expiresAt": wire, "provisioningStartedAt": wire,
+                "lastUsedAt": wire, "expiresAt": wire, "expiryWarningAt": wire,
+                "expiryWarnedFor": wire, "provisioningStartedAt": wire,
                 "readyAt": wire, "teardownStartedAt": wire, "destroyedAt": wire,
                 "heldSince": wire, "provider": {"healthSince": wire},
             })

@@ -111,8 +111,22 @@ impl Env {
         self.0.status = Some(decision.status.clone());
         self
     }
+    /// The stored status says the `ExpiringSoon` warning went out for the expiry at
+    /// `expires_at`.
+    fn warned_for(mut self, expires_at: i64) -> Self {
+        self.status().expiry_warned_for = Some(Time(at(expires_at)));
+        self
+    }
     fn decide(&self, world: &World, now: i64) -> Decision {
-        decide(&self.0, &world.0, &Timing::default(), at(now))
+        self.decide_warning(world, now, Timing::default().expiry_warning)
+    }
+    /// Decides with the `ExpiringSoon` warning `lead` before expiry.
+    fn decide_warning(&self, world: &World, now: i64, lead: SignedDuration) -> Decision {
+        let timing = Timing {
+            expiry_warning: lead,
+            ..Timing::default()
+        };
+        decide(&self.0, &world.0, &timing, at(now))
     }
 }
 
@@ -649,16 +663,26 @@ fn transition_table() {
 #[test]
 fn becoming_warm_stamps_last_use_ready_and_expiry() {
     let now = CREATED + 90;
-    let decision = environment()
+    let provisioning = environment()
         .in_phase(Phase::Provisioning)
-        .provisioning_since(CREATED)
-        .decide(&world(), now);
+        .provisioning_since(CREATED);
+    let decision = provisioning.decide(&world(), now);
     let status = &decision.status;
     assert_eq!(status.ready_at, Some(Time(at(now))));
     assert_eq!(status.last_used_at, Some(Time(at(now))));
     assert_eq!(status.expires_at, Some(Time(at(now + minutes(60)))));
     assert_eq!(
+        status.expiry_warning_at,
+        Some(Time(at(now + minutes(60) - LEAD)))
+    );
+    assert_eq!(
         decision.wake_at,
+        Some(at(now + minutes(60) - LEAD)),
+        "timer at the expiry warning first"
+    );
+    let unwarned = provisioning.decide_warning(&world(), now, SignedDuration::ZERO);
+    assert_eq!(
+        unwarned.wake_at,
         Some(at(now + minutes(60))),
         "timer at the exact expiry"
     );
@@ -722,7 +746,11 @@ fn last_use_in_the_future_delays_expiry_by_the_skew_only() {
         decision.status.expires_at,
         Some(Time(at(now + skew + minutes(60))))
     );
-    assert_eq!(decision.wake_at, Some(at(now + skew + minutes(60))));
+    assert_eq!(
+        decision.wake_at,
+        Some(at(now + skew + minutes(60) - LEAD)),
+        "the expiry warning's timer moves with it"
+    );
 }
 
 #[test]
@@ -2235,4 +2263,427 @@ fn a_never_used_environment_never_expires_before_its_ttl_from_its_real_creation(
         Phase::Destroying,
         "late by under a second at most"
     );
+}
+
+/// The default lead of the `ExpiringSoon` warning, in seconds.
+const LEAD: i64 = 10 * 60;
+
+/// One row of the expiry warning table: what the decision at `now` warns of, when it
+/// wakes, and what the status records.
+struct WarningRow {
+    name: &'static str,
+    env: Env,
+    world: World,
+    now: i64,
+    lead: SignedDuration,
+    phase: Phase,
+    /// The expiry instant warned of now.
+    warns: Option<i64>,
+    wake_at: Option<i64>,
+    /// `status.expiryWarningAt`.
+    warning_at: Option<i64>,
+    /// `status.expiryWarnedFor`.
+    warned_for: Option<i64>,
+}
+
+#[test]
+fn expiry_warning_table() {
+    let lead = SignedDuration::from_secs(LEAD);
+    // Warm since CREATED with a TTL of 60 minutes.
+    let expiry = CREATED + minutes(60);
+    let warning = expiry - LEAD;
+    // Never used: counted from the second after the whole-second creationTimestamp.
+    let never_used_expiry = |ttl: i64| CREATED + 1 + minutes(ttl);
+    let released = CREATED + 100;
+    let rows = [
+        WarningRow {
+            name: "warm, before the lead: a timer at the warning instant",
+            env: healthy_warm(),
+            world: world(),
+            now: warning - 1,
+            lead,
+            phase: Phase::Warm,
+            warns: None,
+            wake_at: Some(warning),
+            warning_at: Some(warning),
+            warned_for: None,
+        },
+        WarningRow {
+            name: "warm, exactly the lead before expiry: warned now, then the expiry timer",
+            env: healthy_warm(),
+            world: world(),
+            now: warning,
+            lead,
+            phase: Phase::Warm,
+            warns: Some(expiry),
+            wake_at: Some(expiry),
+            warning_at: Some(warning),
+            warned_for: Some(expiry),
+        },
+        WarningRow {
+            name: "warm, already warned for this expiry: not again",
+            env: healthy_warm().warned_for(expiry),
+            world: world(),
+            now: warning + 60,
+            lead,
+            phase: Phase::Warm,
+            warns: None,
+            wake_at: Some(expiry),
+            warning_at: Some(warning),
+            warned_for: Some(expiry),
+        },
+        WarningRow {
+            name: "cooling, the operator was down at the warning instant: warned late, still before expiry",
+            env: environment()
+                .in_phase(Phase::Cooling)
+                .last_used(CREATED)
+                .health_since("Healthy", CREATED),
+            world: world(),
+            now: expiry - 1,
+            lead,
+            phase: Phase::Cooling,
+            warns: Some(expiry),
+            wake_at: Some(expiry),
+            warning_at: Some(warning),
+            warned_for: Some(expiry),
+        },
+        WarningRow {
+            name: "warned for an earlier expiry, then the TTL was extended: re-armed, a timer at the new warning instant",
+            env: healthy_warm().ttl_minutes(120).warned_for(expiry),
+            world: world(),
+            now: warning + 60,
+            lead,
+            phase: Phase::Warm,
+            warns: None,
+            wake_at: Some(CREATED + minutes(120) - LEAD),
+            warning_at: Some(CREATED + minutes(120) - LEAD),
+            warned_for: Some(expiry),
+        },
+        WarningRow {
+            name: "warned for an earlier expiry, the TTL shortened into the lead: warned for the new expiry now",
+            env: healthy_warm().ttl_minutes(30).warned_for(expiry),
+            world: world(),
+            now: CREATED + minutes(25),
+            lead,
+            phase: Phase::Warm,
+            warns: Some(CREATED + minutes(30)),
+            wake_at: Some(CREATED + minutes(30)),
+            warning_at: Some(CREATED + minutes(30) - LEAD),
+            warned_for: Some(CREATED + minutes(30)),
+        },
+        WarningRow {
+            name: "a run released it, its TTL shorter than the lead: warned as soon as it cools",
+            env: environment()
+                .in_phase(Phase::Running)
+                .last_used(CREATED)
+                .held_by_status("run-1")
+                .ttl_minutes(5)
+                .warned_for(CREATED + minutes(5)),
+            world: world(),
+            now: released,
+            lead,
+            phase: Phase::Cooling,
+            warns: Some(released + minutes(5)),
+            wake_at: Some(released + minutes(5)),
+            warning_at: Some(released + minutes(5) - LEAD),
+            warned_for: Some(released + minutes(5)),
+        },
+        WarningRow {
+            name: "held by a run: no expiry, so no warning and no timer",
+            env: healthy_warm(),
+            world: world().held_by("run-1"),
+            now: warning + 1,
+            lead,
+            phase: Phase::Running,
+            warns: None,
+            wake_at: None,
+            warning_at: None,
+            warned_for: None,
+        },
+        WarningRow {
+            name: "held by a run, warned before it was claimed: the record stays, nothing is due",
+            env: healthy_warm().warned_for(expiry),
+            world: world().held_by("run-1"),
+            now: warning + 1,
+            lead,
+            phase: Phase::Running,
+            warns: None,
+            wake_at: None,
+            warning_at: None,
+            warned_for: Some(expiry),
+        },
+        WarningRow {
+            name: "expired, never warned: teardown, too late for a warning",
+            env: healthy_warm(),
+            world: world(),
+            now: expiry,
+            lead,
+            phase: Phase::Destroying,
+            warns: None,
+            wake_at: Some(expiry + TEARDOWN_RECHECK.as_secs()),
+            warning_at: None,
+            warned_for: None,
+        },
+        WarningRow {
+            name: "destroy requested within the lead: teardown, no warning",
+            env: healthy_warm(),
+            world: world().teardown(TeardownRequest::Destroy),
+            now: warning + 1,
+            lead,
+            phase: Phase::Destroying,
+            warns: None,
+            wake_at: Some(warning + 1 + TEARDOWN_RECHECK.as_secs()),
+            warning_at: None,
+            warned_for: None,
+        },
+        WarningRow {
+            name: "provisioning, never used: it expires from its creation, so it is announced",
+            env: environment()
+                .ttl_minutes(20)
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED),
+            world: world().app(Readiness::Progressing, "Progressing"),
+            now: never_used_expiry(20) - LEAD,
+            lead,
+            phase: Phase::Provisioning,
+            warns: Some(never_used_expiry(20)),
+            wake_at: Some(never_used_expiry(20)),
+            warning_at: Some(never_used_expiry(20) - LEAD),
+            warned_for: Some(never_used_expiry(20)),
+        },
+        WarningRow {
+            name: "failed: torn down at expiry all the same, so it is announced",
+            env: environment().in_phase(Phase::Failed),
+            world: world().app(Readiness::Failed, "Degraded"),
+            now: never_used_expiry(60) - 1,
+            lead,
+            phase: Phase::Failed,
+            warns: Some(never_used_expiry(60)),
+            wake_at: Some(never_used_expiry(60)),
+            warning_at: Some(never_used_expiry(60) - LEAD),
+            warned_for: Some(never_used_expiry(60)),
+        },
+        WarningRow {
+            name: "the warning off (a zero lead): the expiry timer only",
+            env: healthy_warm(),
+            world: world(),
+            now: expiry - 1,
+            lead: SignedDuration::ZERO,
+            phase: Phase::Warm,
+            warns: None,
+            wake_at: Some(expiry),
+            warning_at: None,
+            warned_for: None,
+        },
+        WarningRow {
+            name: "a one-minute lead: a timer a minute before expiry",
+            env: healthy_warm(),
+            world: world(),
+            now: warning,
+            lead: SignedDuration::from_mins(1),
+            phase: Phase::Warm,
+            warns: None,
+            wake_at: Some(expiry - 60),
+            warning_at: Some(expiry - 60),
+            warned_for: None,
+        },
+        WarningRow {
+            name: "destroyed: nothing",
+            env: healthy_warm().in_phase(Phase::Destroyed),
+            world: world().no_namespace().no_app(),
+            now: warning + 1,
+            lead,
+            phase: Phase::Destroyed,
+            warns: None,
+            wake_at: None,
+            warning_at: None,
+            warned_for: None,
+        },
+    ];
+    for row in rows {
+        let decision = row.env.decide_warning(&row.world, row.now, row.lead);
+        let status = &decision.status;
+        assert_eq!(decision.phase(), row.phase, "{}: phase", row.name);
+        assert_eq!(
+            decision.expiry_warning,
+            row.warns.map(at),
+            "{}: warns",
+            row.name
+        );
+        assert_eq!(decision.wake_at, row.wake_at.map(at), "{}: wake", row.name);
+        assert_eq!(
+            status.expiry_warning_at,
+            row.warning_at.map(|s| Time(at(s))),
+            "{}: expiryWarningAt",
+            row.name
+        );
+        assert_eq!(
+            status.expiry_warned_for,
+            row.warned_for.map(|s| Time(at(s))),
+            "{}: expiryWarnedFor",
+            row.name
+        );
+        assert!(
+            decision.effects.is_empty() || row.warns.is_none(),
+            "{}: the warning is an event, not an effect",
+            row.name
+        );
+        if let Some(expiry) = row.warns {
+            assert_eq!(status.expires_at, Some(Time(at(expiry))), "{}", row.name);
+            assert!(
+                expiring_soon(status),
+                "{}: expiring soon once warned",
+                row.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_warning_goes_out_once_per_expiry_instant_and_again_when_it_moves() {
+    let expiry = CREATED + minutes(60);
+    let warning = expiry - LEAD;
+    // Warm, with a timer at the warning instant.
+    let first = healthy_warm().decide(&world(), CREATED + 10);
+    assert_eq!(
+        (first.expiry_warning, first.wake_at),
+        (None, Some(at(warning)))
+    );
+    assert!(!expiring_soon(&first.status));
+    // The timer fires: warned, and the status says for which expiry.
+    let warm = healthy_warm().after(&first);
+    let warned = warm.decide(&world(), warning);
+    assert_eq!(warned.expiry_warning, Some(at(expiry)));
+    assert!(expiring_soon(&warned.status));
+    // Decided again — another event, or a restarted operator reading the stored status:
+    // not warned again, and nothing to write.
+    let mut restarted = warm.clone();
+    restarted.0.status = Some(stored(&warned));
+    for now in [warning, warning + 1, expiry - 1] {
+        let again = restarted.decide(&world(), now);
+        assert_eq!(again.expiry_warning, None, "at {now}");
+        assert_eq!(again.status, stored(&warned), "no second write at {now}");
+        assert_eq!(again.wake_at, Some(at(expiry)));
+    }
+    // A TTL extension moves the expiry: re-armed, warned again at the new instant.
+    let extended = restarted.clone().ttl_minutes(120);
+    let later_expiry = CREATED + minutes(120);
+    let moved = extended.decide(&world(), warning + 5);
+    assert_eq!(moved.expiry_warning, None);
+    assert_eq!(moved.wake_at, Some(at(later_expiry - LEAD)));
+    assert!(
+        !expiring_soon(&moved.status),
+        "warned for the old expiry only"
+    );
+    let rewarned = extended.after(&moved).decide(&world(), later_expiry - LEAD);
+    assert_eq!(rewarned.expiry_warning, Some(at(later_expiry)));
+    // A run claims it and releases it: the new idle period is announced in its turn.
+    let claimed = restarted.decide(&world().held_by("run-1"), warning + 10);
+    assert!(
+        !expiring_soon(&claimed.status),
+        "a held environment does not expire"
+    );
+    let running = restarted.after(&claimed);
+    let release = warning + 20;
+    let cooling = running.decide(&world(), release);
+    assert_eq!(cooling.phase(), Phase::Cooling);
+    assert_eq!(cooling.expiry_warning, None);
+    assert_eq!(cooling.wake_at, Some(at(release + minutes(60) - LEAD)));
+    let due = running
+        .after(&cooling)
+        .decide(&world(), release + minutes(60) - LEAD);
+    assert_eq!(due.expiry_warning, Some(at(release + minutes(60))));
+}
+
+#[test]
+fn expiring_soon_only_once_warned_for_the_current_expiry_and_short_of_teardown() {
+    let expiry = CREATED + minutes(60);
+    let cases = [
+        ("never warned", healthy_warm(), false),
+        (
+            "warned for this expiry",
+            healthy_warm().warned_for(expiry),
+            true,
+        ),
+        (
+            "warned for an earlier expiry",
+            healthy_warm().warned_for(expiry - 5),
+            false,
+        ),
+        (
+            "held: no expiry",
+            healthy_warm().warned_for(expiry).in_phase(Phase::Running),
+            false,
+        ),
+        (
+            "tearing down",
+            healthy_warm()
+                .warned_for(expiry)
+                .in_phase(Phase::Destroying),
+            false,
+        ),
+        (
+            "destroyed",
+            healthy_warm().warned_for(expiry).in_phase(Phase::Destroyed),
+            false,
+        ),
+    ];
+    for (case, mut env, soon) in cases {
+        let status = env.status();
+        if status.phase != Some(Phase::Running) {
+            status.expires_at = Some(Time(at(expiry)));
+        }
+        assert_eq!(expiring_soon(status), soon, "{case}");
+    }
+}
+
+/// What an environment sees through its life, weighted towards idling: mostly idle and
+/// healthy, sometimes held by a run, degraded or missing its app, rarely torn down.
+fn a_life() -> impl Strategy<Value = World> {
+    prop_oneof![
+        8 => Just(world()),
+        3 => Just(world().held_by("run-1")),
+        1 => Just(world().app(Readiness::Degraded, "Degraded")),
+        1 => Just(world().no_app()),
+        1 => Just(world().teardown(TeardownRequest::Destroy)),
+    ]
+}
+
+proptest! {
+    /// Whatever happens, the warning goes out at most once per expiry instant, only
+    /// within the lead before that instant, and only for an idle environment that is not
+    /// being torn down; and it is recorded in the status it goes out with.
+    #[test]
+    fn the_warning_goes_out_at_most_once_per_expiry_and_only_within_the_lead(
+        steps in proptest::collection::vec(
+            (a_life(), 0i64..400, proptest::option::weighted(0.1, 5u32..30)),
+            1..60,
+        )
+    ) {
+        let lead = SignedDuration::from_secs(LEAD);
+        let mut env = healthy_warm().ttl_minutes(20);
+        let mut now = CREATED;
+        let mut warned = std::collections::BTreeSet::new();
+        for (world, elapsed, ttl) in steps {
+            now += elapsed;
+            if let Some(ttl) = ttl {
+                env = env.ttl_minutes(ttl);
+            }
+            let decision = env.decide_warning(&world, now, lead);
+            if let Some(expiry) = decision.expiry_warning {
+                prop_assert!(warned.insert(expiry), "warned twice for {}", expiry);
+                prop_assert!(at(now) >= expiry - lead && at(now) < expiry);
+                prop_assert!(!decision.phase().is_tearing_down());
+                prop_assert!(decision.status.claimed_by.is_empty());
+                prop_assert_eq!(decision.status.expires_at.clone(), Some(Time(expiry)));
+                prop_assert_eq!(decision.status.expiry_warned_for.clone(), Some(Time(expiry)));
+            }
+            if let Some(wake_at) = decision.wake_at {
+                prop_assert!(wake_at > at(now), "a timer already due would spin");
+            }
+            let mut stored_env = env.clone();
+            stored_env.0.status = Some(stored(&decision));
+            env = stored_env;
+        }
+    }
 }
