@@ -16,6 +16,7 @@ use super::Context;
 use super::observe::World;
 use crate::error::{Error, Result};
 use crate::lifecycle::environment::Effect;
+use crate::lifecycle::observation;
 use crate::resources::{
     ENVIRONMENT_ANNOTATION, ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
     ROUTING_CONFIG_MAP, TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus,
@@ -47,7 +48,7 @@ pub async fn apply(
             .create(&PostParams::default(), &owned_namespace(environment, uid))
             .await
             .map(|_| ()),
-        Effect::DeleteNamespace => match &world.namespace {
+        Effect::DeleteNamespace => match &world.gathered.namespace {
             Some(namespace) => namespaces
                 .delete(&namespace.name_any(), &delete_exactly(namespace.meta()))
                 .await
@@ -61,7 +62,7 @@ pub async fn apply(
                 .await
                 .map(|_| ())
         }
-        Effect::PublishRouting => match &world.routing_map {
+        Effect::PublishRouting => match observation::our_routing_map(&world.gathered) {
             Some(ours) if ours.metadata.resource_version.is_some() => {
                 let patch = routing_update(ours, &world.observed.routing.policy);
                 routing_maps(environment, ctx)
@@ -75,7 +76,7 @@ pub async fn apply(
             }
             _ => return Ok(Applied::Raced),
         },
-        Effect::UnpublishRouting => match &world.routing_map {
+        Effect::UnpublishRouting => match observation::our_routing_map(&world.gathered) {
             // Exactly the version read with the operator's label.
             Some(ours) => {
                 let params = DeleteParams {
@@ -92,8 +93,8 @@ pub async fn apply(
             }
             None => return Ok(Applied::Raced),
         },
-        Effect::SyncApp | Effect::EndAppRetry => match &world.app {
-            Some((api, app)) => {
+        Effect::SyncApp | Effect::EndAppRetry => match &world.gathered.app {
+            Some(app) => {
                 let provider = ctx.providers.get(environment.spec.template.provider);
                 let patch = if effect == Effect::SyncApp {
                     provider.sync_request(app)
@@ -107,14 +108,17 @@ pub async fn apply(
                     field_manager: Some(FIELD_MANAGER.to_owned()),
                     ..PatchParams::default()
                 };
-                api.patch(&app.name_any(), &params, &Patch::Merge(patch))
+                world
+                    .app_api
+                    .patch(&app.name_any(), &params, &Patch::Merge(patch))
                     .await
                     .map(|_| ())
             }
             None => return Ok(Applied::Raced),
         },
-        Effect::DeleteApp => match &world.app {
-            Some((api, app)) => api
+        Effect::DeleteApp => match &world.gathered.app {
+            Some(app) => world
+                .app_api
                 .delete(&app.name_any(), &delete_exactly(&app.metadata))
                 .await
                 .map(|_| ()),

@@ -12,22 +12,15 @@ use kube::api::DynamicObject;
 use kube::core::ApiResource;
 
 use crate::lifecycle::environment::AppReport;
+use crate::lifecycle::observation::AppReader;
 use crate::resources::Provider;
 
-/// One GitOps controller's objects, as TestMesh reads them.
-pub trait GitOpsProvider: Send + Sync {
+/// One GitOps controller's objects, as TestMesh reads ([`AppReader`]) and asks them.
+pub trait GitOpsProvider: AppReader + Send + Sync {
     /// The kind of object that deploys an environment (Argo CD Application, …).
     fn api_resource(&self) -> ApiResource;
     /// Where those objects live when an environment does not say.
     fn default_namespace(&self) -> &str;
-    /// Interprets one object for an environment whose namespace is `environment_namespace`.
-    fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport;
-
-    /// What deleting this object will not do, if anything (shown while tearing down).
-    fn teardown_note(&self, _app: &DynamicObject) -> Option<String> {
-        None
-    }
-
     /// The merge patch that asks the provider to sync `app` now, as its own tools do, for
     /// a failed attempt its report names ([`AppReport::failed_attempt`]).
     fn sync_request(&self, _app: &DynamicObject) -> Option<serde_json::Value> {
@@ -39,7 +32,7 @@ pub trait GitOpsProvider: Send + Sync {
         None
     }
 
-    /// What drops the parts [`GitOpsProvider::interpret`] never reads before an object is
+    /// What drops the parts [`AppReader::interpret`] never reads before an object is
     /// cached: a provider's status can list every object it deployed.
     fn cache_trim(&self) -> fn(&mut DynamicObject) {
         |_| {}
@@ -52,6 +45,12 @@ pub struct ArgoCd {
     pub namespace: String,
 }
 
+impl AppReader for ArgoCd {
+    fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport {
+        argocd::interpret(app, environment_namespace)
+    }
+}
+
 impl GitOpsProvider for ArgoCd {
     fn api_resource(&self) -> ApiResource {
         argocd::api_resource()
@@ -59,10 +58,6 @@ impl GitOpsProvider for ArgoCd {
 
     fn default_namespace(&self) -> &str {
         &self.namespace
-    }
-
-    fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport {
-        argocd::interpret(app, environment_namespace)
     }
 
     fn cache_trim(&self) -> fn(&mut DynamicObject) {
@@ -93,13 +88,6 @@ impl GitOpsProvider for Flux {
         &self.namespace
     }
 
-    fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport {
-        flux::interpret(app, environment_namespace)
-    }
-
-    /// kustomize-controller deletes a Kustomization without pruning when it is suspended,
-    /// when its `deletionPolicy` is `Orphan`, or when `prune` is off under the default
-    /// policy; what it deployed then goes only with the namespace.
     fn cache_trim(&self) -> fn(&mut DynamicObject) {
         flux::trim_for_cache
     }
@@ -107,7 +95,16 @@ impl GitOpsProvider for Flux {
     fn retry_end(&self, app: &DynamicObject) -> Option<serde_json::Value> {
         Some(flux::retry_end(app))
     }
+}
 
+impl AppReader for Flux {
+    fn interpret(&self, app: &DynamicObject, environment_namespace: &str) -> AppReport {
+        flux::interpret(app, environment_namespace)
+    }
+
+    /// kustomize-controller deletes a Kustomization without pruning when it is suspended,
+    /// when its `deletionPolicy` is `Orphan`, or when `prune` is off under the default
+    /// policy; what it deployed then goes only with the namespace.
     fn teardown_note(&self, app: &DynamicObject) -> Option<String> {
         let spec = &app.data["spec"];
         let policy = spec["deletionPolicy"].as_str().unwrap_or("MirrorPrune");
