@@ -1,5 +1,8 @@
 //! Prometheus metrics: what the operator does, how long it takes, and how exact its
-//! timers are. Labels are static categories, never object names.
+//! timers are (`testmesh_*`), which build runs, and the process's own figures
+//! (`process_*`, [`process`]). Labels are static categories, never object names.
+
+mod process;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -12,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Phase;
@@ -41,7 +45,18 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("testmesh");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("testmesh");
+        registry.register(
+            "build",
+            "The running build: its version and platform",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("arch", std::env::consts::ARCH),
+                ("os", std::env::consts::OS),
+            ]),
+        );
         let reconciliations = Counter::default();
         registry.register(
             "reconciliations",
@@ -87,7 +102,7 @@ impl Metrics {
         let environments = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(PhaseCollector(environments.clone())));
         Arc::new(Metrics {
-            registry,
+            registry: root,
             reconciliations,
             errors,
             reconcile_duration,
@@ -169,5 +184,50 @@ impl Collector for PhaseCollector {
             ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_the_build_the_process_and_the_operators_own_metrics() {
+        let text = Metrics::new().render().expect("render");
+        let build = format!(
+            "testmesh_build_info{{version=\"{}\",arch=\"{}\",os=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        );
+        assert!(text.contains(&build), "{text}");
+        assert!(text.contains("# TYPE testmesh_build info\n"), "{text}");
+        let mut lines = vec![
+            "testmesh_reconciliations_total 0",
+            "testmesh_leader 0",
+            "testmesh_ttl_expiry_lateness_seconds_count 0",
+        ];
+        if cfg!(target_os = "linux") {
+            lines.extend([
+                "# TYPE process_cpu_seconds counter",
+                "process_cpu_seconds_total ",
+                "process_resident_memory_bytes ",
+                "process_virtual_memory_bytes ",
+                "process_start_time_seconds ",
+                "process_open_fds ",
+                "process_max_fds ",
+            ]);
+        }
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l.starts_with(line)),
+                "no line {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("testmesh_process_"),
+            "the process's metrics carry no prefix: {text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -122,6 +122,30 @@ async fn cold_to_warm_to_expired_to_destroyed() {
         metrics.contains("testmesh_provisioning_duration_seconds_count 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "testmesh_build_info{{version=\"{}\",",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{metrics}"
+    );
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let started = sample("process_start_time_seconds");
+    let now = Timestamp::now().as_second() as f64;
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "the operator started in this test, not at {started}"
+    );
+    assert!(sample("process_resident_memory_bytes") > 1e6);
+    assert!(sample("process_open_fds") >= 1.0);
+    assert!(sample("process_max_fds") >= sample("process_open_fds"));
+    assert!(sample("process_cpu_seconds_total") > 0.0);
 
     // While it tears down, the environment says so (entering teardown is always written
     // before anything is deleted, and the watch sees every write).
