@@ -226,7 +226,8 @@ PROMETHEUS_OPERATOR_MODULE := github.com/prometheus-operator/prometheus-operator
 HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	$(foreach pkg,lint/rules chartutil,-X helm.sh/helm/v3/pkg/$(pkg).k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$(pkg).k8sVersionMinor=$(KUBE_MINOR))
 # Renders with the optional objects on, so they are linted and validated too.
-CHART_ALL_ON := --set serviceMonitor.enabled=true --set networkPolicy.enabled=true
+CHART_ALL_ON := --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
+	--set networkPolicy.enabled=true
 # What the chart asks .Capabilities about and the test control plane's release serves:
 # `helm template` knows group/versions by itself, but not kinds.
 CHART_API_VERSIONS := --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy
@@ -250,14 +251,17 @@ $(TOOLS_BIN)/.gojq-$(GOJQ_VERSION):
 	cd /tmp && CGO_ENABLED=0 GOBIN=$(TOOLS_BIN) $(GO) install -trimpath -ldflags='-s -w' github.com/itchyny/gojq/cmd/gojq@$(GOJQ_VERSION)
 	@touch $@
 
-# Kubernetes' own kinds from its OpenAPI spec; ours and ServiceMonitor from their CRDs
+# Kubernetes' own kinds from its OpenAPI spec; ours, ServiceMonitor and PrometheusRule from
+# their CRDs
 # (gojq turns the YAML into JSON, as Python's standard library reads no YAML).
 $(KUBE_SCHEMAS)/.stamp: Makefile hack/kube-json-schemas.py tests/assets/go.mod $(wildcard crds/*.yaml) $(TOOLS_BIN)/.gojq-$(GOJQ_VERSION)
 	kubernetes=$$(cd /tmp && $(GO) mod download -json k8s.io/kubernetes@$(KUBE_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
 	prometheus=$$(cd /tmp && $(GO) mod download -json $(PROMETHEUS_OPERATOR_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
 	test -n "$$kubernetes" && test -n "$$prometheus" && \
 	rm -rf $(KUBE_SCHEMAS) && mkdir -p $(KUBE_SCHEMAS) && \
-	$(GOJQ) --yaml-input -c . crds/*.yaml "$$prometheus/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+	$(GOJQ) --yaml-input -c . crds/*.yaml \
+		"$$prometheus/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+		"$$prometheus/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" \
 		> $(TOOLS)/crds.jsonl && \
 	python3 hack/kube-json-schemas.py --openapi "$$kubernetes/api/openapi-spec/swagger.json" \
 		--crds $(TOOLS)/crds.jsonl --output $(KUBE_SCHEMAS)

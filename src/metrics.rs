@@ -7,6 +7,7 @@ mod process;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use jiff::Timestamp;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -19,6 +20,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Phase;
+use crate::lifecycle::environment::transient_since;
 use crate::resources::TestEnvironment;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,37 +156,66 @@ impl Metrics {
     }
 }
 
-/// Environments by phase, counted from the controller's cache at scrape time, so the
-/// gauge is right after restarts and deletions without bookkeeping.
+/// Environments by phase, and how long the one longest in each transient phase has been
+/// in it, from the controller's cache at scrape time, so the gauges are right after
+/// restarts and deletions without bookkeeping. A standby replica reports zeros.
 #[derive(Debug)]
 struct PhaseCollector(Arc<OnceLock<Store<TestEnvironment>>>);
 
 impl Collector for PhaseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
         let environments = self.0.get().map(Store::state).unwrap_or_default();
-        let mut family = encoder.encode_descriptor(
-            "environments",
-            "TestEnvironments by phase",
-            None,
-            MetricType::Gauge,
-        )?;
-        let mut counts = [0_i64; Phase::ALL.len()];
-        for environment in &environments {
-            let phase = environment
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(Phase::Cold);
-            if let Some(index) = Phase::ALL.iter().position(|p| *p == phase) {
-                counts[index] += 1;
-            }
-        }
-        for (phase, count) in Phase::ALL.iter().zip(counts) {
-            let labels = [("phase", phase.as_str())];
-            ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        let environments = environments.iter().map(Arc::as_ref);
+        encode_phases(environments, Timestamp::now(), &mut encoder)
     }
+}
+
+/// `testmesh_environments{phase}` and `testmesh_environments_longest_in_phase_seconds{phase}`
+/// of `environments` at `now`.
+fn encode_phases<'a>(
+    environments: impl Iterator<Item = &'a TestEnvironment>,
+    now: Timestamp,
+    encoder: &mut DescriptorEncoder<'_>,
+) -> Result<(), fmt::Error> {
+    let mut counts = [0_i64; Phase::ALL.len()];
+    let mut longest = [0_f64; Phase::TRANSIENT.len()];
+    for environment in environments {
+        let phase = environment
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(Phase::Cold);
+        if let Some(index) = Phase::ALL.iter().position(|p| *p == phase) {
+            counts[index] += 1;
+        }
+        if let Some((phase, since)) = transient_since(environment)
+            && let Some(index) = Phase::TRANSIENT.iter().position(|p| *p == phase)
+        {
+            let seconds = now.duration_since(since).as_secs_f64().max(0.0);
+            longest[index] = longest[index].max(seconds);
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "environments",
+        "TestEnvironments by phase",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (phase, count) in Phase::ALL.iter().zip(counts) {
+        let labels = [("phase", phase.as_str())];
+        ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "environments_longest_in_phase_seconds",
+        "How long the environment longest in each transient phase (cold, provisioning, degraded, destroying) has been in it; 0 when none is",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (phase, seconds) in Phase::TRANSIENT.iter().zip(longest) {
+        let labels = [("phase", phase.as_str())];
+        ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -229,5 +260,67 @@ mod tests {
             "the process's metrics carry no prefix: {text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// [`encode_phases`] of fixed environments at a fixed instant.
+    #[derive(Debug)]
+    struct Fixed(Vec<TestEnvironment>, Timestamp);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+            encode_phases(self.0.iter(), self.1, &mut encoder)
+        }
+    }
+
+    fn environment(status: serde_json::Value) -> TestEnvironment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironment",
+            "metadata": {"name": "e", "creationTimestamp": "2026-11-24T09:59:00Z"},
+            "spec": {"context": "c", "provider": "argocd", "providerAppName": "a", "namespace": "n"},
+            "status": status
+        }))
+        .expect("environment")
+    }
+
+    #[test]
+    fn phases_are_counted_and_the_longest_in_each_transient_phase_is_timed() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().expect("time");
+        let environments = vec![
+            environment(serde_json::json!({})),
+            environment(
+                serde_json::json!({"phase": "provisioning", "provisioningStartedAt": "2026-11-24T09:58:00Z"}),
+            ),
+            environment(
+                serde_json::json!({"phase": "provisioning", "provisioningStartedAt": "2026-11-24T09:50:00Z"}),
+            ),
+            environment(
+                serde_json::json!({"phase": "destroying", "teardownStartedAt": "2026-11-24T09:59:30.5Z"}),
+            ),
+            environment(
+                serde_json::json!({"phase": "destroying", "teardownStartedAt": "2026-11-24T10:00:05Z"}),
+            ),
+            environment(serde_json::json!({"phase": "warm"})),
+        ];
+        let mut registry = Registry::with_prefix("testmesh");
+        registry.register_collector(Box::new(Fixed(environments, now)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for line in [
+            "testmesh_environments{phase=\"cold\"} 1",
+            "testmesh_environments{phase=\"provisioning\"} 2",
+            "testmesh_environments{phase=\"warm\"} 1",
+            "testmesh_environments{phase=\"destroying\"} 2",
+            "testmesh_environments{phase=\"failed\"} 0",
+            "testmesh_environments_longest_in_phase_seconds{phase=\"cold\"} 60.0",
+            "testmesh_environments_longest_in_phase_seconds{phase=\"provisioning\"} 600.0",
+            "testmesh_environments_longest_in_phase_seconds{phase=\"degraded\"} 0.0",
+            "testmesh_environments_longest_in_phase_seconds{phase=\"destroying\"} 29.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("longest_in_phase_seconds{phase=\"warm\"}"),
+            "a rest is no transient phase: {text}"
+        );
     }
 }

@@ -495,6 +495,24 @@ pub fn tearing_down(environment: &TestEnvironment) -> bool {
             .is_some_and(Phase::is_tearing_down)
 }
 
+/// The transient phase ([`Phase::TRANSIENT`]) `environment` is in and since when, by the
+/// timestamp that starts it: `cold` from its creation, `provisioning` from
+/// `provisioningStartedAt`, `degraded` from when its app's health changed
+/// (`provider.healthSince`), `destroying` from `teardownStartedAt`. `None` in the other
+/// phases, or when that timestamp is missing.
+pub fn transient_since(environment: &TestEnvironment) -> Option<(Phase, Timestamp)> {
+    let status = environment.status.as_ref();
+    let phase = status.and_then(|s| s.phase).unwrap_or(Phase::Cold);
+    let since = match phase {
+        Phase::Cold => environment.metadata.creation_timestamp.as_ref(),
+        Phase::Provisioning => status?.provisioning_started_at.as_ref(),
+        Phase::Degraded => status?.provider.as_ref()?.health_since.as_ref(),
+        Phase::Destroying => status?.teardown_started_at.as_ref(),
+        Phase::Warm | Phase::Running | Phase::Cooling | Phase::Failed | Phase::Destroyed => None,
+    }?;
+    Some((phase, since.0))
+}
+
 /// When an idle environment with `status` expires: TTL after its last use, or after its
 /// creation if it was never used (so an environment nobody claims cannot live forever).
 fn idle_expiry(

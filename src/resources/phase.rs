@@ -49,6 +49,16 @@ impl Phase {
         Phase::Destroyed,
     ];
 
+    /// The phases an environment passes through and leaves by itself, unless something
+    /// is wrong: an environment long in one of them is stuck (the other phases are rests:
+    /// ready, in use, failed waiting for its app, or done).
+    pub const TRANSIENT: [Phase; 4] = [
+        Phase::Cold,
+        Phase::Provisioning,
+        Phase::Degraded,
+        Phase::Destroying,
+    ];
+
     /// The wire name, as in `status.phase`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use promql_parser::parser::{Expr as PromExpr, VectorSelector};
 use serde_json::{Value, json};
 use testmesh::lifecycle::{ClaimPhase, Phase};
 use testmesh::resources::{
@@ -148,6 +149,153 @@ async fn everything_the_chart_renders_is_accepted_by_the_api_server() {
                         .iter()
                         .all(|v| !v.as_str().unwrap_or("").contains('*')),
                     "{name} has a wildcard in {field}: {rule}"
+                );
+            }
+        }
+    }
+}
+
+/// The selectors of every series `expr` reads: (metric name, label matchers).
+fn series_read(expr: &PromExpr) -> Vec<(String, Vec<(String, String)>)> {
+    let selector = |vs: &VectorSelector| {
+        let matchers = vs
+            .matchers
+            .matchers
+            .iter()
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
+        (vs.name.clone().unwrap_or_default(), matchers)
+    };
+    match expr {
+        PromExpr::VectorSelector(vs) => vec![selector(vs)],
+        PromExpr::MatrixSelector(ms) => vec![selector(&ms.vs)],
+        PromExpr::Aggregate(a) => series_read(&a.expr),
+        PromExpr::Unary(u) => series_read(&u.expr),
+        PromExpr::Paren(p) => series_read(&p.expr),
+        PromExpr::Subquery(s) => series_read(&s.expr),
+        PromExpr::Binary(b) => [series_read(&b.lhs), series_read(&b.rhs)].concat(),
+        PromExpr::Call(c) => c.args.args.iter().flat_map(|a| series_read(a)).collect(),
+        PromExpr::NumberLiteral(_) | PromExpr::StringLiteral(_) | PromExpr::Extension(_) => {
+            Vec::new()
+        }
+    }
+}
+
+/// Every series name the operator exports, from its own exposition: a counter `c` as
+/// `c_total`, a histogram `h` as `h_bucket`, `h_sum` and `h_count`, an info `i` as `i_info`.
+/// A family with labels appears once it has a series: the error counter after an error.
+fn exported_series() -> BTreeSet<String> {
+    let metrics = testmesh::metrics::Metrics::new();
+    metrics.failed("apply", "kube");
+    let exposition = metrics.render().expect("exposition");
+    exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .flat_map(|line| {
+            let (name, kind) = line.split_once(' ').expect("# TYPE name kind");
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            suffixes.iter().map(move |suffix| format!("{name}{suffix}"))
+        })
+        .collect()
+}
+
+/// The optional PrometheusRule: not rendered unless asked for; asked for, every alert is
+/// PromQL that parses, reads only series the operator really exports, picks this
+/// release's series (the ServiceMonitor's job and namespace, or the selector given), and
+/// carries a severity, the alert labels given, a summary and a description.
+#[test]
+fn the_prometheus_rule_alerts_only_on_what_the_operator_exports() {
+    let default = objects(&render("testmesh", "ops", &json!({})));
+    assert!(
+        !default.iter().any(|o| kind(o) == "PrometheusRule"),
+        "off by default"
+    );
+
+    let exported = exported_series();
+    for series in [
+        "testmesh_leader",
+        "process_start_time_seconds",
+        "testmesh_build_info",
+    ] {
+        assert!(exported.contains(series), "{series} in {exported:?}");
+    }
+    let cases = [
+        (json!({}), vec![("job", "testmesh"), ("namespace", "ops")]),
+        (
+            json!({"selector": "service=\"tm\", env=\"prod\""}),
+            vec![("service", "tm"), ("env", "prod")],
+        ),
+    ];
+    for (extra, picks) in cases {
+        let mut values = json!({"prometheusRule": {
+            "enabled": true,
+            "labels": {"release": "kube-prometheus"},
+            "alertLabels": {"team": "platform"},
+        }});
+        for (key, value) in extra.as_object().expect("object") {
+            values["prometheusRule"][key] = value.clone();
+        }
+        let objects = objects(&render("testmesh", "ops", &values));
+        let rule = of_kind(&objects, "PrometheusRule");
+        assert_eq!(rule["metadata"]["namespace"], "ops");
+        assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+        let rules = rule["spec"]["groups"][0]["rules"]
+            .as_array()
+            .expect("rules");
+        let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+        assert_eq!(
+            alerts,
+            BTreeSet::from([
+                "TestMeshEnvironmentStuck",
+                "TestMeshExpiryLate",
+                "TestMeshNoLeader",
+                "TestMeshReconcileErrors",
+                "TestMeshSeveralLeaders",
+            ])
+        );
+        let stuck: BTreeSet<&str> = rules
+            .iter()
+            .filter(|r| r["alert"] == "TestMeshEnvironmentStuck")
+            .filter_map(|r| r["labels"]["phase"].as_str())
+            .collect();
+        let transient: BTreeSet<&str> = Phase::TRANSIENT.iter().map(|p| p.as_str()).collect();
+        assert_eq!(stuck, transient, "one alert per transient phase");
+        for rule in rules {
+            let alert = &rule["alert"];
+            let expr = rule["expr"].as_str().expect("expr");
+            let parsed = promql_parser::parser::parse(expr)
+                .unwrap_or_else(|e| panic!("{alert}: {expr}: {e}"));
+            let read = series_read(&parsed);
+            assert!(!read.is_empty(), "{alert} reads no series");
+            for (name, matchers) in read {
+                assert!(
+                    exported.contains(&name),
+                    "{alert} reads {name}, which is not exported"
+                );
+                for (label, value) in &picks {
+                    assert!(
+                        matchers.iter().any(|(l, v)| l == label && v == value),
+                        "{alert}: {name} without {label}={value}: {expr}"
+                    );
+                }
+            }
+            let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
+            assert!(
+                ["warning", "critical"].contains(&severity),
+                "{alert}: {severity}"
+            );
+            assert_eq!(rule["labels"]["team"], "platform", "{alert}");
+            for annotation in ["summary", "description"] {
+                assert!(
+                    rule["annotations"][annotation]
+                        .as_str()
+                        .is_some_and(|text| !text.trim().is_empty()),
+                    "{alert}: {annotation}"
                 );
             }
         }

@@ -2687,3 +2687,58 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_transient_phase_counts_from_the_timestamp_that_starts_it() {
+    let mut teardown = healthy_warm().in_phase(Phase::Destroying);
+    teardown.status().teardown_started_at = Some(Time(at(CREATED + 40)));
+    let cases = [
+        (
+            "cold: from its creation",
+            environment(),
+            Some((Phase::Cold, CREATED)),
+        ),
+        (
+            "provisioning: from provisioningStartedAt",
+            environment()
+                .in_phase(Phase::Provisioning)
+                .provisioning_since(CREATED + 5),
+            Some((Phase::Provisioning, CREATED + 5)),
+        ),
+        (
+            "degraded: from when its app's health changed",
+            healthy_warm()
+                .in_phase(Phase::Degraded)
+                .health_since("Degraded", CREATED + 30),
+            Some((Phase::Degraded, CREATED + 30)),
+        ),
+        (
+            "destroying: from teardownStartedAt",
+            teardown,
+            Some((Phase::Destroying, CREATED + 40)),
+        ),
+        (
+            "provisioning, start unknown",
+            environment().in_phase(Phase::Provisioning),
+            None,
+        ),
+    ];
+    for (case, env, since) in cases {
+        assert_eq!(
+            transient_since(&env.0),
+            since.map(|(phase, s)| (phase, at(s))),
+            "{case}"
+        );
+    }
+    for phase in Phase::ALL {
+        let resting = healthy_warm()
+            .in_phase(phase)
+            .provisioning_since(CREATED)
+            .health_since("Healthy", CREATED);
+        assert_eq!(
+            transient_since(&resting.0).is_some(),
+            Phase::TRANSIENT.contains(&phase) && phase != Phase::Destroying,
+            "{phase}"
+        );
+    }
+}
