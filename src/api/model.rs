@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use crate::lifecycle::claims;
 use crate::lifecycle::conditions::{self, READY};
-use crate::lifecycle::{ClaimPhase, Phase};
+use crate::lifecycle::{self, ClaimPhase, Phase};
 use crate::resources::validation::{
     DNS1035_LABEL, DNS1123_LABEL, DNS1123_LABEL_TEMPLATE, DNS1123_SUBDOMAIN,
     DNS1123_SUBDOMAIN_TEMPLATE, LABEL_VALUE,
@@ -67,6 +67,12 @@ pub struct Environment {
     pub last_used_at: Option<String>,
     /// When the idle TTL runs out (`last_used_at + ttl_minutes`).
     pub expires_at: Option<String>,
+    /// When it starts expiring soon: `expires_at` minus the operator's warning lead
+    /// (`--expiry-warning`, 10 minutes by default); none while a run holds it.
+    pub expiry_warning_at: Option<String>,
+    /// True once TestMesh has warned (the Kubernetes Event `ExpiringSoon`) that the idle
+    /// TTL runs out at `expires_at`: claim it or raise `ttl_minutes` to keep it.
+    pub expiring_soon: bool,
     pub ready_at: Option<String>,
     pub destroyed_at: Option<String>,
 }
@@ -310,6 +316,8 @@ impl Environment {
             created_at: rfc3339(environment.metadata.creation_timestamp.as_ref()),
             last_used_at: rfc3339(status.last_used_at.as_ref()),
             expires_at: rfc3339(status.expires_at.as_ref()),
+            expiry_warning_at: rfc3339(status.expiry_warning_at.as_ref()),
+            expiring_soon: lifecycle::environment::expiring_soon(&status),
             ready_at: rfc3339(status.ready_at.as_ref()),
             destroyed_at: rfc3339(status.destroyed_at.as_ref()),
         }

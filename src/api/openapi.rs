@@ -239,6 +239,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_environment_documents_when_it_is_expiring_soon() {
+        let document = document();
+        let environment = &document["components"]["schemas"]["Environment"];
+        let properties = &environment["properties"];
+        assert_eq!(properties["expiring_soon"]["type"], "boolean");
+        assert!(
+            properties["expiring_soon"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("ExpiringSoon")),
+            "{properties}"
+        );
+        let warning_at = properties["expiry_warning_at"].to_string();
+        assert!(warning_at.contains("string"), "{warning_at}");
+        let required = environment["required"].as_array().expect("required");
+        assert!(required.contains(&json!("expiring_soon")));
+    }
+
+    #[test]
     fn every_route_is_documented_with_its_types() {
         let document = document();
         let paths = document["paths"].as_object().expect("paths");

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use testmesh::lifecycle::Phase;
+use testmesh::lifecycle::{Phase, ttl};
 use testmesh::resources::{ENVIRONMENT_UID_ANNOTATION, TEARDOWN_FINALIZER};
 use testmesh_testenv::OPERATOR_USER;
 
@@ -632,4 +633,176 @@ async fn destroyed_records_are_pruned_after_the_retention_period() {
         pruned_after.as_secs() >= 3,
         "kept for the retention period, pruned after {pruned_after:#}"
     );
+}
+
+/// The `ExpiringSoon` Warning events about the environment `name`, oldest first.
+async fn expiring_soon_events(t: &Operated, name: &str) -> Vec<KubeEvent> {
+    let events: Api<KubeEvent> = Api::namespaced(t.client.clone(), &t.workspace);
+    let mut warnings: Vec<KubeEvent> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ExpiringSoon"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    warnings.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    warnings
+}
+
+/// Waits until `count` `ExpiringSoon` events about `name` exist, for `REACTION` after
+/// `due` at most.
+async fn wait_for_expiring_soon_events(
+    t: &Operated,
+    name: &str,
+    count: usize,
+    due: Timestamp,
+) -> Vec<KubeEvent> {
+    let deadline = Instant::now() + ttl::until(due, Timestamp::now()) + REACTION;
+    loop {
+        let events = expiring_soon_events(t, name).await;
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} ExpiringSoon events about {name}: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The event was published within the warning lead before `expires_at`, not before it,
+/// and says when the environment expires; how late after the warning instant.
+fn published_within_the_lead(
+    event: &KubeEvent,
+    warning_at: Timestamp,
+    expires_at: Timestamp,
+) -> jiff::SignedDuration {
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let published = event.event_time.as_ref().expect("eventTime").0;
+    assert!(
+        published >= warning_at,
+        "published at {published}, before the lead began at {warning_at}"
+    );
+    assert!(
+        published < expires_at,
+        "published at {published}, not before expiry at {expires_at}"
+    );
+    let note = event.note.as_deref().unwrap_or_default();
+    assert!(note.contains(&format!("expires at {expires_at}")), "{note}");
+    published.duration_since(warning_at)
+}
+
+/// Issue 20: before an idle environment's TTL runs out, one Warning event `ExpiringSoon`
+/// — timer-driven, not before the lead, not repeated — and the REST API says it is
+/// expiring soon; a TTL extension moves `expiresAt` and re-arms the warning.
+#[tokio::test]
+async fn an_idle_environment_is_warned_once_before_it_expires_and_again_after_an_extension() {
+    let lead = jiff::SignedDuration::from_secs(50);
+    let (t, alice) =
+        crate::api::workspace_with("expiring", "alice", &["--expiry-warning=50s"]).await;
+    let api = t.operator.api;
+    crate::api::wait_for_api(api).await;
+    let one = format!("{}/soon", crate::api::environments(&t.workspace));
+    let namespace = t.healthy_app("soon-app").await;
+    t.create(&t.environment("soon", &namespace, "soon-app", 1))
+        .await;
+    let warm = t.wait_phase("soon", Phase::Warm, REACTION).await;
+    let status = warm.status.expect("status");
+    let expires_at = status.expires_at.expect("expiresAt").0;
+    let warning_at = status.expiry_warning_at.expect("expiryWarningAt").0;
+    assert_eq!(expires_at.duration_since(warning_at), lead);
+    assert!(
+        Timestamp::now() < warning_at,
+        "a 1-minute TTL and a 50 s lead leave 10 s before the warning"
+    );
+    assert!(
+        expiring_soon_events(&t, "soon").await.is_empty(),
+        "no warning before the lead"
+    );
+    let shown = crate::api::call(api, "GET", &one, Some(&alice), None).await;
+    assert_eq!(
+        (
+            &shown.json()["expiring_soon"],
+            &shown.json()["expiry_warning_at"]
+        ),
+        (&json!(false), &json!(warning_at.to_string())),
+        "{shown:?}"
+    );
+
+    // Nothing changes meanwhile: the operator's own timer brings the warning.
+    wait_for(
+        &t.environments,
+        "soon",
+        Duration::from_secs(40),
+        "warned for its expiry",
+        |e| {
+            e.and_then(|e| e.status.as_ref())
+                .and_then(|s| s.expiry_warned_for.as_ref())
+                .is_some_and(|warned| warned.0 == expires_at)
+        },
+    )
+    .await;
+    // The event follows the status write that records it.
+    let first = wait_for_expiring_soon_events(&t, "soon", 1, warning_at).await;
+    let late = published_within_the_lead(&first[0], warning_at, expires_at);
+    println!("ExpiringSoon published {late:#} after the warning instant");
+    assert!(
+        late < jiff::SignedDuration::from_secs(5),
+        "timer-driven, at the warning instant: {late:#} late"
+    );
+    let shown = crate::api::call(api, "GET", &one, Some(&alice), None).await;
+    assert_eq!(shown.json()["expiring_soon"], json!(true), "{shown:?}");
+
+    // The user extends the TTL through the API: expiresAt moves a minute on, the warning
+    // is re-armed, and is given again the lead before the new instant, not before.
+    let extended = crate::api::call(
+        api,
+        "PATCH",
+        &one,
+        Some(&alice),
+        Some(json!({"ttl_minutes": 2})),
+    )
+    .await;
+    assert_eq!(extended.status, 200, "{extended:?}");
+    let later_expiry = expires_at + jiff::SignedDuration::from_mins(1);
+    let moved = wait_for(
+        &t.environments,
+        "soon",
+        REACTION,
+        "expiring a minute later",
+        |e| {
+            e.and_then(|e| e.status.as_ref())
+                .and_then(|s| s.expires_at.as_ref())
+                .is_some_and(|at| at.0 == later_expiry)
+        },
+    )
+    .await
+    .expect("environment");
+    let later_warning = moved
+        .status
+        .and_then(|s| s.expiry_warning_at)
+        .expect("expiryWarningAt")
+        .0;
+    assert_eq!(later_expiry.duration_since(later_warning), lead);
+    let shown = crate::api::call(api, "GET", &one, Some(&alice), None).await;
+    assert_eq!(
+        shown.json()["expiring_soon"],
+        json!(false),
+        "warned for the old expiry only: {shown:?}"
+    );
+    assert_eq!(
+        expiring_soon_events(&t, "soon").await.len(),
+        1,
+        "not warned again for the new expiry before its lead"
+    );
+    let both = wait_for_expiring_soon_events(&t, "soon", 2, later_warning).await;
+    let late = published_within_the_lead(&both[1], later_warning, later_expiry);
+    assert!(late < jiff::SignedDuration::from_secs(5), "{late:#} late");
+
+    // Torn down before it expires; still one warning per expiry instant.
+    t.destroy("soon").await;
+    assert_eq!(expiring_soon_events(&t, "soon").await.len(), 2);
 }

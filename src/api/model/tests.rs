@@ -206,6 +206,54 @@ fn an_environment_is_shown_from_its_status() {
 }
 
 #[test]
+fn an_environment_is_expiring_soon_once_warned_for_its_current_expiry() {
+    let mut resource = parse::<NewEnvironment>(seed())
+        .expect("seed")
+        .into_resource();
+    resource.metadata.name = Some("pr-123-abcde".to_owned());
+    let shown = |status: serde_json::Value| {
+        let mut resource = resource.clone();
+        resource.status = Some(serde_json::from_value(status).expect("status"));
+        Environment::from_resource(&resource)
+    };
+    let warned = shown(json!({
+        "phase": "cooling",
+        "expiresAt": "2026-11-24T09:00:00Z",
+        "expiryWarningAt": "2026-11-24T08:50:00Z",
+        "expiryWarnedFor": "2026-11-24T09:00:00Z"
+    }));
+    assert!(warned.expiring_soon);
+    assert_eq!(
+        warned.expiry_warning_at.as_deref(),
+        Some("2026-11-24T08:50:00Z")
+    );
+    let json = serde_json::to_value(&warned).expect("json");
+    assert_eq!(
+        (&json["expiring_soon"], &json["expiry_warning_at"]),
+        (&json!(true), &json!("2026-11-24T08:50:00Z"))
+    );
+    let not_yet = shown(json!({
+        "phase": "warm",
+        "expiresAt": "2026-11-24T09:00:00Z",
+        "expiryWarningAt": "2026-11-24T08:50:00Z"
+    }));
+    assert!(!not_yet.expiring_soon, "the warning is not due yet");
+    let extended = shown(json!({
+        "phase": "warm",
+        "expiresAt": "2026-11-24T10:00:00Z",
+        "expiryWarningAt": "2026-11-24T09:50:00Z",
+        "expiryWarnedFor": "2026-11-24T09:00:00Z"
+    }));
+    assert!(!extended.expiring_soon, "warned for an expiry since moved");
+    let tearing_down = shown(json!({
+        "phase": "destroying",
+        "expiresAt": "2026-11-24T09:00:00Z",
+        "expiryWarnedFor": "2026-11-24T09:00:00Z"
+    }));
+    assert!(!tearing_down.expiring_soon, "expired");
+}
+
+#[test]
 fn a_claim_request_becomes_one_claim() {
     let new: NewClaim = parse(json!({
         "context": "pr-123",
