@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use clap::{Args, ValueEnum};
 use jiff::SignedDuration;
 
+use crate::api::ProviderLinks;
 use crate::lifecycle::environment::Timing;
 use crate::lifecycle::policy::NamespacePolicy;
 
@@ -109,6 +110,17 @@ pub struct RunConfig {
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub identity: Option<String>,
 
+    /// Argo CD's web UI, e.g. `https://argocd.example.com`: the API and dashboard then
+    /// link each environment to its Application (`URL/applications/NAMESPACE/NAME`).
+    #[arg(long, env = "TESTMESH_ARGOCD_URL", value_name = "URL", value_parser = parse_ui_url)]
+    pub argocd_url: Option<String>,
+
+    /// A Flux UI's page of one Kustomization, with `{namespace}` and `{name}` in it, e.g.
+    /// `https://gitops.example.com/kustomization/details?clusterName=Default&name={name}&namespace={namespace}`:
+    /// the API and dashboard then link each Flux environment to its Kustomization.
+    #[arg(long, env = "TESTMESH_FLUX_UI_URL", value_name = "URL_TEMPLATE", value_parser = parse_flux_ui_url)]
+    pub flux_ui_url: Option<String>,
+
     /// Log format. The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "TESTMESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -153,6 +165,16 @@ impl RunConfig {
         crate::leadership::lease::Timing::for_duration(self.lease_duration.unsigned_abs())
     }
 
+    /// Where the API links environments to their apps in the GitOps controllers' UIs.
+    pub fn provider_links(&self) -> ProviderLinks {
+        ProviderLinks {
+            argocd_namespace: self.argocd_namespace.clone(),
+            flux_namespace: self.flux_namespace.clone(),
+            argocd_url: self.argocd_url.clone(),
+            flux_ui_url: self.flux_ui_url.clone(),
+        }
+    }
+
     /// The namespace policy: system namespaces, this operator's and the GitOps
     /// controllers' are refused; the allow-list applies when set.
     pub fn namespace_policy(&self) -> NamespacePolicy {
@@ -178,6 +200,30 @@ fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     Ok(duration)
 }
 
+/// An absolute http(s) URL of a web UI, as a person's browser reaches it.
+fn parse_ui_url(text: &str) -> Result<String, String> {
+    let host = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if host.is_empty() || host.starts_with('/') {
+        return Err("names no host".to_owned());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// A UI URL with `{name}` (and usually `{namespace}`) standing for the Kustomization's.
+fn parse_flux_ui_url(text: &str) -> Result<String, String> {
+    let url = parse_ui_url(text)?;
+    if !url.contains("{name}") {
+        return Err("must contain {name} (and usually {namespace})".to_owned());
+    }
+    Ok(url)
+}
+
 /// A lease duration: whole seconds (the Lease stores seconds), at least 2 s.
 fn parse_lease_duration(text: &str) -> Result<SignedDuration, String> {
     let duration = parse_duration(text)?;
@@ -198,6 +244,26 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(SignedDuration::from_mins(90)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-5m").is_err());
+    }
+
+    #[test]
+    fn ui_urls_are_absolute_http_urls() {
+        assert_eq!(
+            parse_ui_url("https://argocd.example.com"),
+            Ok("https://argocd.example.com".to_owned())
+        );
+        assert!(parse_ui_url("http://127.0.0.1:8080/argo/").is_ok());
+        for bad in [
+            "argocd.example.com",
+            "ftp://x",
+            "https://",
+            "https:///x",
+            "https://a b",
+        ] {
+            assert!(parse_ui_url(bad).is_err(), "{bad}");
+        }
+        assert!(parse_flux_ui_url("https://ui/ks/{namespace}/{name}").is_ok());
+        assert!(parse_flux_ui_url("https://ui/ks").is_err());
     }
 
     #[test]

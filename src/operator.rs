@@ -52,10 +52,13 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let api = http::spawn(
         "the REST API and dashboard",
         config.api_address,
-        api::router(api::Cluster::without_credentials(
-            cluster,
-            &format!("testmesh-api/{} ({identity})", env!("CARGO_PKG_VERSION")),
-        )),
+        api::router(
+            api::Cluster::without_credentials(
+                cluster,
+                &format!("testmesh-api/{} ({identity})", env!("CARGO_PKG_VERSION")),
+            ),
+            config.provider_links(),
+        ),
         shutdown.clone().cancelled_owned(),
     )
     .await?;

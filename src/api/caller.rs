@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, HeaderValue, USER_AGENT};
 use axum::http::request::Parts;
 use kube::Client;
@@ -45,10 +45,15 @@ impl Cluster {
 /// The caller's Kubernetes client, from `Authorization: Bearer <token>`.
 pub struct Caller(pub Client);
 
-impl FromRequestParts<Cluster> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    Cluster: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, cluster: &Cluster) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let cluster = Cluster::from_ref(state);
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthorized("send a Kubernetes bearer token: Authorization: Bearer <token>")
         })?;

@@ -1,6 +1,7 @@
 //! `/api/v1/workspaces/{workspace_id}/claims`: SPEC.md's reuse over HTTP. Acquire
 //! creates a TestEnvironmentClaim (the operator binds a warm environment of the context or
-//! provisions one), get waits for it to be ready without busy polling, release deletes it.
+//! provisions one), get waits for it to be ready without busy polling, release deletes it;
+//! a live list (`/api/v1/watch/workspaces/{workspace_id}/claims`) shows queues move.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::caller::Caller;
 use super::error::ApiError;
 use super::model::{Claim, NewClaim, parse_body};
-use super::{WaitFor, checked_query, object_of, workspace_of};
+use super::{WaitFor, checked_query, object_of, snapshots, workspace_of};
 use crate::resources::TestEnvironmentClaim;
 
 /// The claims of a workspace, sorted by id.
@@ -57,6 +58,16 @@ pub async fn list(
         .collect();
     items.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Json(ClaimList { items }))
+}
+
+/// The list as server-sent events ([`snapshots`]), so a queue can be watched move.
+pub async fn watch(
+    Caller(client): Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let workspace = workspace_of(path)?;
+    let api: Api<TestEnvironmentClaim> = Api::namespaced(client, &workspace);
+    snapshots::serve(api, Claim::from_resource).await
 }
 
 pub async fn acquire(

@@ -2,28 +2,25 @@
 //! a live list (`/api/v1/watch/workspaces/{workspace_id}/test-environments`, server-sent
 //! events) and a readiness wait (`?wait=ready`) so that nobody has to busy-poll.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::caller::Caller;
 use super::error::ApiError;
+use super::links::ProviderLinks;
 use super::model::{
     Environment, EnvironmentChanges, EnvironmentList, NewEnvironment, merge_patch, parse_body,
 };
-use super::{KEEP_ALIVE, WaitFor, checked_query, object_of, workspace_of};
+use super::{WaitFor, checked_query, object_of, snapshots, workspace_of};
 use crate::resources::TestEnvironment;
 
 /// Query of one environment.
@@ -47,35 +44,35 @@ pub enum EnvironmentWait {
 
 pub async fn list(
     Caller(client): Caller,
+    State(links): State<Arc<ProviderLinks>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<EnvironmentList>, ApiError> {
     let workspace = workspace_of(path)?;
     let api: Api<TestEnvironment> = Api::namespaced(client, &workspace);
-    Ok(Json(list_of(&api).await?))
+    let listed = api.list(&ListParams::default()).await?;
+    let mut items: Vec<Environment> = listed
+        .items
+        .iter()
+        .map(|e| Environment::from_resource(e, &links))
+        .collect();
+    items.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(EnvironmentList { items }))
 }
 
-/// The list as server-sent events: an `event: snapshot` with the whole list now and
-/// after every change, a keep-alive comment every 15 s.
+/// The list as server-sent events ([`snapshots`]).
 pub async fn watch(
     Caller(client): Caller,
+    State(links): State<Arc<ProviderLinks>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let workspace = workspace_of(path)?;
     let api: Api<TestEnvironment> = Api::namespaced(client, &workspace);
-    // Listing first turns a missing right into a 403 rather than a silent stream.
-    let list = list_of(&api).await?;
-    Ok(Sse::new(snapshots(api, list))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response())
-}
-
-async fn list_of(api: &Api<TestEnvironment>) -> Result<EnvironmentList, ApiError> {
-    let listed = api.list(&ListParams::default()).await?;
-    Ok(sorted(listed.items.iter().map(Environment::from_resource)))
+    snapshots::serve(api, move |e| Environment::from_resource(e, &links)).await
 }
 
 pub async fn create(
     Caller(client): Caller,
+    State(links): State<Arc<ProviderLinks>>,
     path: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -85,7 +82,7 @@ pub async fn create(
     let created = api
         .create(&PostParams::default(), &new.into_resource())
         .await?;
-    let environment = Environment::from_resource(&created);
+    let environment = Environment::from_resource(&created, &links);
     let location = format!(
         "/api/v1/workspaces/{workspace}/test-environments/{}",
         environment.id
@@ -100,6 +97,7 @@ pub async fn create(
 
 pub async fn get(
     Caller(client): Caller,
+    State(links): State<Arc<ProviderLinks>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<Environment>, ApiError> {
@@ -107,7 +105,7 @@ pub async fn get(
     let query = checked_query(query)?;
     let timeout = WaitFor::from_seconds(query.timeout_seconds)?;
     let api: Api<TestEnvironment> = Api::namespaced(client, &workspace);
-    let environment = Environment::from_resource(&api.get(&id).await?);
+    let environment = Environment::from_resource(&api.get(&id).await?, &links);
     let Some(wait) = query.wait else {
         return Ok(Json(environment));
     };
@@ -118,12 +116,13 @@ pub async fn get(
     if done(&environment) {
         return Ok(Json(environment));
     }
+    let shown = links.clone();
     let waited = timeout
         .wait(&api, &id, move |e: &TestEnvironment| {
-            done(&Environment::from_resource(e))
+            done(&Environment::from_resource(e, &shown))
         })
         .await?;
-    Ok(Json(Environment::from_resource(&waited)))
+    Ok(Json(Environment::from_resource(&waited, &links)))
 }
 
 /// How often a change is retried when the environment changed between read and write
@@ -135,6 +134,7 @@ const CHANGE_ATTEMPTS: usize = 5;
 /// overwritten. A patch, so the caller needs `patch` on testenvironments, as for DELETE.
 pub async fn change(
     Caller(client): Caller,
+    State(links): State<Arc<ProviderLinks>>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Environment>, ApiError> {
@@ -160,7 +160,7 @@ pub async fn change(
             .patch(&id, &PatchParams::default(), &Patch::Merge(&request))
             .await
         {
-            Ok(patched) => return Ok(Json(Environment::from_resource(&patched))),
+            Ok(patched) => return Ok(Json(Environment::from_resource(&patched, &links))),
             Err(kube::Error::Api(status)) if status.is_conflict() && attempt < CHANGE_ATTEMPTS => {
                 attempt += 1;
             }
@@ -171,6 +171,7 @@ pub async fn change(
 
 pub async fn destroy(
     Caller(client): Caller,
+    State(links): State<Arc<ProviderLinks>>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (workspace, id) = object_of(path)?;
@@ -181,71 +182,7 @@ pub async fn destroy(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(Environment::from_resource(&patched)),
+        Json(Environment::from_resource(&patched, &links)),
     )
         .into_response())
-}
-
-fn sorted(environments: impl Iterator<Item = Environment>) -> EnvironmentList {
-    let mut items: Vec<Environment> = environments.collect();
-    items.sort_by(|a, b| a.id.cmp(&b.id));
-    EnvironmentList { items }
-}
-
-/// The whole list now, then again after every change the caller's watch reports.
-fn snapshots(
-    api: Api<TestEnvironment>,
-    first: EnvironmentList,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    let known: BTreeMap<String, Environment> = first
-        .items
-        .iter()
-        .map(|e| (e.id.clone(), e.clone()))
-        .collect();
-    let initial = futures::stream::once(std::future::ready(snapshot_event(&first)));
-    let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .scan((known, BTreeMap::new()), |(known, relisting), event| {
-            let changed = match event {
-                Ok(watcher::Event::Apply(object)) => {
-                    let environment = Environment::from_resource(&object);
-                    known.insert(environment.id.clone(), environment);
-                    true
-                }
-                Ok(watcher::Event::Delete(object)) => {
-                    known.remove(&Environment::from_resource(&object).id);
-                    true
-                }
-                Ok(watcher::Event::Init) => {
-                    relisting.clear();
-                    false
-                }
-                Ok(watcher::Event::InitApply(object)) => {
-                    let environment = Environment::from_resource(&object);
-                    relisting.insert(environment.id.clone(), environment);
-                    false
-                }
-                Ok(watcher::Event::InitDone) => {
-                    *known = std::mem::take(relisting);
-                    true
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "watch for an API client failed; retrying");
-                    false
-                }
-            };
-            let event = changed.then(|| {
-                snapshot_event(&EnvironmentList {
-                    items: known.values().cloned().collect(),
-                })
-            });
-            std::future::ready(Some(event))
-        })
-        .filter_map(std::future::ready);
-    initial.chain(changes)
-}
-
-fn snapshot_event(list: &EnvironmentList) -> Result<Event, Infallible> {
-    let data = serde_json::to_string(list).unwrap_or_else(|_| "{\"items\":[]}".to_owned());
-    Ok(Event::default().event("snapshot").data(data))
 }

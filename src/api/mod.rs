@@ -11,20 +11,27 @@ mod claims;
 mod dashboard;
 mod environments;
 mod error;
+mod events;
+mod links;
 mod model;
 mod openapi;
+mod permissions;
+mod snapshots;
+mod workspaces;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::{FromRef, Path, Query};
 use axum::routing::get;
 use kube::api::Api;
 use kube::runtime::wait::await_condition;
 
 pub use caller::Cluster;
 pub use error::ApiError;
+pub use links::ProviderLinks;
 pub use openapi::document as openapi_document;
 
 /// Where the OpenAPI document is served.
@@ -32,11 +39,36 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// How often an idle event stream carries a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// What a request may read besides its own token: the cluster's address (without
+/// anyone's credentials) and where the GitOps controllers' UIs are.
+#[derive(Clone)]
+struct ApiState {
+    cluster: Cluster,
+    links: Arc<ProviderLinks>,
+}
+
+impl FromRef<ApiState> for Cluster {
+    fn from_ref(state: &ApiState) -> Cluster {
+        state.cluster.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<ProviderLinks> {
+    fn from_ref(state: &ApiState) -> Arc<ProviderLinks> {
+        state.links.clone()
+    }
+}
+
 /// The API's routes, and the dashboard's at `/test-environments`.
-pub fn router(cluster: Cluster) -> Router {
+pub fn router(cluster: Cluster, links: ProviderLinks) -> Router {
     Router::new()
         .merge(dashboard::routes())
         .route(OPENAPI_PATH, get(openapi::serve))
+        .route("/api/v1/workspaces", get(workspaces::list))
+        .route(
+            "/api/v1/workspaces/{workspace_id}/permissions",
+            get(permissions::review),
+        )
         .route(
             "/api/v1/workspaces/{workspace_id}/test-environments",
             get(environments::list).post(environments::create),
@@ -52,15 +84,26 @@ pub fn router(cluster: Cluster) -> Router {
                 .delete(environments::destroy),
         )
         .route(
+            "/api/v1/workspaces/{workspace_id}/test-environments/{id}/events",
+            get(events::list),
+        )
+        .route(
             "/api/v1/workspaces/{workspace_id}/claims",
             get(claims::list).post(claims::acquire),
+        )
+        .route(
+            "/api/v1/watch/workspaces/{workspace_id}/claims",
+            get(claims::watch),
         )
         .route(
             "/api/v1/workspaces/{workspace_id}/claims/{id}",
             get(claims::get).delete(claims::release),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
-        .with_state(cluster)
+        .with_state(ApiState {
+            cluster,
+            links: Arc::new(links),
+        })
 }
 
 /// A workspace id from the path: a namespace name (DNS-1123 label).

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::links::ProviderLinks;
 use crate::lifecycle::claims;
 use crate::lifecycle::conditions::{self, READY};
 use crate::lifecycle::{self, ClaimPhase, Phase};
@@ -42,6 +43,11 @@ pub struct Environment {
     pub provider_app_name: String,
     /// Where that app lives, when not in the provider's default namespace.
     pub provider_app_namespace: Option<String>,
+    /// The app's page in Argo CD's or a Flux UI, when the operator knows where that is
+    /// (`--argocd-url`, `--flux-ui-url`).
+    pub provider_app_url: Option<String>,
+    /// What the provider last reported for the app.
+    pub provider_app_status: Option<ProviderAppStatus>,
     /// The isolated namespace the services run in.
     pub namespace: String,
     /// Idle minutes before the environment is destroyed.
@@ -64,8 +70,16 @@ pub struct Environment {
     /// The claims holding it now.
     pub claimed_by: Vec<String>,
     pub created_at: Option<String>,
+    /// When provisioning began.
+    pub provisioning_started_at: Option<String>,
+    /// When it first became ready.
+    pub ready_at: Option<String>,
+    /// When the current holder was bound.
+    pub held_since: Option<String>,
+    /// When a run last released it (or it became warm): the idle TTL counts from here.
     pub last_used_at: Option<String>,
-    /// When the idle TTL runs out (`last_used_at + ttl_minutes`).
+    /// When the idle TTL runs out (`last_used_at + ttl_minutes`); none while a run
+    /// holds it.
     pub expires_at: Option<String>,
     /// When it starts expiring soon: `expires_at` minus the operator's warning lead
     /// (`--expiry-warning`, 10 minutes by default); none while a run holds it.
@@ -73,8 +87,25 @@ pub struct Environment {
     /// True once TestMesh has warned (the Kubernetes Event `ExpiringSoon`) that the idle
     /// TTL runs out at `expires_at`: claim it or raise `ttl_minutes` to keep it.
     pub expiring_soon: bool,
-    pub ready_at: Option<String>,
+    /// When teardown began.
+    pub teardown_started_at: Option<String>,
     pub destroyed_at: Option<String>,
+}
+
+/// The provider's own view of an environment's app (Argo CD Application, Flux
+/// Kustomization), as last observed.
+#[derive(Serialize, JsonSchema, Debug, Clone, PartialEq)]
+pub struct ProviderAppStatus {
+    /// Argo CD: Healthy, Progressing, Degraded, Missing, …; Flux: the Ready condition.
+    pub health: Option<String>,
+    /// When `health` last changed.
+    pub health_since: Option<String>,
+    /// Argo CD: Synced, OutOfSync, Unknown.
+    pub sync: Option<String>,
+    /// The revision deployed.
+    pub revision: Option<String>,
+    /// The provider's latest message.
+    pub message: Option<String>,
 }
 
 /// The environments of a workspace, sorted by id.
@@ -287,7 +318,8 @@ pub struct Claim {
 }
 
 impl Environment {
-    pub fn from_resource(environment: &TestEnvironment) -> Environment {
+    /// The environment as the API shows it, linked to its app's page through `links`.
+    pub fn from_resource(environment: &TestEnvironment, links: &ProviderLinks) -> Environment {
         let spec = &environment.spec;
         let template = &spec.template;
         let status = environment.status.clone().unwrap_or_default();
@@ -301,6 +333,18 @@ impl Environment {
             provider: template.provider,
             provider_app_name: template.provider_app_name.clone(),
             provider_app_namespace: template.provider_app_namespace.clone(),
+            provider_app_url: links.app_url(
+                template.provider,
+                template.provider_app_namespace.as_deref(),
+                &template.provider_app_name,
+            ),
+            provider_app_status: status.provider.as_ref().map(|app| ProviderAppStatus {
+                health: app.health.clone(),
+                health_since: rfc3339(app.health_since.as_ref()),
+                sync: app.sync.clone(),
+                revision: app.revision.clone(),
+                message: app.message.clone(),
+            }),
             namespace: template.namespace.clone(),
             ttl_minutes: template.ttl_minutes,
             services: template.services.iter().map(Service::from_spec).collect(),
@@ -314,11 +358,14 @@ impl Environment {
             destroy_requested: spec.destroy,
             claimed_by: status.claimed_by.clone(),
             created_at: rfc3339(environment.metadata.creation_timestamp.as_ref()),
+            provisioning_started_at: rfc3339(status.provisioning_started_at.as_ref()),
+            ready_at: rfc3339(status.ready_at.as_ref()),
+            held_since: rfc3339(status.held_since.as_ref()),
             last_used_at: rfc3339(status.last_used_at.as_ref()),
             expires_at: rfc3339(status.expires_at.as_ref()),
             expiry_warning_at: rfc3339(status.expiry_warning_at.as_ref()),
             expiring_soon: lifecycle::environment::expiring_soon(&status),
-            ready_at: rfc3339(status.ready_at.as_ref()),
+            teardown_started_at: rfc3339(status.teardown_started_at.as_ref()),
             destroyed_at: rfc3339(status.destroyed_at.as_ref()),
         }
     }

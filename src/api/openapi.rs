@@ -10,9 +10,12 @@ use serde_json::{Map, Value, json};
 use super::claims::{self, ClaimList};
 use super::environments;
 use super::error::ErrorBody;
+use super::events::EnvironmentEventList;
 use super::model::{
     Claim, Environment, EnvironmentChanges, EnvironmentList, NewClaim, NewEnvironment,
 };
+use super::permissions::Permissions;
+use super::workspaces::WorkspaceList;
 use super::{OPENAPI_PATH, WaitFor};
 
 pub async fn serve() -> Json<Value> {
@@ -29,6 +32,9 @@ pub fn document() -> Value {
     let claim = schemas.of::<Claim>();
     let claim_list = schemas.of::<ClaimList>();
     let new_claim = schemas.of::<NewClaim>();
+    let event_list = schemas.of::<EnvironmentEventList>();
+    let permissions = schemas.of::<Permissions>();
+    let workspace_list = schemas.of::<WorkspaceList>();
     let error = schemas.of::<ErrorBody>();
     let environment_query = schemas.query::<environments::GetQuery>();
     let claim_query = schemas.query::<claims::GetQuery>();
@@ -69,6 +75,21 @@ pub fn document() -> Value {
         },
         "security": [{"kubernetesToken": []}],
         "paths": {
+            "/api/v1/workspaces": {
+                "get": {
+                    "operationId": "listWorkspaces",
+                    "summary": "The workspaces holding environments, with how many each; needs `list` on testenvironments in every namespace (403 otherwise)",
+                    "responses": answers(("200", json_answer("The workspaces", &workspace_list)), &[401, 403]),
+                },
+            },
+            "/api/v1/workspaces/{workspace_id}/permissions": {
+                "get": {
+                    "operationId": "getPermissions",
+                    "summary": "What the caller may do in the workspace, from SelfSubjectAccessReviews made with the caller's token (a hint for display: each request is still authorized)",
+                    "parameters": with(&workspace, &[]),
+                    "responses": answers(("200", json_answer("The caller's permissions", &permissions)), &[400, 401, 403]),
+                },
+            },
             "/api/v1/workspaces/{workspace_id}/test-environments": {
                 "get": {
                     "operationId": "listTestEnvironments",
@@ -105,6 +126,14 @@ pub fn document() -> Value {
                     "responses": answers(("202", json_answer("Destroy requested", &environment)), &[400, 401, 403, 404]),
                 },
             },
+            "/api/v1/workspaces/{workspace_id}/test-environments/{id}/events": {
+                "get": {
+                    "operationId": "listTestEnvironmentEvents",
+                    "summary": "The Kubernetes Events about the environment (its phase changes with reasons), oldest first; needs `list` on events.k8s.io events in the workspace",
+                    "parameters": with(&object, &[]),
+                    "responses": answers(("200", json_answer("The events", &event_list)), &[400, 401, 403, 404]),
+                },
+            },
             "/api/v1/watch/workspaces/{workspace_id}/test-environments": {
                 "get": {
                     "operationId": "watchTestEnvironments",
@@ -129,6 +158,17 @@ pub fn document() -> Value {
                     "parameters": with(&workspace, &[]),
                     "requestBody": {"required": true, "content": {"application/json": {"schema": new_claim}}},
                     "responses": answers(("201", json_answer("Claimed; wait for `ready` with GET ?wait=ready", &claim)), &[400, 401, 403, 409]),
+                },
+            },
+            "/api/v1/watch/workspaces/{workspace_id}/claims": {
+                "get": {
+                    "operationId": "watchClaims",
+                    "summary": "Server-sent events: `event: snapshot` with the whole claim list now and after every change",
+                    "parameters": with(&workspace, &[]),
+                    "responses": answers(("200", json!({
+                        "description": "An event stream; each `data:` is a claim list",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}
+                    })), &[400, 401, 403]),
                 },
             },
             "/api/v1/workspaces/{workspace_id}/claims/{id}": {
@@ -260,13 +300,16 @@ mod tests {
     fn every_route_is_documented_with_its_types() {
         let document = document();
         let paths = document["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), 6);
+        assert_eq!(paths.len(), 10);
         for schema in [
             "Environment",
             "EnvironmentList",
             "NewEnvironment",
             "Claim",
             "NewClaim",
+            "EnvironmentEventList",
+            "Permissions",
+            "WorkspaceList",
             "ErrorBody",
         ] {
             assert!(

@@ -25,7 +25,7 @@ pub fn role_for(workspace: &str, user: &str) -> String {
 }
 
 /// A Role `name` with `verbs` on TestMesh's objects in `workspace`, bound to `user`.
-fn role_with(workspace: &str, user: &str, name: &str, verbs: &str) -> String {
+pub fn role_with(workspace: &str, user: &str, name: &str, verbs: &str) -> String {
     format!(
         r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -46,6 +46,50 @@ subjects:
     )
 }
 
+/// A Role to read the Kubernetes Events in `workspace`, bound to `user`: what `view`,
+/// `edit` and the chart's roles grant, and an environment's events need.
+pub fn events_reader(workspace: &str, user: &str) -> String {
+    format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: events-reader, namespace: {workspace}}}
+rules:
+  - apiGroups: [events.k8s.io]
+    resources: [events]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: events-reader-{user}, namespace: {workspace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: events-reader}}
+subjects:
+  - {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}
+"#
+    )
+}
+
+/// Grants `user` the events Role of `workspace` and waits until it is in force.
+pub async fn grant_events(t: &Operated, user: &str) {
+    apply_yaml(&t.client, &events_reader(&t.workspace, user))
+        .await
+        .expect("grant the events Role");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(
+        t.control_plane
+            .user_client(user)
+            .await
+            .expect("user client"),
+        &t.workspace,
+    );
+    for _ in 0..100 {
+        if events.list(&Default::default()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the events Role for {user} never took effect");
+}
+
 /// An operated workspace where `user` holds the Role; (workspace, user's token).
 pub async fn workspace_of(prefix: &str, user: &str) -> (Operated, String) {
     workspace_with(prefix, user, &[]).await
@@ -63,7 +107,7 @@ pub async fn workspace_with(
 
 /// Applies `role` (a Role and its binding to `user`) and waits until `user` may list
 /// environments in the workspace; the user's token.
-async fn grant(t: &Operated, user: &str, role: &str) -> String {
+pub async fn grant(t: &Operated, user: &str, role: &str) -> String {
     apply_yaml(&t.client, role).await.expect("grant the Role");
     // The API server's authorizer learns of a new binding through its own watch: wait
     // until the grant is in force before testing with it.
@@ -780,6 +824,178 @@ async fn the_watch_stream_shows_every_change_without_polling() {
     loop {
         let snapshot = next().await;
         if snapshot["items"][0]["destroy_requested"] == true {
+            break;
+        }
+    }
+}
+
+/// What an environment's page reads besides the list, each as the caller may: its link
+/// into Argo CD's UI and the app's health, its Events, the caller's permissions from
+/// access reviews, the claims as a live list, and the workspaces across the cluster.
+#[tokio::test]
+async fn an_environments_page_reads_links_events_permissions_and_claims_as_the_caller() {
+    let (t, alice) = workspace_with(
+        "api-page",
+        "alice",
+        &["--argocd-url=https://argocd.example.test/"],
+    )
+    .await;
+    let api = t.operator.api;
+    wait_for_api(api).await;
+    grant_events(&t, "alice").await;
+    let app = "testmesh-paged";
+    t.argo
+        .create_app(app, &format!("{}-paged", t.workspace))
+        .await;
+    t.argo.make_healthy(app).await;
+    let mut body = seed();
+    body["id"] = json!("paged");
+    body["provider_app_name"] = json!(app);
+    body["namespace"] = json!(format!("{}-paged", t.workspace));
+    let list = environments(&t.workspace);
+    assert_eq!(
+        call(api, "POST", &list, Some(&alice), Some(body))
+            .await
+            .status,
+        201
+    );
+    let one = format!("{list}/paged");
+    let warm = call(api, "GET", &format!("{one}?wait=ready"), Some(&alice), None)
+        .await
+        .json();
+    assert_eq!(warm["state"], "warm", "{warm:#}");
+    assert_eq!(
+        warm["provider_app_url"],
+        json!(format!(
+            "https://argocd.example.test/applications/{}/{app}",
+            t.argo.namespace
+        ))
+    );
+    assert_eq!(warm["provider_app_status"]["health"], "Healthy", "{warm:#}");
+    assert_eq!(warm["provider_app_status"]["sync"], "Synced", "{warm:#}");
+    for field in ["created_at", "provisioning_started_at", "ready_at"] {
+        assert!(warm[field].is_string(), "{field}: {warm:#}");
+    }
+
+    // The phase changes the operator published, oldest first, with their times.
+    let events = format!("{one}/events");
+    let mut notes = Vec::new();
+    for _ in 0..100 {
+        let answer = call(api, "GET", &events, Some(&alice), None).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        notes = answer.json()["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| {
+                assert!(e["time"].is_string(), "{e}");
+                e["note"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        if notes.iter().any(|n| n.contains(" → warm: ")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        notes.first().is_some_and(|n| n.starts_with("cold → "))
+            && notes.iter().any(|n| n.contains(" → warm: ")),
+        "its phase changes, oldest first: {notes:?}"
+    );
+    let unknown = call(
+        api,
+        "GET",
+        &format!("{list}/nope/events"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    let permissions = format!("/api/v1/workspaces/{}/permissions", t.workspace);
+    let mine = call(api, "GET", &permissions, Some(&alice), None).await;
+    assert_eq!(mine.status, 200, "{mine:?}");
+    assert_eq!(
+        mine.json(),
+        json!({
+            "workspace_id": t.workspace,
+            "create_test_environments": true,
+            "patch_test_environments": true,
+            "create_claims": true,
+            "delete_claims": true,
+            "list_events": true,
+        })
+    );
+    // bob may only look, and not at the events.
+    let bob = grant(
+        &t,
+        "bob",
+        &role_with(&t.workspace, "bob", "testmesh-viewer", "get, list, watch"),
+    )
+    .await;
+    let his = call(api, "GET", &permissions, Some(&bob), None)
+        .await
+        .json();
+    for action in [
+        "create_test_environments",
+        "patch_test_environments",
+        "create_claims",
+        "delete_claims",
+        "list_events",
+    ] {
+        assert_eq!(his[action], false, "{action}: {his:#}");
+    }
+    let refused = call(api, "GET", &events, Some(&bob), None).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+
+    // Only someone who may list environments everywhere learns the workspaces.
+    let workspaces = call(api, "GET", "/api/v1/workspaces", Some(&alice), None).await;
+    assert_eq!(workspaces.status, 403, "{workspaces:?}");
+    let admin = t.control_plane.user_token("admin").expect("admin");
+    let all = call(api, "GET", "/api/v1/workspaces", Some(admin), None)
+        .await
+        .json();
+    assert!(
+        all["items"]
+            .as_array()
+            .expect("items")
+            .contains(&json!({"workspace_id": t.workspace, "test_environments": 1})),
+        "{all:#}"
+    );
+
+    // The claims' live list shows a claim bound without polling.
+    let path = format!("/api/v1/watch/workspaces/{}/claims", t.workspace);
+    let (snapshots, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let token = alice.clone();
+    std::thread::spawn(move || {
+        let (status, events) = http_client::events(api, &path, Some(&token));
+        assert_eq!(status, 200);
+        for data in events {
+            let snapshot = serde_json::from_str(&data).expect("a JSON snapshot");
+            if snapshots.send(snapshot).is_err() {
+                return;
+            }
+        }
+    });
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(30), received.recv())
+            .await
+            .expect("a snapshot within 30 s")
+            .expect("the stream stays open")
+    };
+    assert_eq!(next().await["items"], json!([]));
+    let claim = json!({"id": "paged-run", "context": "pr-123", "environment_id": "paged"});
+    let claims = format!("/api/v1/workspaces/{}/claims", t.workspace);
+    assert_eq!(
+        call(api, "POST", &claims, Some(&alice), Some(claim))
+            .await
+            .status,
+        201
+    );
+    loop {
+        let snapshot = next().await;
+        if snapshot["items"][0]["state"] == "bound" {
+            assert_eq!(snapshot["items"][0]["bound_environment_id"], "paged");
             break;
         }
     }

@@ -156,13 +156,28 @@ fn an_environment_is_shown_from_its_status() {
         .into_resource();
     resource.metadata.name = Some("pr-123-abcde".to_owned());
     resource.metadata.namespace = Some("team-a".to_owned());
-    let shown = Environment::from_resource(&resource);
+    let links = ProviderLinks {
+        argocd_namespace: "argocd".to_owned(),
+        argocd_url: Some("https://argocd.example.com".to_owned()),
+        ..ProviderLinks::default()
+    };
+    let shown = Environment::from_resource(&resource, &links);
     assert_eq!(shown.id, "pr-123-abcde");
     assert_eq!(shown.workspace_id, "team-a");
     assert_eq!(shown.name, "PR-123 Review Environment");
     assert_eq!(shown.state, Phase::Cold);
     assert_eq!(shown.reason, None);
     assert!(!shown.is_ready() && !shown.is_settled());
+    assert_eq!(
+        shown.provider_app_url.as_deref(),
+        Some("https://argocd.example.com/applications/argocd/testmesh-pr-123")
+    );
+    assert_eq!(shown.provider_app_status, None);
+    assert_eq!(
+        Environment::from_resource(&resource, &ProviderLinks::default()).provider_app_url,
+        None,
+        "no link without --argocd-url"
+    );
 
     let status: crate::resources::TestEnvironmentStatus = serde_json::from_value(json!({
         "phase": "warm",
@@ -170,12 +185,32 @@ fn an_environment_is_shown_from_its_status() {
             "message": "ready for runs", "lastTransitionTime": "2026-11-24T08:00:00Z",
             "observedGeneration": 1}],
         "routingPolicy": {"user-service": "http://user-service.review-pr-123.svc.cluster.local:8080"},
+        "provisioningStartedAt": "2026-11-24T07:56:00Z",
+        "readyAt": "2026-11-24T08:00:00Z",
         "lastUsedAt": "2026-11-24T08:00:00Z",
-        "expiresAt": "2026-11-24T09:00:00Z"
+        "expiresAt": "2026-11-24T09:00:00Z",
+        "provider": {"health": "Healthy", "healthSince": "2026-11-24T07:59:58Z",
+            "sync": "Synced", "revision": "4f1c2e9"}
     }))
     .expect("status");
     resource.status = Some(status);
-    let shown = Environment::from_resource(&resource);
+    let shown = Environment::from_resource(&resource, &links);
+    assert_eq!(
+        shown.provisioning_started_at.as_deref(),
+        Some("2026-11-24T07:56:00Z")
+    );
+    assert_eq!(shown.ready_at.as_deref(), Some("2026-11-24T08:00:00Z"));
+    assert_eq!(shown.teardown_started_at, None);
+    assert_eq!(
+        shown.provider_app_status,
+        Some(ProviderAppStatus {
+            health: Some("Healthy".to_owned()),
+            health_since: Some("2026-11-24T07:59:58Z".to_owned()),
+            sync: Some("Synced".to_owned()),
+            revision: Some("4f1c2e9".to_owned()),
+            message: None,
+        })
+    );
     assert_eq!(shown.state, Phase::Warm);
     assert!(shown.is_ready());
     assert_eq!(shown.reason.as_deref(), Some("Warm"));
@@ -214,7 +249,7 @@ fn an_environment_is_expiring_soon_once_warned_for_its_current_expiry() {
     let shown = |status: serde_json::Value| {
         let mut resource = resource.clone();
         resource.status = Some(serde_json::from_value(status).expect("status"));
-        Environment::from_resource(&resource)
+        Environment::from_resource(&resource, &ProviderLinks::default())
     };
     let warned = shown(json!({
         "phase": "cooling",
