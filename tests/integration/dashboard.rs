@@ -61,7 +61,8 @@ async fn a_person_finds_inspects_extends_releases_and_destroys_through_the_dashb
 
     // (id, Application, state the dashboard must show)
     let wanted = [
-        ("pr-101", Some(true), "running"),
+        // Deployed while the dashboard's test watches: provisioning, then warm.
+        ("pr-101", Some(false), "running"),
         ("pr-102", Some(false), "provisioning"),
         ("pr-103", None, "failed"),
         ("pr-104", Some(true), "warm"),
@@ -111,7 +112,8 @@ async fn a_person_finds_inspects_extends_releases_and_destroys_through_the_dashb
             .status,
         202
     );
-    // What Argo CD deploys in pr-101, so its policy routes user-service there.
+    // Argo CD finishes pr-101 and deploys user-service, which its policy then routes.
+    t.argo.make_healthy("testmesh-pr-101").await;
     let pr_101 = get(format!("{list}/pr-101?wait=ready")).await;
     assert_eq!(pr_101["state"], "warm", "{pr_101:#}");
     Api::<Service>::namespaced(t.client.clone(), &format!("{}-pr-101", t.workspace))

@@ -266,7 +266,10 @@
     if (!COUNTDOWN_STATES.has(env.state)) {
       return { text: '—', title: `torn down at ${localTime(expires)} if nobody has used it by then` };
     }
-    return { text: remaining(expires, now), title: `expires ${localTime(expires)}`, running: true };
+    const title = env.expiring_soon
+      ? `expires ${localTime(expires)}: TestMesh warned that it is expiring soon`
+      : `expires ${localTime(expires)}`;
+    return { text: remaining(expires, now), title, running: true, soon: env.expiring_soon === true };
   }
 
   // ---- permissions --------------------------------------------------------------
@@ -553,6 +556,7 @@
     const shown = expiry(env, now);
     row.expires.textContent = shown.text;
     row.expires.title = shown.title;
+    row.expires.classList.toggle('soon', Boolean(shown.soon));
   }
 
   function filters() {
@@ -1105,6 +1109,7 @@
     const shown = expiry(env, now);
     ui.envExpires.textContent = shown.text === '—' ? '' : shown.running ? `expires in ${shown.text}` : shown.text;
     ui.envExpires.title = shown.title;
+    ui.envExpires.classList.toggle('soon', Boolean(shown.soon));
     renderTimeline(env, now);
   }
 
