@@ -27,6 +27,17 @@ pub struct RunConfig {
     #[arg(long, env = "TESTMESH_FLUX_NAMESPACE", default_value = "flux-system")]
     pub flux_namespace: String,
 
+    /// The ConfigMap (in the Argo CD namespace) that an ApplicationSet's plugin
+    /// generator names to generate from TestMesh: when what TestMesh lists changes, the
+    /// ApplicationSets naming it are asked to generate again at once.
+    #[arg(
+        long,
+        env = "TESTMESH_GENERATOR_CONFIG_MAP",
+        default_value = "testmesh-generator",
+        value_name = "NAME"
+    )]
+    pub generator_config_map: String,
+
     /// The operator's own namespace; protected like the system namespaces.
     #[arg(
         long,

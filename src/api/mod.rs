@@ -12,6 +12,7 @@ mod dashboard;
 mod environments;
 mod error;
 mod events;
+mod generator;
 mod links;
 mod model;
 mod openapi;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRef, Path, Query};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kube::api::Api;
 use kube::runtime::wait::await_condition;
 
@@ -65,6 +66,7 @@ pub fn router(cluster: Cluster, links: ProviderLinks) -> Router {
         .merge(dashboard::routes())
         .route(OPENAPI_PATH, get(openapi::serve))
         .route("/api/v1/workspaces", get(workspaces::list))
+        .route(generator::PATH, post(generator::execute))
         .route(
             "/api/v1/workspaces/{workspace_id}/permissions",
             get(permissions::review),

@@ -11,6 +11,7 @@ use super::claims::{self, ClaimList};
 use super::environments;
 use super::error::ErrorBody;
 use super::events::EnvironmentEventList;
+use super::generator::{self, GeneratorRequest, GeneratorResponse};
 use super::model::{
     Claim, Environment, EnvironmentChanges, EnvironmentList, NewClaim, NewEnvironment,
 };
@@ -36,6 +37,8 @@ pub fn document() -> Value {
     let permissions = schemas.of::<Permissions>();
     let workspace_list = schemas.of::<WorkspaceList>();
     let error = schemas.of::<ErrorBody>();
+    let generator_request = schemas.of::<GeneratorRequest>();
+    let generator_response = schemas.of::<GeneratorResponse>();
     let environment_query = schemas.query::<environments::GetQuery>();
     let claim_query = schemas.query::<claims::GetQuery>();
 
@@ -185,6 +188,14 @@ pub fn document() -> Value {
                     "responses": answers(("204", json!({"description": "Released"})), &[400, 401, 403, 404]),
                 },
             },
+            generator::PATH: {
+                "post": {
+                    "operationId": "generateApplicationSetParameters",
+                    "summary": "Argo CD ApplicationSet plugin generator: one parameter set per environment of `input.parameters.workspace` that should be deployed (provisioning until its teardown begins); the bearer token must be allowed to list testenvironments there (Kubernetes RBAC)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": generator_request}}},
+                    "responses": answers(("200", json_answer("The parameter sets", &generator_response)), &[400, 401, 403]),
+                },
+            },
             OPENAPI_PATH: {
                 "get": {
                     "operationId": "openapi",
@@ -279,28 +290,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_environment_documents_when_it_is_expiring_soon() {
-        let document = document();
-        let environment = &document["components"]["schemas"]["Environment"];
-        let properties = &environment["properties"];
-        assert_eq!(properties["expiring_soon"]["type"], "boolean");
-        assert!(
-            properties["expiring_soon"]["description"]
-                .as_str()
-                .is_some_and(|d| d.contains("ExpiringSoon")),
-            "{properties}"
-        );
-        let warning_at = properties["expiry_warning_at"].to_string();
-        assert!(warning_at.contains("string"), "{warning_at}");
-        let required = environment["required"].as_array().expect("required");
-        assert!(required.contains(&json!("expiring_soon")));
-    }
-
-    #[test]
     fn every_route_is_documented_with_its_types() {
         let document = document();
         let paths = document["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), 10);
+        assert_eq!(paths.len(), 11);
         for schema in [
             "Environment",
             "EnvironmentList",
@@ -338,6 +331,24 @@ mod tests {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert_eq!(names, ["workspace_id", "id", "timeout_seconds", "wait"]);
+    }
+
+    #[test]
+    fn an_environment_documents_when_it_is_expiring_soon() {
+        let document = document();
+        let environment = &document["components"]["schemas"]["Environment"];
+        let properties = &environment["properties"];
+        assert_eq!(properties["expiring_soon"]["type"], "boolean");
+        assert!(
+            properties["expiring_soon"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("ExpiringSoon")),
+            "{properties}"
+        );
+        let warning_at = properties["expiry_warning_at"].to_string();
+        assert!(warning_at.contains("string"), "{warning_at}");
+        let required = environment["required"].as_array().expect("required");
+        assert!(required.contains(&json!("expiring_soon")));
     }
 
     #[test]

@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+    Preconditions,
+};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -44,6 +47,7 @@ pub async fn apply(
 ) -> Result<Applied> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let result = match effect {
+        Effect::RefreshGenerator => refresh_generators(environment, world, ctx).await,
         Effect::CreateNamespace => namespaces
             .create(&PostParams::default(), &owned_namespace(environment, uid))
             .await
@@ -134,6 +138,45 @@ pub async fn apply(
         }
         Err(error) => Err(Error::Kube(error)),
     }
+}
+
+/// Asks every ApplicationSet that generates from TestMesh, where the environment's app
+/// lives, to generate again now. A cluster without the kind has nothing to ask.
+async fn refresh_generators(
+    environment: &TestEnvironment,
+    world: &World,
+    ctx: &Context,
+) -> kube::Result<()> {
+    let provider = ctx.providers.get(environment.spec.template.provider);
+    let Some(generators) = provider.generators() else {
+        return Ok(());
+    };
+    let namespace = world
+        .app_api
+        .namespace()
+        .unwrap_or(provider.default_namespace());
+    let sets: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &generators.resource);
+    let listed = match sets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(()),
+        listed => listed?,
+    };
+    for set in listed
+        .items
+        .iter()
+        .filter(|set| (generators.generates_from_testmesh)(set))
+    {
+        let name = set.name_any();
+        tracing::info!(application_set = %name, "asking the ApplicationSet to generate again");
+        let patch = Patch::Merge(&generators.refresh_request);
+        match sets.patch(&name, &PatchParams::default(), &patch).await {
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            result => {
+                result?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn routing_maps(environment: &TestEnvironment, ctx: &Context) -> Api<ConfigMap> {

@@ -143,9 +143,6 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         }
     }
 
-    if plan.status_first {
-        return Ok(Action::requeue(Duration::ZERO));
-    }
     if !plan.after_status.is_empty() && !fresh {
         // Decided from the cache after creating the namespace: decided again, fresh.
         return Ok(Action::requeue(Duration::ZERO));
@@ -155,6 +152,9 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         .at(Step::Apply)?
     {
         return Ok(retry);
+    }
+    if plan.status_first {
+        return Ok(Action::requeue(Duration::ZERO));
     }
     if deleting && decision.phase() == Phase::Destroyed {
         return Ok(Action::requeue(RACE_RETRY));

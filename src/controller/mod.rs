@@ -76,6 +76,7 @@ pub async fn run(
     let providers = Providers {
         argocd: ArgoCd {
             namespace: config.argocd_namespace.clone(),
+            generator_config_map: config.generator_config_map.clone(),
         },
         flux: Flux {
             namespace: config.flux_namespace.clone(),

@@ -13,6 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, ConditionStatus, Verdict, reason};
+use super::generator;
 use super::phase::Phase;
 use super::routing::Routing;
 use super::ttl::{self, Ttl};
@@ -85,6 +86,13 @@ pub enum AppDeletion {
     InProgress,
     /// Must not be deleted; the message says why (e.g. an ApplicationSet owns it).
     Retained(String),
+    /// Minted by an ApplicationSet from TestMesh's generator for the environment of this
+    /// UID ([`super::generator`]): its ApplicationSet deletes it once the environment
+    /// leaves the generator's list.
+    Generated {
+        application_set: String,
+        environment_uid: String,
+    },
 }
 
 /// The provider's app as observed and interpreted by its adapter.
@@ -160,6 +168,8 @@ enum AppStep {
     Deleting,
     /// The provider is deleting it and pruning what it deployed: a wait on someone else.
     ProviderDeleting,
+    /// Its ApplicationSet deletes it once the generator no longer lists the environment.
+    GeneratorDeleting,
 }
 
 /// Everything the reconciler observed about one environment.
@@ -211,14 +221,22 @@ pub enum Effect {
     PublishRouting,
     /// Delete the operator's routing ConfigMap, which nobody asks for any more.
     UnpublishRouting,
+    /// Ask the ApplicationSets that generate from TestMesh to list again now
+    /// ([`super::generator`]) instead of at their next poll: what they list for this
+    /// environment changed with the status.
+    RefreshGenerator,
 }
 
 impl Effect {
-    /// Writes the routing ConfigMap, which no phase depends on: the reconciler writes it
-    /// after the status, so a failure to publish it holds up nothing else.
-    pub fn writes_routing_map(self) -> bool {
+    /// Applied after the status: the routing ConfigMap, which no phase depends on (a
+    /// failure to publish it holds up nothing else), and the generator's refresh, which
+    /// makes ApplicationSets list what the written status says.
+    pub fn follows_status(self) -> bool {
         match self {
-            Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting => true,
+            Effect::CreateRoutingMap
+            | Effect::PublishRouting
+            | Effect::UnpublishRouting
+            | Effect::RefreshGenerator => true,
             Effect::CreateNamespace
             | Effect::SyncApp
             | Effect::EndAppRetry
@@ -237,9 +255,10 @@ pub struct Plan {
     /// Applied after the status (the routing ConfigMap: no phase depends on it, so a
     /// failure to publish it holds up nothing).
     pub after_status: Vec<Effect>,
-    /// Only the status is written now, and the environment is decided again at once from
-    /// what it reads back: entering teardown is recorded before anything is deleted, so a
-    /// stale view (say, one that missed a claim binding it) can never delete anything.
+    /// Only the status (and what follows it) is written now, and the environment is
+    /// decided again at once from what it reads back: entering teardown is recorded
+    /// before anything is deleted, so a stale view (say, one that missed a claim binding
+    /// it) can never delete anything.
     pub status_first: bool,
 }
 
@@ -278,17 +297,17 @@ impl Decision {
 
     /// The order in which to write this decision, from `current` (the stored status).
     pub fn plan(&self, current: &TestEnvironmentStatus) -> Plan {
-        if self.enters_teardown(current) && !self.effects.is_empty() {
+        let (after_status, before_status): (Vec<Effect>, Vec<Effect>) = self
+            .effects
+            .iter()
+            .partition(|effect| effect.follows_status());
+        if self.enters_teardown(current) && !before_status.is_empty() {
             return Plan {
                 before_status: Vec::new(),
-                after_status: Vec::new(),
+                after_status,
                 status_first: true,
             };
         }
-        let (after_status, before_status) = self
-            .effects
-            .iter()
-            .partition(|effect| effect.writes_routing_map());
         Plan {
             before_status,
             after_status,
@@ -313,6 +332,21 @@ impl Decision {
 
 /// Decides the next status of `environment` from what was observed at `now`.
 pub fn decide(
+    environment: &TestEnvironment,
+    observed: &Observed,
+    timing: &Timing,
+    now: Timestamp,
+) -> Decision {
+    let mut decision = decide_status(environment, observed, timing, now);
+    let current = environment.status.clone().unwrap_or_default();
+    if generator::listing_changes(environment, &current, &decision.status) {
+        decision.effects.push(Effect::RefreshGenerator);
+    }
+    decision
+}
+
+/// [`decide`], but for the generator's refresh.
+fn decide_status(
     environment: &TestEnvironment,
     observed: &Observed,
     timing: &Timing,
@@ -655,6 +689,14 @@ impl Step<'_> {
                     None
                 }
                 AppDeletion::InProgress => Some(AppStep::ProviderDeleting),
+                AppDeletion::Generated {
+                    application_set, ..
+                } => {
+                    notes.push(format!(
+                        "ApplicationSet {application_set} deletes it: TestMesh's generator no longer lists the environment"
+                    ));
+                    Some(AppStep::GeneratorDeleting)
+                }
                 AppDeletion::Retained(why) => {
                     notes.push(format!("provider app kept: {why}"));
                     None
@@ -683,7 +725,7 @@ impl Step<'_> {
             (reason::TEARING_DOWN, with_notes(plan))
         };
         let (destroyed_reason, message) = match (app, &self.observed.namespace) {
-            (Some(AppStep::ProviderDeleting), _) => (
+            (Some(AppStep::ProviderDeleting | AppStep::GeneratorDeleting), _) => (
                 reason::WAITING_FOR_APP_DELETION,
                 with_notes("waiting for the provider to delete its app and prune what it deployed"),
             ),

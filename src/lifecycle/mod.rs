@@ -2,6 +2,7 @@
 //! (spec, status, what was observed, now), with no I/O and no clock reads.
 //!
 //! - [`environment`]: the environment state machine, its effects and its timers;
+//! - [`generator`]: what TestMesh lists as an Argo CD ApplicationSet generator;
 //! - [`observation`]: what the objects the reconciler gathered mean for the machine;
 //! - [`ttl`]: idle-lifetime arithmetic;
 //! - [`reuse`]: which environment a run of a context is bound to;
@@ -15,6 +16,7 @@
 pub mod claims;
 pub mod conditions;
 pub mod environment;
+pub mod generator;
 pub mod observation;
 pub use crate::resources::phase;
 pub mod policy;

@@ -38,15 +38,17 @@
 //!   by an ApplicationSet, or rendered by another Application (App-of-Apps, seen in Argo
 //!   CD's resource tracking), would just be re-created; one that deploys outside the
 //!   environment's namespace would prune things that are not the environment's. The
-//!   operator never deletes any of them.
+//!   operator never deletes any of them. An ApplicationSet's Application whose template
+//!   wrote the environment's UID (TestMesh's generator, [`crate::lifecycle::generator`])
+//!   is deleted by its ApplicationSet once the environment leaves the generator's list.
 
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Map, Value, json};
 
 use super::json::{items, text};
-
 use crate::lifecycle::environment::{AppDeletion, AppReport, FailedAttempt, Readiness};
+use crate::resources::ENVIRONMENT_UID_ANNOTATION;
 
 pub const GROUP: &str = "argoproj.io";
 pub const VERSION: &str = "v1alpha1";
@@ -77,6 +79,41 @@ const SYNC_INITIATOR: &str = "testmesh";
 /// The API resource of Argo CD Applications, for a dynamic `Api`.
 pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
+}
+
+/// ApplicationSets, which mint Applications from a template and generators.
+pub fn application_set_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, VERSION, "ApplicationSet"),
+        "applicationsets",
+    )
+}
+
+/// Whether the ApplicationSet `set` generates from the plugin whose ConfigMap is
+/// `config_map`, directly or inside a matrix or merge generator.
+pub fn generates_from(set: &DynamicObject, config_map: &str) -> bool {
+    fn any_names(generators: Option<&Value>, config_map: &str) -> bool {
+        generators
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|generator| {
+                generator.pointer("/plugin/configMapRef/name") == Some(&json!(config_map))
+                    || ["matrix", "merge"].iter().any(|combining| {
+                        any_names(
+                            generator.pointer(&format!("/{combining}/generators")),
+                            config_map,
+                        )
+                    })
+            })
+    }
+    any_names(set.data.pointer("/spec/generators"), config_map)
+}
+
+/// The merge patch that makes the applicationset-controller generate again now (its
+/// documented refresh annotation, which it removes once done).
+pub fn application_set_refresh() -> Value {
+    json!({"metadata": {"annotations": {"argocd.argoproj.io/application-set-refresh": "true"}}})
 }
 
 /// Keeps only what [`interpret`] reads: of `status.resources` the ones not Healthy
@@ -171,6 +208,8 @@ struct Application<'a> {
     being_deleted: bool,
     /// The name of the ApplicationSet that owns it, if one does.
     application_set: Option<&'a str>,
+    /// The environment UID its template wrote (TestMesh's generator's `environmentUid`).
+    generated_for: Option<&'a str>,
     /// The Application that deployed it (App-of-Apps), from Argo CD's resource tracking.
     parent_application: Option<&'a str>,
     destination_namespace: Option<&'a str>,
@@ -228,6 +267,12 @@ impl<'a> Application<'a> {
                 .flatten()
                 .find(|owner| owner.kind == "ApplicationSet")
                 .map(|owner| owner.name.as_str()),
+            generated_for: app
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(ENVIRONMENT_UID_ANNOTATION))
+                .map(String::as_str),
             parent_application: tracking_parent(&app.metadata),
             destination_namespace: text(data, "/spec/destination/namespace"),
             health: text(data, "/status/health/status"),
@@ -353,9 +398,15 @@ impl<'a> Application<'a> {
             return AppDeletion::InProgress;
         }
         if let Some(application_set) = self.application_set {
-            return AppDeletion::Retained(format!(
-                "owned by ApplicationSet {application_set}, which would re-create it"
-            ));
+            return match self.generated_for {
+                Some(environment_uid) => AppDeletion::Generated {
+                    application_set: application_set.to_owned(),
+                    environment_uid: environment_uid.to_owned(),
+                },
+                None => AppDeletion::Retained(format!(
+                    "owned by ApplicationSet {application_set}, which would re-create it (an ApplicationSet that generates from TestMesh and writes {ENVIRONMENT_UID_ANNOTATION} deletes it at teardown)"
+                )),
+            };
         }
         if let Some(parent) = self.parent_application {
             return AppDeletion::Retained(format!(

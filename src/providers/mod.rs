@@ -32,6 +32,12 @@ pub trait GitOpsProvider: AppReader + Send + Sync {
         None
     }
 
+    /// The objects that generate this provider's apps from TestMesh, if the provider has
+    /// any ([`crate::lifecycle::generator`]).
+    fn generators(&self) -> Option<Generators> {
+        None
+    }
+
     /// What drops the parts [`AppReader::interpret`] never reads before an object is
     /// cached: a provider's status can list every object it deployed.
     fn cache_trim(&self) -> fn(&mut DynamicObject) {
@@ -39,10 +45,22 @@ pub trait GitOpsProvider: AppReader + Send + Sync {
     }
 }
 
+/// The kind of object that generates a provider's apps, and which of them generate from
+/// TestMesh.
+pub struct Generators {
+    pub resource: ApiResource,
+    pub generates_from_testmesh: Box<dyn Fn(&DynamicObject) -> bool + Send + Sync>,
+    /// The merge patch that asks one of them to generate again now.
+    pub refresh_request: serde_json::Value,
+}
+
 /// Argo CD: environments are deployed by an `Application`.
 pub struct ArgoCd {
     /// The namespace Applications live in by default (`--argocd-namespace`).
     pub namespace: String,
+    /// The ConfigMap an ApplicationSet's plugin generator names to generate from
+    /// TestMesh (`--generator-config-map`).
+    pub generator_config_map: String,
 }
 
 impl AppReader for ArgoCd {
@@ -70,6 +88,15 @@ impl GitOpsProvider for ArgoCd {
 
     fn retry_end(&self, app: &DynamicObject) -> Option<serde_json::Value> {
         Some(argocd::retry_end(app))
+    }
+
+    fn generators(&self) -> Option<Generators> {
+        let config_map = self.generator_config_map.clone();
+        Some(Generators {
+            resource: argocd::application_set_resource(),
+            generates_from_testmesh: Box::new(move |set| argocd::generates_from(set, &config_map)),
+            refresh_request: argocd::application_set_refresh(),
+        })
     }
 }
 
@@ -211,6 +238,7 @@ mod tests {
         let providers = Providers {
             argocd: ArgoCd {
                 namespace: "argocd".into(),
+                generator_config_map: "testmesh-generator".into(),
             },
             flux: Flux {
                 namespace: "flux-system".into(),

@@ -719,3 +719,284 @@ async fn applications_something_else_re_creates_are_kept() {
         .await
         .expect("clean up");
 }
+
+/// ApplicationSets, where TestMesh's generator is named.
+fn application_sets(client: &kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        argocd::NAMESPACE,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
+            "applicationsets",
+        ),
+    )
+}
+
+/// The plugin generator's ConfigMap `name` in Argo CD's namespace, pointing at the
+/// operator's API with `token` (kept in a Secret, as Argo CD documents), and a Role
+/// letting `user` list the workspace's environments.
+async fn generator_config(g: &Gitops, name: &str, user: &str) {
+    let token =
+        g.t.control_plane
+            .user_token(user)
+            .expect("user token")
+            .to_owned();
+    let secret: k8s_openapi::api::core::v1::Secret = from_json(json!({
+        "metadata": {"name": name, "namespace": argocd::NAMESPACE,
+                     "labels": {"app.kubernetes.io/part-of": "argocd"}},
+        "stringData": {"token": token},
+    }));
+    Api::namespaced(g.t.client.clone(), argocd::NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("token Secret");
+    let config_map: k8s_openapi::api::core::v1::ConfigMap = from_json(json!({
+        "metadata": {"name": name, "namespace": argocd::NAMESPACE},
+        "data": {"baseUrl": format!("http://{}", g.t.operator.api), "token": format!("${name}:token")},
+    }));
+    Api::namespaced(g.t.client.clone(), argocd::NAMESPACE)
+        .create(&PostParams::default(), &config_map)
+        .await
+        .expect("generator ConfigMap");
+    let role: k8s_openapi::api::rbac::v1::Role = from_json(json!({
+        "metadata": {"name": "generator", "namespace": g.t.workspace},
+        "rules": [{"apiGroups": ["testmesh.io"], "resources": ["testenvironments"], "verbs": ["list"]}],
+    }));
+    Api::namespaced(g.t.client.clone(), &g.t.workspace)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("Role");
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = from_json(json!({
+        "metadata": {"name": "generator", "namespace": g.t.workspace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "generator"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }));
+    Api::namespaced(g.t.client.clone(), &g.t.workspace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("RoleBinding");
+}
+
+/// An ApplicationSet generating from the ConfigMap `config_map` for the workspace: the
+/// product's example template (`examples/argocd-applicationset.yaml`), the Application
+/// named `{{.appName}}{suffix}`, polling only every `poll_seconds`.
+fn generated_set(
+    g: &Gitops,
+    name: &str,
+    config_map: &str,
+    suffix: &str,
+    poll_seconds: u32,
+) -> DynamicObject {
+    from_json(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": name, "namespace": argocd::NAMESPACE},
+        "spec": {
+            "goTemplate": true,
+            "goTemplateOptions": ["missingkey=error"],
+            "generators": [{"plugin": {
+                "configMapRef": {"name": config_map},
+                "input": {"parameters": {"workspace": g.t.workspace}},
+                "requeueAfterSeconds": poll_seconds,
+            }}],
+            "template": {
+                "metadata": {
+                    "name": format!("{{{{.appName}}}}{suffix}"),
+                    "annotations": {"testmesh.io/environment-uid": "{{.environmentUid}}"},
+                    "finalizers": [argocd::RESOURCES_FINALIZER],
+                },
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": g.repo.url(), "path": REVIEW_PATH, "targetRevision": "main"},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "{{.namespace}}"},
+                    "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
+                },
+            },
+        },
+    }))
+}
+
+fn seconds_between(
+    from: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    to: &DynamicObject,
+) -> f64 {
+    let from = from.as_ref().expect("from").0;
+    let to = to.metadata.creation_timestamp.as_ref().expect("created").0;
+    to.duration_since(from).as_secs_f64()
+}
+
+#[tokio::test]
+async fn a_claim_for_a_new_context_gets_its_application_minted_by_testmesh_as_generator_and_teardown_removes_it()
+ {
+    // Named before the operator starts, unique on the shared control plane.
+    let config_map = format!("testmesh-generator-{}", std::process::id());
+    let g = gitops(
+        "argo-gen",
+        &[&format!("--generator-config-map={config_map}")],
+    )
+    .await;
+    generator_config(&g, &config_map, "alice").await;
+    let sets = application_sets(&g.t.client);
+    let set_name = g.t.named("previews");
+    sets.create(
+        &PostParams::default(),
+        &generated_set(&g, &set_name, &config_map, "", 3600),
+    )
+    .await
+    .expect("ApplicationSet");
+    // The same generator, polled every 10 s and never refreshed by TestMesh (it names
+    // another ConfigMap): the delay without the refresh annotation.
+    let polled_config = format!("{config_map}-polled");
+    generator_config_map_alias(&g, &config_map, &polled_config).await;
+    let polled_name = g.t.named("polled");
+    sets.create(
+        &PostParams::default(),
+        &generated_set(&g, &polled_name, &polled_config, "-polled", 10),
+    )
+    .await
+    .expect("polled ApplicationSet");
+
+    // The generator answers by the caller's token: RBAC decides.
+    let api = g.t.operator.api;
+    let ask = |token: Option<&str>, body: &str| {
+        testmesh_testenv::http_client::request(
+            api,
+            "POST",
+            "/api/v1/getparams.execute",
+            token,
+            Some(body),
+        )
+    };
+    let alice =
+        g.t.control_plane
+            .user_token("alice")
+            .expect("alice")
+            .to_owned();
+    let bob = g.t.control_plane.user_token("bob").expect("bob").to_owned();
+    let request =
+        json!({"applicationSetName": "x", "input": {"parameters": {"workspace": g.t.workspace}}})
+            .to_string();
+    assert_eq!(ask(Some(&alice), &request).status, 200);
+    assert_eq!(
+        ask(Some(&bob), &request).status,
+        403,
+        "bob may not list the workspace"
+    );
+    assert_eq!(ask(Some("not-a-token"), &request).status, 401);
+    assert_eq!(ask(None, &request).status, 401);
+    let no_workspace = ask(Some(&alice), r#"{"input": {"parameters": {}}}"#);
+    assert_eq!(no_workspace.status, 400);
+    assert!(
+        no_workspace.body.contains("input.parameters.workspace"),
+        "{}",
+        no_workspace.body
+    );
+    assert_eq!(ask(Some(&alice), "not json").status, 400);
+
+    // A claim for a context nobody prepared: its template names the namespace and the
+    // Application from the context.
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(g.t.client.clone(), &g.t.workspace);
+    let prefix = g.t.named("x");
+    let claim: TestEnvironmentClaim = from_json(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironmentClaim",
+        "metadata": {"name": "ci-run-1"},
+        "spec": {
+            "context": "pr-456",
+            "template": {
+                "provider": "argocd",
+                "providerAppName": format!("{prefix}-{{{{context}}}}"),
+                "namespace": format!("{prefix}-{{{{context}}}}"),
+                "ttlMinutes": 60,
+            },
+        },
+    }));
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("claim");
+    let ready = wait_for(&claims, "ci-run-1", ARGO, "bound and ready", |claim| {
+        claim.and_then(|c| c.status.as_ref()).and_then(|s| s.phase) == Some(ClaimPhase::Bound)
+    })
+    .await
+    .expect("claim");
+    let environment_name = ready
+        .status
+        .as_ref()
+        .and_then(|s| s.environment_name.clone())
+        .expect("bound to an environment");
+    let environment =
+        g.t.environments
+            .get(&environment_name)
+            .await
+            .expect("environment");
+    let app_name = format!("{prefix}-pr-456");
+    let namespace = app_name.clone();
+    let app = g
+        .app(&app_name)
+        .await
+        .expect("the ApplicationSet minted the Application");
+    let status = environment.status.clone().expect("status");
+    eprintln!(
+        "generator: environment created -> Application created {:.0} s (whole seconds) with the refresh annotation",
+        seconds_between(&environment.metadata.creation_timestamp, &app)
+    );
+    let polled = argocd::wait_application(&g.apps, &format!("{app_name}-polled"), ARGO, |app| {
+        app.is_some()
+    })
+    .await
+    .expect("the polled ApplicationSet mints it too")
+    .expect("minted");
+    eprintln!(
+        "generator: environment created -> Application created {:.0} s (whole seconds) polled every 10 s (Argo CD's default poll: 30 min)",
+        seconds_between(&environment.metadata.creation_timestamp, &polled)
+    );
+    sets.delete(&polled_name, &Default::default())
+        .await
+        .expect("clean up");
+    assert_eq!(
+        status.provider.as_ref().and_then(|p| p.health.as_deref()),
+        Some("Healthy")
+    );
+
+    // Teardown: TestMesh's generator drops it, the ApplicationSet deletes the
+    // Application, Argo CD prunes, then TestMesh deletes the namespace.
+    let started = Instant::now();
+    let destroyed = g.t.destroy(&environment_name).await;
+    eprintln!(
+        "generator: destroy -> destroyed {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        g.app(&app_name).await.is_none(),
+        "the ApplicationSet deleted it"
+    );
+    assert!(g.t.namespace(&namespace).await.is_none());
+    let history = destroyed_message(&destroyed);
+    assert!(!history.contains("kept"), "{history}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(g.app(&app_name).await.is_none(), "nothing re-creates it");
+    assert!(
+        g.t.namespace(&namespace).await.is_none(),
+        "nor its namespace"
+    );
+    sets.delete(&set_name, &Default::default())
+        .await
+        .expect("clean up");
+}
+
+/// A second ConfigMap `alias` with the same base URL and token as `config_map`.
+async fn generator_config_map_alias(g: &Gitops, config_map: &str, alias: &str) {
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(g.t.client.clone(), argocd::NAMESPACE);
+    let mut copy = config_maps.get(config_map).await.expect("ConfigMap");
+    copy.metadata = kube::api::ObjectMeta {
+        name: Some(alias.to_owned()),
+        namespace: Some(argocd::NAMESPACE.to_owned()),
+        ..Default::default()
+    };
+    config_maps
+        .create(&PostParams::default(), &copy)
+        .await
+        .expect("ConfigMap alias");
+}

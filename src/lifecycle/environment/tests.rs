@@ -64,12 +64,24 @@ impl Env {
     fn status(&mut self) -> &mut TestEnvironmentStatus {
         self.0.status.get_or_insert_with(Default::default)
     }
+    /// In `phase`; past cold, it created its namespace when it was created (as every
+    /// stored status past cold says).
     fn in_phase(mut self, phase: Phase) -> Self {
-        self.status().phase = Some(phase);
+        let status = self.status();
+        status.phase = Some(phase);
+        if phase != Phase::Cold && status.provisioning_started_at.is_none() {
+            status.provisioning_started_at = Some(Time(at(CREATED)));
+        }
         self
     }
     fn last_used(mut self, seconds: i64) -> Self {
         self.status().last_used_at = Some(Time(at(seconds)));
+        self
+    }
+    /// Its status records no provisioning start (a write that was lost, or a failure
+    /// before it created its namespace).
+    fn never_provisioned(mut self) -> Self {
+        self.status().provisioning_started_at = None;
         self
     }
     fn provisioning_since(mut self, seconds: i64) -> Self {
@@ -128,6 +140,21 @@ impl Env {
         };
         decide(&self.0, &world.0, &timing, at(now))
     }
+}
+
+/// The effects of `decision` on the routing ConfigMap.
+fn routing_effects(decision: &Decision) -> Vec<Effect> {
+    decision
+        .effects
+        .iter()
+        .copied()
+        .filter(|effect| {
+            matches!(
+                effect,
+                Effect::CreateRoutingMap | Effect::PublishRouting | Effect::UnpublishRouting
+            )
+        })
+        .collect()
 }
 
 /// What the reconciler observed, built up like a sentence.
@@ -293,7 +320,7 @@ fn transition_table() {
             now,
             phase: Phase::Provisioning,
             ready: ("False", reason::PROVISIONING),
-            effects: &[Effect::CreateNamespace],
+            effects: &[Effect::CreateNamespace, Effect::RefreshGenerator],
         },
         Row {
             name: "cold, namespace taken by someone else: refused, not adopted",
@@ -509,7 +536,7 @@ fn transition_table() {
             now: CREATED + minutes(60),
             phase: Phase::Destroying,
             ready: ("False", reason::EXPIRED),
-            effects: &[Effect::DeleteApp],
+            effects: &[Effect::DeleteApp, Effect::RefreshGenerator],
         },
         Row {
             name: "cooling, expired: delete the app first",
@@ -518,7 +545,7 @@ fn transition_table() {
             now: CREATED + minutes(60),
             phase: Phase::Destroying,
             ready: ("False", reason::EXPIRED),
-            effects: &[Effect::DeleteApp],
+            effects: &[Effect::DeleteApp, Effect::RefreshGenerator],
         },
         Row {
             name: "running past the TTL: never expires under a run",
@@ -537,7 +564,7 @@ fn transition_table() {
             now: CREATED + 1 + minutes(60),
             phase: Phase::Destroying,
             ready: ("False", reason::EXPIRED),
-            effects: &[Effect::DeleteApp],
+            effects: &[Effect::DeleteApp, Effect::RefreshGenerator],
         },
         Row {
             name: "explicit destroy while running: tears down",
@@ -546,7 +573,7 @@ fn transition_table() {
             now,
             phase: Phase::Destroying,
             ready: ("False", reason::DESTROY_REQUESTED),
-            effects: &[Effect::DeleteApp],
+            effects: &[Effect::DeleteApp, Effect::RefreshGenerator],
         },
         Row {
             name: "object deleted: tears down",
@@ -555,7 +582,7 @@ fn transition_table() {
             now,
             phase: Phase::Destroying,
             ready: ("False", reason::DELETED),
-            effects: &[Effect::DeleteApp],
+            effects: &[Effect::DeleteApp, Effect::RefreshGenerator],
         },
         Row {
             name: "destroying, app being pruned: wait, namespace untouched",
@@ -1313,7 +1340,7 @@ proptest! {
             let owns_namespace = matches!(world.0.namespace, NamespaceState::Owned { .. });
             prop_assert!(owns_namespace, "deleted the app of a namespace it does not own");
         }
-        let routing_effects: Vec<Effect> = decision.effects.iter().copied().filter(|e| e.writes_routing_map()).collect();
+        let routing_effects = routing_effects(&decision);
         prop_assert!(routing_effects.len() <= 1);
         if let Some(effect) = routing_effects.first() {
             prop_assert!(owned_active, "wrote into a namespace it does not own");
@@ -1514,6 +1541,7 @@ fn an_environment_that_does_not_own_its_namespace_deletes_no_app() {
     ] {
         let decision = environment()
             .in_phase(Phase::Failed)
+            .never_provisioned()
             .decide(&world.teardown(TeardownRequest::Delete), CREATED + 5);
         assert!(
             decision.effects.is_empty(),
@@ -1615,10 +1643,13 @@ fn an_app_resync_does_not_extend_the_idle_lifetime() {
 
 #[test]
 fn provisioning_start_is_recorded_even_if_the_first_write_was_lost() {
-    let decision = environment().in_phase(Phase::Provisioning).decide(
-        &world().app(Readiness::Progressing, "Progressing"),
-        CREATED + 10,
-    );
+    let decision = environment()
+        .in_phase(Phase::Provisioning)
+        .never_provisioned()
+        .decide(
+            &world().app(Readiness::Progressing, "Progressing"),
+            CREATED + 10,
+        );
     assert_eq!(
         decision.status.provisioning_started_at,
         Some(Time(at(CREATED + 10)))
@@ -1806,12 +1837,7 @@ fn the_routing_config_map_follows_the_spec_and_the_policy() {
     ];
     for (case, env, world, expected) in cases {
         let decision = env.decide(&world, CREATED + 5);
-        let routing: Vec<Effect> = decision
-            .effects
-            .iter()
-            .copied()
-            .filter(|e| e.writes_routing_map())
-            .collect();
+        let routing = routing_effects(&decision);
         assert_eq!(routing, Vec::from_iter(expected), "{case}");
     }
     let refused = healthy_warm()
@@ -2171,15 +2197,18 @@ fn a_run_released_while_its_environment_is_degraded_starts_the_idle_clock() {
 fn the_plan_writes_teardown_first_and_routing_after_the_status() {
     let destroying =
         healthy_warm().decide(&world().teardown(TeardownRequest::Destroy), CREATED + 10);
-    assert_eq!(destroying.effects, [Effect::DeleteApp]);
+    assert_eq!(
+        destroying.effects,
+        [Effect::DeleteApp, Effect::RefreshGenerator]
+    );
     assert_eq!(
         destroying.plan(&healthy_warm().0.status.clone().unwrap_or_default()),
         Plan {
             before_status: vec![],
-            after_status: vec![],
+            after_status: vec![Effect::RefreshGenerator],
             status_first: true,
         },
-        "entering teardown: the status alone, nothing deleted on this pass"
+        "entering teardown: the status alone (and the generator's refresh, which it lists from), nothing deleted on this pass"
     );
     let torn = environment().in_phase(Phase::Destroying);
     let continuing = torn.decide(&world().teardown(TeardownRequest::Destroy), CREATED + 10);
@@ -2214,7 +2243,10 @@ fn the_plan_writes_teardown_first_and_routing_after_the_status() {
 fn after_creating_the_namespace_only_a_ready_decision_replaces_the_first() {
     let cold = environment();
     let creating = cold.decide(&world().no_namespace(), CREATED + 10);
-    assert_eq!(creating.effects, [Effect::CreateNamespace]);
+    assert_eq!(
+        creating.effects,
+        [Effect::CreateNamespace, Effect::RefreshGenerator]
+    );
     let ready = cold.decide(&world(), CREATED + 10);
     assert!(
         creating.superseded_after_create(&ready),
@@ -2719,7 +2751,9 @@ fn a_transient_phase_counts_from_the_timestamp_that_starts_it() {
         ),
         (
             "provisioning, start unknown",
-            environment().in_phase(Phase::Provisioning),
+            environment()
+                .in_phase(Phase::Provisioning)
+                .never_provisioned(),
             None,
         ),
     ];
