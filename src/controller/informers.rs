@@ -6,10 +6,11 @@
 //! a reconciliation started by an event always sees at least that event. What the caches
 //! cannot prove is read fresh by the reconciler (see `observe`).
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use futures::channel::mpsc::UnboundedSender;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
@@ -80,7 +81,8 @@ pub enum Change {
 }
 
 /// Starts watching `api` into `writer`'s cache, keeping of each object what `keep` makes
-/// of it; `on_change` runs after the cache took the event. Watch errors are retried with
+/// of it; `on_change` runs once the cache holds the change (for a list, when it is
+/// complete). Watch errors are retried with
 /// backoff and logged, never passed on (a GitOps controller that is not installed must
 /// not slow anything else down).
 pub fn spawn<K, S>(
@@ -89,7 +91,7 @@ pub fn spawn<K, S>(
     config: watcher::Config,
     writer: Writer<S>,
     mut keep: impl FnMut(K) -> S + Send + 'static,
-    mut on_change: OnChange<S>,
+    on_change: OnChange<S>,
 ) -> Cache<S>
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
@@ -111,25 +113,62 @@ where
             })
         });
     let events = reflector(writer, objects);
-    tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                    on_change(&object, Change::Applied);
-                }
-                Ok(watcher::Event::Delete(object)) => on_change(&object, Change::Deleted),
-                Ok(watcher::Event::InitDone) => {
-                    if !flag.send_replace(true) {
-                        tracing::debug!(%kind, "cache synced");
+    tokio::spawn(hand_on(events, store.clone(), on_change, flag, kind));
+    Cache { store, synced }
+}
+
+/// Hands each change the cache took on to `on_change`, and says when the cache is synced.
+///
+/// The cache swaps to a (re)list's objects only once the list is complete, so they are
+/// handed on then — a reconciliation triggered by a listed object earlier would read the
+/// old cache — and the objects the list no longer holds are handed on as deleted (a
+/// relist after a broken watch is the only news of what went meanwhile).
+async fn hand_on<S, E>(
+    events: impl Stream<Item = Result<watcher::Event<S>, E>>,
+    cache: Store<S>,
+    mut on_change: OnChange<S>,
+    flag: watch::Sender<bool>,
+    kind: String,
+) where
+    S: Lookup + Clone + Send + Sync + 'static,
+    S::DynamicType: Eq + std::hash::Hash + Clone,
+    E: std::fmt::Display,
+{
+    let mut events = std::pin::pin!(events);
+    // What the cache held when the current (re)list began.
+    let mut before_list = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(object)) => on_change(&object, Change::Applied),
+            Ok(watcher::Event::Delete(object)) => on_change(&object, Change::Deleted),
+            Ok(watcher::Event::Init) => before_list = cache.state(),
+            Ok(watcher::Event::InitApply(_)) => {}
+            Ok(watcher::Event::InitDone) => {
+                let listed = cache.state();
+                let kept: HashSet<_> = listed.iter().map(|o| key_of(o.as_ref())).collect();
+                for gone in before_list.drain(..) {
+                    if !kept.contains(&key_of(gone.as_ref())) {
+                        on_change(&gone, Change::Deleted);
                     }
                 }
-                Ok(watcher::Event::Init) => {}
-                Err(error) => tracing::debug!(%error, %kind, "watch failed; retrying with backoff"),
+                for object in &listed {
+                    on_change(object, Change::Applied);
+                }
+                if !flag.send_replace(true) {
+                    tracing::debug!(%kind, "cache synced");
+                }
             }
+            Err(error) => tracing::debug!(%error, %kind, "watch failed; retrying with backoff"),
         }
-    });
-    Cache { store, synced }
+    }
+}
+
+/// An object's namespace and name.
+fn key_of<S: Lookup>(object: &S) -> (Option<String>, Option<String>) {
+    (
+        object.namespace().map(String::from),
+        object.name().map(String::from),
+    )
 }
 
 /// The same event, carrying `f` of each object.
@@ -181,5 +220,100 @@ pub async fn once_installed<K>(
             }
             Err(error) => tracing::debug!(%error, %crd, "CRD watch failed; retrying with backoff"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn config_map(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// What `on_change` was handed, and whether the cache held it then.
+    type Seen = Arc<Mutex<Vec<(String, Change, bool)>>>;
+
+    async fn handed_on(events: Vec<watcher::Event<ConfigMap>>) -> Vec<(String, Change, bool)> {
+        let writer: Writer<ConfigMap> = Writer::default();
+        let cache = writer.as_reader();
+        let seen: Seen = Arc::default();
+        let record = seen.clone();
+        let reader = cache.clone();
+        let on_change: OnChange<ConfigMap> = Box::new(move |object, change| {
+            let cached = reader.get(&ObjectRef::from(object)).is_some();
+            record
+                .lock()
+                .unwrap()
+                .push((object.name_any(), change, cached));
+        });
+        let stream = futures::stream::iter(events.into_iter().map(Ok::<_, watcher::Error>));
+        let (flag, _synced) = watch::channel(false);
+        hand_on(
+            reflector(writer, stream),
+            cache,
+            on_change,
+            flag,
+            "ConfigMap".into(),
+        )
+        .await;
+        seen.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_relist_hands_on_its_objects_once_the_cache_holds_them_and_what_went_as_deleted() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let seen = handed_on(vec![
+            Init,
+            InitApply(config_map("a")),
+            InitApply(config_map("b")),
+            InitDone,
+            Apply(config_map("c")),
+            // The watch broke; the relist no longer holds `a`.
+            Init,
+            InitApply(config_map("b")),
+            InitApply(config_map("c")),
+            InitApply(config_map("d")),
+            InitDone,
+        ])
+        .await;
+        let mut first_list = seen[..2].to_vec();
+        first_list.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            first_list,
+            [
+                ("a".into(), Change::Applied, true),
+                ("b".into(), Change::Applied, true)
+            ],
+            "handed on when the cache holds them"
+        );
+        assert_eq!(seen[2], ("c".into(), Change::Applied, true));
+        assert_eq!(
+            seen[3],
+            ("a".into(), Change::Deleted, false),
+            "gone while the watch was broken"
+        );
+        let mut relisted: Vec<_> = seen[4..].to_vec();
+        relisted.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            relisted,
+            [
+                ("b".into(), Change::Applied, true),
+                ("c".into(), Change::Applied, true),
+                ("d".into(), Change::Applied, true)
+            ]
+        );
     }
 }
