@@ -47,7 +47,15 @@ pub async fn apply(
 ) -> Result<Applied> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let result = match effect {
-        Effect::RefreshGenerator => refresh_generators(environment, world, ctx).await,
+        Effect::RefreshGenerator => {
+            // Only hurries the ApplicationSets along: deciding again would not ask again
+            // (the status already says what they list), and they list it at their next
+            // poll anyway.
+            if let Err(error) = refresh_generators(environment, world, ctx).await {
+                tracing::warn!(%error, "could not ask the ApplicationSets to generate again; they will at their next poll");
+            }
+            Ok(())
+        }
         Effect::CreateNamespace => namespaces
             .create(&PostParams::default(), &owned_namespace(environment, uid))
             .await
