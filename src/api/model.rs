@@ -52,6 +52,9 @@ pub struct Environment {
     pub namespace: String,
     /// Idle minutes before the environment is destroyed.
     pub ttl_minutes: u32,
+    /// Idle minutes before a ready, unused environment sleeps (scaled to zero by its
+    /// ApplicationSet through TestMesh's generator); none: it never sleeps.
+    pub sleep_after_minutes: Option<u32>,
     pub services: Vec<Service>,
     pub routing: Option<Routing>,
     /// Service name to URL: the environment's own services, the rest from the baseline.
@@ -189,6 +192,10 @@ pub struct NewEnvironment {
     #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
+    /// Idle minutes before a ready, unused environment sleeps (1–43200); default: never.
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
+    #[serde(default)]
+    pub sleep_after_minutes: Option<u32>,
     #[schemars(length(max = 64))]
     #[serde(default)]
     pub services: Vec<Service>,
@@ -279,6 +286,10 @@ pub struct NewTemplate {
     #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     #[serde(default)]
     pub ttl_minutes: Option<u32>,
+    /// Idle minutes before a ready, unused environment sleeps (1–43200); default: never.
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
+    #[serde(default)]
+    pub sleep_after_minutes: Option<u32>,
     #[schemars(length(max = 64))]
     #[serde(default)]
     pub services: Vec<Service>,
@@ -347,6 +358,7 @@ impl Environment {
             }),
             namespace: template.namespace.clone(),
             ttl_minutes: template.ttl_minutes,
+            sleep_after_minutes: template.sleep_after_minutes,
             services: template.services.iter().map(Service::from_spec).collect(),
             routing: template.routing.as_ref().map(Routing::from_spec),
             routing_policy: status.routing_policy.clone(),
@@ -449,6 +461,7 @@ impl NewEnvironment {
             provider_app_namespace: self.provider_app_namespace,
             namespace: self.namespace,
             ttl_minutes: self.ttl_minutes,
+            sleep_after_minutes: self.sleep_after_minutes,
             services: self.services,
             routing: self.routing,
         };
@@ -532,6 +545,7 @@ impl NewTemplate {
             provider_app_namespace: self.provider_app_namespace,
             namespace: self.namespace,
             ttl_minutes: self.ttl_minutes.unwrap_or(DEFAULT_TTL_MINUTES),
+            sleep_after_minutes: self.sleep_after_minutes,
             services: self.services.into_iter().map(Service::into_spec).collect(),
             routing: self.routing.map(Routing::into_spec),
         }

@@ -23,6 +23,10 @@ pub mod reason {
     pub const AVAILABLE: &str = "Available";
     /// Ready and held by a run.
     pub const IN_USE: &str = "InUse";
+    /// Idle past `sleepAfterMinutes`: scaled to zero by its ApplicationSet.
+    pub const SLEEPING: &str = "Sleeping";
+    /// Woken from sleep for a run; waiting for the provider to sync the woken app.
+    pub const WAKING: &str = "Waking";
     /// The provider's app reports healthy and synced.
     pub const APP_READY: &str = "AppReady";
     /// The provider's app is still syncing or starting.

@@ -113,6 +113,9 @@ pub struct AppReport {
     /// `CreateNamespace=true`), which then exists without this environment's proof of
     /// ownership.
     pub creates_namespace: bool,
+    /// When the provider's last successful sync started (Argo CD's
+    /// `operationState.startedAt`, whole seconds), if it records one.
+    pub synced_at: Option<Timestamp>,
 }
 
 /// A failed sync attempt, as the provider records it.
@@ -141,12 +144,17 @@ impl AppReport {
             deletion: AppDeletion::Deletable,
             failed_attempt: None,
             creates_namespace: false,
+            synced_at: None,
         }
     }
 }
 
 /// The provider's app, if it exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per observation, on the stack for one decision: boxing would buy nothing"
+)]
 pub enum AppState {
     Missing,
     Present(AppReport),
@@ -385,6 +393,11 @@ fn decide_status(
             .routing
             .as_ref()
             .is_some_and(|r| r.publish_config_map),
+        sleep_after: environment
+            .spec
+            .template
+            .sleep_after_minutes
+            .map(|minutes| SignedDuration::from_mins(i64::from(minutes))),
     };
 
     if previous == Phase::Destroyed {
@@ -483,6 +496,7 @@ fn takes_runs(phase: Phase, teardown_requested: bool, idle_and_expired: bool) ->
             | Phase::Warm
             | Phase::Running
             | Phase::Cooling
+            | Phase::Sleeping
             | Phase::Degraded
     ) && !teardown_requested
         && !idle_and_expired
@@ -542,7 +556,12 @@ pub fn transient_since(environment: &TestEnvironment) -> Option<(Phase, Timestam
         Phase::Provisioning => status?.provisioning_started_at.as_ref(),
         Phase::Degraded => status?.provider.as_ref()?.health_since.as_ref(),
         Phase::Destroying => status?.teardown_started_at.as_ref(),
-        Phase::Warm | Phase::Running | Phase::Cooling | Phase::Failed | Phase::Destroyed => None,
+        Phase::Warm
+        | Phase::Running
+        | Phase::Cooling
+        | Phase::Sleeping
+        | Phase::Failed
+        | Phase::Destroyed => None,
     }?;
     Some((phase, since.0))
 }
@@ -589,6 +608,8 @@ struct Step<'a> {
     ready_reason: Option<&'a str>,
     /// `spec.routing.publishConfigMap`.
     publish_config_map: bool,
+    /// `spec.sleepAfterMinutes`.
+    sleep_after: Option<SignedDuration>,
 }
 
 impl Step<'_> {
@@ -948,6 +969,33 @@ impl Step<'_> {
             } => {}
         }
 
+        if self.sleeps(decision, previous, held) {
+            self.set(decision, self.provider_verdict(None));
+            let idle_since = decision
+                .status
+                .last_used_at
+                .as_ref()
+                .map_or_else(|| "its creation".to_owned(), |t| t.0.to_string());
+            self.enter(
+                decision,
+                Phase::Sleeping,
+                Verdict::new(
+                    conditions::READY,
+                    ConditionStatus::False,
+                    reason::SLEEPING,
+                    format!(
+                        "idle since {idle_since}: TestMesh's generator lists it asleep (awake: false, replicas: 0) for its ApplicationSet to scale it down; a claim wakes it"
+                    ),
+                ),
+            );
+            return;
+        }
+        if previous == Phase::Sleeping {
+            // Woken for a run: ready again once the provider has synced the woken app.
+            decision.status.woken_at = Some(Time(self.now));
+            decision.status.provisioning_started_at = Some(Time(self.now));
+        }
+
         let retry = self.retry_of_stale_failure();
         decision.effects.extend(retry);
         self.set(decision, self.provider_verdict(retry));
@@ -965,6 +1013,16 @@ impl Step<'_> {
             AppState::Present(app) => app.readiness.clone(),
             AppState::Missing => Readiness::Progressing,
         };
+        // A woken app is ready only once the provider has synced it since the wake (its
+        // status said Healthy all along, asleep).
+        let waking = self.waking(decision);
+        if let (Some(woken), AppState::Present(app)) = (waking, &self.observed.app)
+            && readiness == Readiness::Ready
+            && !was_serving
+            && app.synced_at.is_none_or(|synced| synced < woken)
+        {
+            readiness = Readiness::Progressing;
+        }
         // Becoming Ready also needs something to answer behind every URL into the
         // namespace: a provider can call its app healthy a moment before that.
         let not_serving = &self.observed.routing.not_serving;
@@ -1004,6 +1062,9 @@ impl Step<'_> {
                 phase,
                 Verdict::new(conditions::READY, ConditionStatus::True, reason, message),
             );
+            if !held && let Some(sleep_at) = self.sleep_at(decision) {
+                decision.wake_at = Some(earliest(decision.wake_at, sleep_at));
+            }
             return;
         }
 
@@ -1063,6 +1124,7 @@ impl Step<'_> {
         let (phase, ready_reason) = match (readiness, held && was_serving) {
             (Readiness::Degraded, _) => (Phase::Degraded, reason::APP_DEGRADED),
             (_, true) => (Phase::Running, reason::PROVISIONING),
+            (_, false) if waking.is_some() => (Phase::Provisioning, reason::WAKING),
             (_, false) => (Phase::Provisioning, reason::PROVISIONING),
         };
         self.enter(
@@ -1077,6 +1139,44 @@ impl Step<'_> {
         );
         let wake = grace_end.map_or(deadline, |(end, _)| end.min(deadline));
         decision.wake_at = Some(wake);
+    }
+
+    /// Whether the environment sleeps now: it was asleep and no run wants it, or it is
+    /// ready, unheld and idle past `sleepAfterMinutes` ([`Step::sleep_at`]).
+    fn sleeps(&self, decision: &Decision, previous: Phase, held: bool) -> bool {
+        match previous {
+            _ if held => false,
+            Phase::Sleeping => true,
+            Phase::Warm | Phase::Cooling => self
+                .sleep_at(decision)
+                .is_some_and(|sleep_at| self.now >= sleep_at),
+            _ => false,
+        }
+    }
+
+    /// When a ready environment idle since `lastUsedAt` goes to sleep, if it can: it has
+    /// `sleepAfterMinutes`, and its app is one TestMesh's generator lists for its
+    /// ApplicationSet (scaling anything else down would be reverted by GitOps).
+    fn sleep_at(&self, decision: &Decision) -> Option<Timestamp> {
+        let after = self.sleep_after?;
+        let generated = matches!(
+            &self.observed.app,
+            AppState::Present(app) if matches!(app.deletion, AppDeletion::Generated { .. })
+        );
+        let idle_since = decision.status.last_used_at.as_ref()?.0;
+        generated.then(|| ttl::deadline(idle_since, after))
+    }
+
+    /// The wake being waited for: the whole second a run woke the environment from sleep,
+    /// while that is what its provisioning is (a later provisioning attempt starts after
+    /// it). Whole, because the provider stamps its syncs in whole seconds: a sync started
+    /// in that second counts (and the endpoint gate still holds a declared service until
+    /// a pod answers).
+    fn waking(&self, decision: &Decision) -> Option<Timestamp> {
+        let status = &decision.status;
+        let woken = status.woken_at.as_ref()?.0;
+        let provisioning = status.provisioning_started_at.as_ref()?.0;
+        (woken >= provisioning).then(|| Timestamp::from_second(woken.as_second()).unwrap_or(woken))
     }
 
     /// The environment failed because of its app, and the app is trying again. (A

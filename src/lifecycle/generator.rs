@@ -128,6 +128,8 @@ pub fn parameters(environment: &TestEnvironment, status: &TestEnvironmentStatus)
         "appName": template.provider_app_name,
         "environmentUid": environment.uid().unwrap_or_default(),
         "services": services,
+        "awake": phase != Phase::Sleeping,
+        "replicas": if phase == Phase::Sleeping { 0 } else { 1 },
     }))
 }
 

@@ -152,6 +152,11 @@ pub fn interpret(app: &DynamicObject, environment_namespace: &str) -> AppReport 
         creates_namespace: items(&app.data, "/spec/syncPolicy/syncOptions")
             .filter_map(Value::as_str)
             .any(|option| option == "CreateNamespace=true"),
+        synced_at: application
+            .last_sync_succeeded
+            .then(|| text(&app.data, "/status/operationState/startedAt"))
+            .flatten()
+            .and_then(|at| at.parse().ok()),
     }
 }
 

@@ -125,6 +125,8 @@ pub fn interpret(kustomization: &DynamicObject, environment_namespace: &str) -> 
         failed_attempt: kustomization.failed_attempt(&state, environment_namespace),
         // kustomize-controller never creates `targetNamespace`.
         creates_namespace: false,
+        // Flux environments never sleep, which is what this is read for.
+        synced_at: None,
     }
 }
 

@@ -112,6 +112,16 @@ pub struct EnvironmentTemplate {
     #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
     pub ttl_minutes: u32,
 
+    /// Minutes idle (1 to 43200) after which a ready, unused environment goes to sleep:
+    /// TestMesh's ApplicationSet generator lists it with `awake: false` and `replicas:
+    /// 0`, its ApplicationSet's template scales it down, and Argo CD syncs that. A claim
+    /// wakes it. The TTL keeps counting. Argo CD only, and only for an Application
+    /// generated from TestMesh (anything else would be reverted by GitOps); unset: never
+    /// sleeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TTL_MINUTES))]
+    pub sleep_after_minutes: Option<u32>,
+
     /// The services deployed in the environment; names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -189,8 +199,8 @@ pub struct RoutingSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TestEnvironmentStatus {
-    /// Lifecycle state: cold, provisioning, warm, running, cooling, failed, destroying or
-    /// destroyed.
+    /// Lifecycle state: cold, provisioning, warm, running, cooling, sleeping, degraded,
+    /// failed, destroying or destroyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The `metadata.generation` this status was computed for.
@@ -229,6 +239,11 @@ pub struct TestEnvironmentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
     #[schemars(with = "Option<Time>")]
     pub expiry_warned_for: Option<Time>,
+    /// When a claim last woke the environment from `sleeping`: it is ready again once
+    /// Argo CD has synced the woken app after this instant and the app is Healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
+    #[schemars(with = "Option<Time>")]
+    pub woken_at: Option<Time>,
     /// When provisioning began.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_time")]
     #[schemars(with = "Option<Time>")]

@@ -6,9 +6,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where an environment is in its life. SPEC's six states plus `degraded`, `failed` and
-/// `destroying`, so that a broken app, a failure and a teardown in progress are shown
-/// truthfully.
+/// Where an environment is in its life. SPEC's six states plus `sleeping`, `degraded`,
+/// `failed` and `destroying`, so that an environment scaled to zero, a broken app, a
+/// failure and a teardown in progress are shown truthfully.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -22,6 +22,10 @@ pub enum Phase {
     Running,
     /// The run ended; idle, within its TTL, reusable.
     Cooling,
+    /// Idle past `sleepAfterMinutes`: its ApplicationSet scaled it to zero through
+    /// TestMesh's generator. Reusable: a claim wakes it, and it is ready again once the
+    /// woken app is Healthy. Its TTL keeps counting.
+    Sleeping,
     /// The provider reports its app Degraded: not Ready, not reusable. Within the
     /// degraded grace it recovers by itself (back to `warm`, `cooling` or `running`);
     /// after it the environment is `failed` (`DegradedTooLong`).
@@ -37,12 +41,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in lifecycle order.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Cold,
         Phase::Provisioning,
         Phase::Warm,
         Phase::Running,
         Phase::Cooling,
+        Phase::Sleeping,
         Phase::Degraded,
         Phase::Failed,
         Phase::Destroying,
@@ -67,6 +72,7 @@ impl Phase {
             Phase::Warm => "warm",
             Phase::Running => "running",
             Phase::Cooling => "cooling",
+            Phase::Sleeping => "sleeping",
             Phase::Degraded => "degraded",
             Phase::Failed => "failed",
             Phase::Destroying => "destroying",
@@ -76,7 +82,7 @@ impl Phase {
 
     /// Whether a new run may be bound to an environment in this phase (TTL permitting).
     pub fn is_reusable(self) -> bool {
-        matches!(self, Phase::Warm | Phase::Cooling)
+        matches!(self, Phase::Warm | Phase::Cooling | Phase::Sleeping)
     }
 
     /// Whether the environment is ready and serving runs (or ready to).

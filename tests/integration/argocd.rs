@@ -21,7 +21,7 @@ use testmesh_testenv::workloads::{self, REVIEW_PATH, Workload};
 
 use crate::support::{
     History, Operated, create_namespace, destroyed_message, from_json, kubectl_waits_for_ready,
-    lifecycle, ready_message, ready_of, wait_for, workspace,
+    lifecycle, phase_of, ready_message, ready_of, wait_for, workspace,
 };
 
 /// How long Argo CD and kwok may take for a sync and a rollout on a loaded 2-core machine.
@@ -779,12 +779,13 @@ async fn generator_config(g: &Gitops, name: &str, user: &str) {
 
 /// An ApplicationSet generating from the ConfigMap `config_map` for the workspace: the
 /// product's example template (`examples/argocd-applicationset.yaml`), the Application
-/// named `{{.appName}}{suffix}`, polling only every `poll_seconds`.
+/// named `{{.appName}}{suffix}` syncing `path`, polling only every `poll_seconds`.
 fn generated_set(
     g: &Gitops,
     name: &str,
     config_map: &str,
     suffix: &str,
+    path: &str,
     poll_seconds: u32,
 ) -> DynamicObject {
     from_json(json!({
@@ -807,7 +808,7 @@ fn generated_set(
                 },
                 "spec": {
                     "project": "default",
-                    "source": {"repoURL": g.repo.url(), "path": REVIEW_PATH, "targetRevision": "main"},
+                    "source": {"repoURL": g.repo.url(), "path": path, "targetRevision": "main"},
                     "destination": {"server": "https://kubernetes.default.svc", "namespace": "{{.namespace}}"},
                     "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
                 },
@@ -840,7 +841,7 @@ async fn a_claim_for_a_new_context_gets_its_application_minted_by_testmesh_as_ge
     let set_name = g.t.named("previews");
     sets.create(
         &PostParams::default(),
-        &generated_set(&g, &set_name, &config_map, "", 3600),
+        &generated_set(&g, &set_name, &config_map, "", REVIEW_PATH, 3600),
     )
     .await
     .expect("ApplicationSet");
@@ -851,7 +852,7 @@ async fn a_claim_for_a_new_context_gets_its_application_minted_by_testmesh_as_ge
     let polled_name = g.t.named("polled");
     sets.create(
         &PostParams::default(),
-        &generated_set(&g, &polled_name, &polled_config, "-polled", 10),
+        &generated_set(&g, &polled_name, &polled_config, "-polled", REVIEW_PATH, 10),
     )
     .await
     .expect("polled ApplicationSet");
@@ -999,4 +1000,169 @@ async fn generator_config_map_alias(g: &Gitops, config_map: &str, alias: &str) {
         .create(&PostParams::default(), &copy)
         .await
         .expect("ConfigMap alias");
+}
+
+#[tokio::test]
+async fn an_idle_environment_sleeps_at_zero_replicas_through_its_application_set_and_a_claim_wakes_it()
+ {
+    let config_map = format!("testmesh-sleep-{}", std::process::id());
+    let g = gitops(
+        "argo-sleep",
+        &[&format!("--generator-config-map={config_map}")],
+    )
+    .await;
+    generator_config(&g, &config_map, "alice").await;
+    // The same services at zero replicas. A real template would pass `{{.replicas}}` to
+    // Helm or kustomize; this harness's repo-server runs neither binary, so the template
+    // switches between two directories of plain manifests instead.
+    let asleep: Vec<(String, String)> = ["user-service", "product-service"]
+        .iter()
+        .map(|name| {
+            (
+                format!("review-asleep/{name}.yaml"),
+                Workload::new(name, &format!("myrepo/{name}:pr-123"), 8080)
+                    .replicas(0)
+                    .yaml(),
+            )
+        })
+        .collect();
+    g.repo
+        .commit("the review services asleep", &asleep)
+        .expect("commit");
+    let sets = application_sets(&g.t.client);
+    let set_name = g.t.named("sleepy");
+    sets.create(
+        &PostParams::default(),
+        &generated_set(
+            &g,
+            &set_name,
+            &config_map,
+            "",
+            "{{ if .awake }}review{{ else }}review-asleep{{ end }}",
+            3600,
+        ),
+    )
+    .await
+    .expect("ApplicationSet");
+
+    let namespace = g.t.named("sleepy");
+    let app_name = namespace.clone();
+    let staging = g.staging().await;
+    let mut environment = g.environment("sleepy", &app_name, &namespace, &staging);
+    environment.spec.template.sleep_after_minutes = Some(1);
+    let created = Instant::now();
+    g.t.create(&environment).await;
+    g.t.wait_phase("sleepy", Phase::Warm, ARGO).await;
+    let cold_to_warm = created.elapsed();
+
+    // A run on the warm environment, released: the idle clock starts again.
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(g.t.client.clone(), &g.t.workspace);
+    let claim = |name: &str| -> TestEnvironmentClaim {
+        from_json(json!({
+            "apiVersion": "testmesh.io/v1alpha1",
+            "kind": "TestEnvironmentClaim",
+            "metadata": {"name": name},
+            "spec": {"context": "sleepy", "environmentName": "sleepy"},
+        }))
+    };
+    let bound = |claims: &Api<TestEnvironmentClaim>, name: &'static str| {
+        let claims = claims.clone();
+        async move {
+            wait_for(&claims, name, Duration::from_secs(150), "bound", |claim| {
+                claim.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
+                    == Some(ClaimPhase::Bound)
+            })
+            .await
+            .expect("claim")
+        }
+    };
+    let asked = Instant::now();
+    claims
+        .create(&PostParams::default(), &claim("warm-run"))
+        .await
+        .expect("claim");
+    bound(&claims, "warm-run").await;
+    let warm_claim = asked.elapsed();
+    claims
+        .delete("warm-run", &Default::default())
+        .await
+        .expect("release");
+
+    // Idle for a minute: asleep, scaled to zero by Argo CD.
+    let sleeping =
+        g.t.wait_phase("sleepy", Phase::Sleeping, Duration::from_secs(150))
+            .await;
+    assert_eq!(ready_of(&sleeping).1, "Sleeping");
+    let deployments: Api<Deployment> = Api::namespaced(g.t.client.clone(), &namespace);
+    let scaled = |replicas: i32| {
+        let deployments = deployments.clone();
+        async move {
+            wait_for(
+                &deployments,
+                "user-service",
+                ARGO,
+                "scaled",
+                move |deployment| {
+                    deployment.is_some_and(|d| {
+                        d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas)
+                            && d.status
+                                .as_ref()
+                                .and_then(|s| s.ready_replicas)
+                                .unwrap_or(0)
+                                == replicas
+                    })
+                },
+            )
+            .await
+        }
+    };
+    scaled(0).await;
+    assert!(
+        sleeping
+            .status
+            .as_ref()
+            .and_then(|s| s.expires_at.as_ref())
+            .is_some(),
+        "its TTL counts on"
+    );
+
+    // A claim wakes it: bound at once, Ready once the woken app is synced and Healthy.
+    let asked = Instant::now();
+    claims
+        .create(&PostParams::default(), &claim("woken-run"))
+        .await
+        .expect("claim");
+    let woken = bound(&claims, "woken-run").await;
+    let sleeping_claim = asked.elapsed();
+    assert_eq!(
+        woken
+            .status
+            .as_ref()
+            .and_then(|s| s.environment_name.as_deref()),
+        Some("sleepy"),
+        "the sleeping environment is reused"
+    );
+    let running = g.t.environments.get("sleepy").await.expect("environment");
+    assert_eq!(phase_of(Some(&running)), Some(Phase::Running));
+    let user_service = deployments.get("user-service").await.expect("Deployment");
+    assert_eq!(
+        user_service.status.as_ref().and_then(|s| s.ready_replicas),
+        Some(1),
+        "Ready only with its pods back"
+    );
+    eprintln!(
+        "sleep: cold -> warm {:.1} s; claim on warm -> bound {:.2} s; claim on sleeping -> bound (woken, pods Ready) {:.1} s",
+        cold_to_warm.as_secs_f64(),
+        warm_claim.as_secs_f64(),
+        sleeping_claim.as_secs_f64()
+    );
+    claims
+        .delete("woken-run", &Default::default())
+        .await
+        .expect("release");
+    g.t.destroy("sleepy").await;
+    assert!(g.app(&app_name).await.is_none());
+    sets.delete(&set_name, &Default::default())
+        .await
+        .expect("clean up");
 }

@@ -13,13 +13,13 @@
 (() => {
   // Lifecycle order: how the state filter and the "state" sort order them.
   const STATES = [
-    'cold', 'provisioning', 'warm', 'running', 'cooling', 'degraded', 'failed', 'destroying',
-    'destroyed',
+    'cold', 'provisioning', 'warm', 'running', 'cooling', 'sleeping', 'degraded', 'failed',
+    'destroying', 'destroyed',
   ];
   const CLAIM_STATES = ['pending', 'bound', 'released', 'expired', 'failed'];
   // Where the idle TTL counts down to a teardown that waiting alone brings: a countdown
   // elsewhere (provisioning, failed) would read as "ready until".
-  const COUNTDOWN_STATES = new Set(['warm', 'cooling']);
+  const COUNTDOWN_STATES = new Set(['warm', 'cooling', 'sleeping']);
   const TEARDOWN_STATES = new Set(['destroying', 'destroyed']);
   const MAX_TTL_MINUTES = 43200;
   // A workspace is a Kubernetes namespace: a DNS-1123 label.

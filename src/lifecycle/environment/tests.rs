@@ -36,6 +36,7 @@ fn environment() -> Env {
                 provider_app_namespace: None,
                 namespace: "review-pr-123".into(),
                 ttl_minutes: 60,
+                sleep_after_minutes: None,
                 services: Vec::new(),
                 routing: None,
             },
@@ -99,6 +100,10 @@ impl Env {
     /// The stored status says `claim` holds it.
     fn held_by_status(mut self, claim: &str) -> Self {
         self.status().claimed_by.push(claim.into());
+        self
+    }
+    fn sleep_after_minutes(mut self, minutes: u32) -> Self {
+        self.0.spec.template.sleep_after_minutes = Some(minutes);
         self
     }
     fn ttl_minutes(mut self, ttl: u32) -> Self {
@@ -215,6 +220,20 @@ impl World {
     }
     fn no_app(mut self) -> Self {
         self.0.app = AppState::Missing;
+        self
+    }
+    /// Its app was minted by an ApplicationSet from TestMesh's generator for it.
+    fn generated_app(self) -> Self {
+        self.app_deletion(AppDeletion::Generated {
+            application_set: "previews".into(),
+            environment_uid: "uid-1".into(),
+        })
+    }
+    /// The provider's last successful sync started at `seconds`.
+    fn synced_at(mut self, seconds: i64) -> Self {
+        if let AppState::Present(report) = &mut self.0.app {
+            report.synced_at = Some(at(seconds));
+        }
         self
     }
     /// The app's last sync failed: started at `started`, backing off or given up,
@@ -2775,4 +2794,202 @@ fn a_transient_phase_counts_from_the_timestamp_that_starts_it() {
             "{phase}"
         );
     }
+}
+
+/// Ready and idle since [`CREATED`], sleeping after 30 idle minutes, its TTL 60.
+fn sleepy() -> Env {
+    healthy_warm().sleep_after_minutes(30)
+}
+
+#[test]
+fn sleep_table() {
+    struct Row {
+        name: &'static str,
+        env: Env,
+        world: World,
+        now: i64,
+        phase: Phase,
+        ready: (&'static str, &'static str),
+        effects: &'static [Effect],
+        /// Past the sleep instant, the next is the `ExpiringSoon` warning, 10 minutes
+        /// before the TTL runs out.
+        wake_at: Option<i64>,
+    }
+    let asleep = sleepy().in_phase(Phase::Sleeping);
+    let rows = [
+        Row {
+            name: "warm, idle short of sleepAfter: warm, looks again when it is due",
+            env: sleepy(),
+            world: world().generated_app(),
+            now: CREATED + minutes(29),
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+            wake_at: Some(CREATED + minutes(30)),
+        },
+        Row {
+            name: "warm, idle for sleepAfter: sleeps, its ApplicationSet told",
+            env: sleepy(),
+            world: world().generated_app(),
+            now: CREATED + minutes(30),
+            phase: Phase::Sleeping,
+            ready: ("False", reason::SLEEPING),
+            effects: &[Effect::RefreshGenerator],
+            wake_at: Some(CREATED + minutes(50)),
+        },
+        Row {
+            name: "cooling, idle for sleepAfter: sleeps",
+            env: sleepy().in_phase(Phase::Cooling),
+            world: world().generated_app(),
+            now: CREATED + minutes(31),
+            phase: Phase::Sleeping,
+            ready: ("False", reason::SLEEPING),
+            effects: &[Effect::RefreshGenerator],
+            wake_at: Some(CREATED + minutes(50)),
+        },
+        Row {
+            name: "an app TestMesh does not generate never sleeps: GitOps would revert it",
+            env: sleepy(),
+            world: world(),
+            now: CREATED + minutes(45),
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+            wake_at: Some(CREATED + minutes(50)),
+        },
+        Row {
+            name: "no sleepAfterMinutes: never sleeps",
+            env: healthy_warm(),
+            world: world().generated_app(),
+            now: CREATED + minutes(45),
+            phase: Phase::Warm,
+            ready: ("True", reason::AVAILABLE),
+            effects: &[],
+            wake_at: Some(CREATED + minutes(50)),
+        },
+        Row {
+            name: "held: never sleeps",
+            env: sleepy().in_phase(Phase::Running).held_by_status("run"),
+            world: world().generated_app().held_by("run"),
+            now: CREATED + minutes(45),
+            phase: Phase::Running,
+            ready: ("True", reason::IN_USE),
+            effects: &[],
+            wake_at: None,
+        },
+        Row {
+            name: "sleeping, nobody asks: sleeps on, whatever the scaled-down app says",
+            env: asleep.clone(),
+            world: world()
+                .generated_app()
+                .app(Readiness::Progressing, "Progressing"),
+            now: CREATED + minutes(40),
+            phase: Phase::Sleeping,
+            ready: ("False", reason::SLEEPING),
+            effects: &[],
+            wake_at: Some(CREATED + minutes(50)),
+        },
+        Row {
+            name: "sleeping, a run waits: bound at once and woken",
+            env: asleep.clone(),
+            world: world()
+                .generated_app()
+                .waiting(&["run"])
+                .synced_at(CREATED + minutes(30)),
+            now: CREATED + minutes(40),
+            phase: Phase::Provisioning,
+            ready: ("False", reason::WAKING),
+            effects: &[Effect::RefreshGenerator],
+            wake_at: Some(CREATED + minutes(40) + minutes(30)),
+        },
+        Row {
+            name: "sleeping past its TTL: torn down (the TTL kept counting)",
+            env: asleep.clone(),
+            world: world().generated_app(),
+            now: CREATED + minutes(60),
+            phase: Phase::Destroying,
+            ready: ("False", reason::EXPIRED),
+            effects: &[Effect::RefreshGenerator],
+            wake_at: None,
+        },
+    ];
+    for row in rows {
+        let decision = row.env.decide(&row.world, row.now);
+        assert_eq!(decision.phase(), row.phase, "{}: phase", row.name);
+        assert_eq!(ready(&decision), row.ready, "{}: Ready", row.name);
+        assert_eq!(decision.effects, row.effects, "{}: effects", row.name);
+        if row.phase != Phase::Destroying {
+            assert_eq!(
+                decision.wake_at,
+                row.wake_at.map(at),
+                "{}: wake_at",
+                row.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_woken_environment_is_ready_only_once_its_app_synced_since_the_wake() {
+    let woken = sleepy().in_phase(Phase::Sleeping).decide(
+        &world().generated_app().waiting(&["run"]),
+        CREATED + minutes(40),
+    );
+    assert_eq!(woken.status.claimed_by, ["run"], "bound at once");
+    assert_eq!(woken.status.woken_at, Some(Time(at(CREATED + minutes(40)))));
+    let waking = sleepy().after(&woken);
+    let held = || world().generated_app().held_by("run");
+    for (case, world, phase, reason) in [
+        (
+            "Healthy, but synced asleep",
+            held().synced_at(CREATED + minutes(30)),
+            Phase::Provisioning,
+            reason::WAKING,
+        ),
+        ("never synced", held(), Phase::Provisioning, reason::WAKING),
+        (
+            "syncing the woken spec",
+            held()
+                .app(Readiness::Progressing, "Progressing")
+                .generated_app()
+                .synced_at(CREATED + minutes(40)),
+            Phase::Provisioning,
+            reason::WAKING,
+        ),
+        (
+            "synced in the second of the wake, Healthy",
+            held().synced_at(CREATED + minutes(40)),
+            Phase::Running,
+            reason::IN_USE,
+        ),
+        (
+            "synced after the wake, Healthy",
+            held().synced_at(CREATED + minutes(40) + 3),
+            Phase::Running,
+            reason::IN_USE,
+        ),
+    ] {
+        let decision = waking.decide(&world, CREATED + minutes(40) + 5);
+        assert_eq!(
+            (decision.phase(), ready(&decision).1),
+            (phase, reason),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_later_provisioning_attempt_is_not_a_wake() {
+    let woken_then_failed = sleepy()
+        .in_phase(Phase::Failed)
+        .provisioning_since(CREATED + minutes(50));
+    let mut env = woken_then_failed;
+    env.status().woken_at = Some(Time(at(CREATED + minutes(40))));
+    let decision = env.decide(
+        &world()
+            .generated_app()
+            .app(Readiness::Progressing, "Progressing"),
+        CREATED + minutes(51),
+    );
+    assert_ne!(ready(&decision).1, reason::WAKING);
 }

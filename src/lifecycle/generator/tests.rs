@@ -50,6 +50,7 @@ fn an_environment_is_listed_from_provisioning_until_its_teardown_begins() {
         (Some(Phase::Warm), true),
         (Some(Phase::Running), true),
         (Some(Phase::Cooling), true),
+        (Some(Phase::Sleeping), true),
         (Some(Phase::Degraded), true),
         (Some(Phase::Failed), true),
         (Some(Phase::Destroying), false),
@@ -82,6 +83,16 @@ fn a_teardown_asked_for_drops_it_when_the_status_records_it() {
 }
 
 #[test]
+fn a_sleeping_environment_is_listed_asleep_at_zero_replicas() {
+    let environment = environment("pr-1", "pr-1", "argocd", Some(Phase::Sleeping));
+    let set = parameters(&environment, environment.status.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        (set["awake"].clone(), set["replicas"].clone()),
+        (json!(false), json!(0))
+    );
+}
+
+#[test]
 fn flux_environments_are_never_listed() {
     let environment = environment("pr-1", "pr-1", "flux", Some(Phase::Warm));
     assert_eq!(
@@ -106,6 +117,8 @@ fn a_parameter_set_carries_what_a_template_needs() {
                 {"name": "web", "image": "org/web:pr-1", "repo": "github.com/org/web", "sourceRef": "pr-1"},
                 {"name": "db", "image": null, "repo": null, "sourceRef": null},
             ],
+            "awake": true,
+            "replicas": 1,
         }))
     );
 }
