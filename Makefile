@@ -347,7 +347,8 @@ dist-binaries: export CC_aarch64_unknown_linux_musl ?= aarch64-linux-gnu-gcc
 dist-binaries: export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
 dist-binaries:
 	@test "$(CHART_APP_VERSION)" = "$(RELEASE_VERSION)" || { echo "$(CHART)/Chart.yaml appVersion $(CHART_APP_VERSION) is not the release's version $(RELEASE_VERSION) (Cargo.toml): the image tag follows appVersion" >&2; exit 1; }
-	@for tool in "$$CC_x86_64_unknown_linux_musl" "$$CC_aarch64_unknown_linux_musl"; do \
+	@for arch in $(DIST_ARCHS); do \
+		case $$arch in amd64) tool="$$CC_x86_64_unknown_linux_musl";; arm64) tool="$$CC_aarch64_unknown_linux_musl";; esac; \
 		command -v "$$tool" >/dev/null || { echo "$$tool not found: apt-get install musl-tools gcc-aarch64-linux-gnu (or set CC_<target>)" >&2; exit 1; }; \
 	done
 	rustup target add $(foreach arch,$(DIST_ARCHS),$(RUST_TARGET_$(arch)))

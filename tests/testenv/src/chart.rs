@@ -45,7 +45,10 @@ fn helm() -> PathBuf {
 pub fn render(release: &str, namespace: &str, values: &Value, extra_args: &[&str]) -> String {
     let dir = ControlPlane::shared().run_dir().join("chart");
     std::fs::create_dir_all(&dir).expect("chart work directory");
-    let values_file = dir.join(format!("{release}-values.json"));
+    // One file per rendering: tests render the same release name at the same time.
+    static RENDERINGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let rendering = RENDERINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let values_file = dir.join(format!("{release}-{rendering}-values.json"));
     // JSON is YAML.
     std::fs::write(&values_file, values.to_string()).expect("write values");
     let mut helm = Command::new(helm());
