@@ -794,24 +794,8 @@ async fn the_watch_stream_shows_every_change_without_polling() {
     );
 
     let path = format!("/api/v1/watch/workspaces/{}/test-environments", t.workspace);
-    let (snapshots, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let token = alice.clone();
-    std::thread::spawn(move || {
-        let (status, events) = http_client::events(api, &path, Some(&token));
-        assert_eq!(status, 200);
-        for data in events {
-            let snapshot = serde_json::from_str(&data).expect("a JSON snapshot");
-            if snapshots.send(snapshot).is_err() {
-                return;
-            }
-        }
-    });
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(30), received.recv())
-            .await
-            .expect("a snapshot within 30 s")
-            .expect("the stream stays open")
-    };
+    let mut received = snapshots(api, path, alice.clone());
+    let mut next = async || next_snapshot(&mut received).await;
     let first = next().await;
     assert_eq!(first["items"][0]["id"], "watched");
     assert_eq!(first["items"][0]["destroy_requested"], false);
@@ -965,24 +949,8 @@ async fn an_environments_page_reads_links_events_permissions_and_claims_as_the_c
 
     // The claims' live list shows a claim bound without polling.
     let path = format!("/api/v1/watch/workspaces/{}/claims", t.workspace);
-    let (snapshots, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let token = alice.clone();
-    std::thread::spawn(move || {
-        let (status, events) = http_client::events(api, &path, Some(&token));
-        assert_eq!(status, 200);
-        for data in events {
-            let snapshot = serde_json::from_str(&data).expect("a JSON snapshot");
-            if snapshots.send(snapshot).is_err() {
-                return;
-            }
-        }
-    });
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(30), received.recv())
-            .await
-            .expect("a snapshot within 30 s")
-            .expect("the stream stays open")
-    };
+    let mut received = snapshots(api, path, alice.clone());
+    let mut next = async || next_snapshot(&mut received).await;
     assert_eq!(next().await["items"], json!([]));
     let claim = json!({"id": "paged-run", "context": "pr-123", "environment_id": "paged"});
     let claims = format!("/api/v1/workspaces/{}/claims", t.workspace);
@@ -1086,4 +1054,32 @@ async fn a_fuzzer_finds_no_server_error_and_no_answer_outside_the_document() {
         stdout.contains(&format!("Tested: {operations}\n")),
         "not all {operations} operations were fuzzed:\n{stdout}"
     );
+}
+
+/// The snapshots of the event stream at `path`, read as `token` on a thread of its own.
+fn snapshots(
+    api: std::net::SocketAddr,
+    path: String,
+    token: String,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let (snapshots, received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    std::thread::spawn(move || {
+        let (status, events) = http_client::events(api, &path, Some(&token));
+        assert_eq!(status, 200);
+        for data in events {
+            let snapshot = serde_json::from_str(&data).expect("a JSON snapshot");
+            if snapshots.send(snapshot).is_err() {
+                return;
+            }
+        }
+    });
+    received
+}
+
+/// The stream's next snapshot, within 30 s.
+async fn next_snapshot(received: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), received.recv())
+        .await
+        .expect("a snapshot within 30 s")
+        .expect("the stream stays open")
 }
