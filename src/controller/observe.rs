@@ -8,6 +8,15 @@
 //! read: right after the operator creates a namespace or deletes an app a cache may not
 //! have seen it yet, and acting on a stale view is how operators delete or create things
 //! twice.
+//!
+//! A fresh read asks for everything at once, not one request after another: it stands
+//! between an expiry or a release and its first write. What it reads fresh is what the
+//! operator creates, deletes or hands on — the namespace, the app, the claims, the
+//! routing ConfigMap. Services and EndpointSlices, which it never writes and which only
+//! shape the routing it reports and publishes (a publish is conditional on the
+//! ConfigMap's fresh resourceVersion), come from their caches once synced: a fresh list
+//! of a kind that has been quiet waits on this API server for its watch cache to catch
+//! up, 50–100 ms (seen at each hand-over of a queue).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,7 +63,6 @@ pub async fn observe(
     source: Source,
 ) -> Result<World> {
     let spec = &environment.spec.template;
-    let namespace = read_namespace(environment, ctx, source).await?;
     let provider = ctx.providers.get(spec.provider);
     let app_namespace = spec
         .provider_app_namespace
@@ -67,23 +75,36 @@ pub async fn observe(
         .caches
         .apps_of(spec.provider)
         .filter(|cache| source == Source::Cache && cache.is_synced());
-    let app = match cached_apps {
-        Some(cache) => cache
-            .get(&ObjectRef::new_with(&spec.provider_app_name, resource).within(app_namespace))
-            .map(|packed| packed.unpack().map(Arc::new))
-            .transpose()?,
-        None => app_api
-            .get_opt(&spec.provider_app_name)
-            .await?
-            .map(Arc::new),
+    let app = async {
+        Ok::<_, crate::error::Error>(match cached_apps {
+            Some(cache) => cache
+                .get(&ObjectRef::new_with(&spec.provider_app_name, resource).within(app_namespace))
+                .map(|packed| packed.unpack().map(Arc::new))
+                .transpose()?,
+            None => app_api
+                .get_opt(&spec.provider_app_name)
+                .await?
+                .map(Arc::new),
+        })
     };
     let workspace = environment.namespace().unwrap_or_default();
-    let claims = match source {
-        Source::Cache => cached_in(&ctx.caches.claims.store, &workspace),
-        Source::ApiServer => listed_in(&ctx.client, &workspace).await?,
+    let claims = async {
+        match source {
+            Source::Cache => Ok(cached_in(&ctx.caches.claims.store, &workspace)),
+            Source::ApiServer => listed_in(&ctx.client, &workspace).await,
+        }
     };
+    // Asked for with the rest: whether routing is gathered at all depends on the
+    // namespace read beside it, and a GET too many costs less than one in a row.
+    let config_map = read_routing_map(environment, ctx, source);
+    let (namespace, app, claims, config_map) = futures::try_join!(
+        read_namespace(environment, ctx, source),
+        app,
+        claims,
+        config_map
+    )?;
     let routing = if observation::routes_from(namespace.as_deref(), uid) {
-        Some(gather_routing(environment, ctx, source).await?)
+        Some(gather_routing(environment, ctx, config_map).await?)
     } else {
         None
     };
@@ -128,19 +149,41 @@ async fn read_namespace(
     Ok(namespaces.get_opt(name).await?.map(Arc::new))
 }
 
-/// The Services and EndpointSlices of the environment's namespace, its baseline's
-/// Services, and its routing ConfigMap.
-async fn gather_routing(
+/// The routing ConfigMap of the environment's namespace: the operator writes and deletes
+/// it, so a fresh observation reads it fresh.
+async fn read_routing_map(
     environment: &TestEnvironment,
     ctx: &Context,
     source: Source,
+) -> Result<Option<ConfigMap>> {
+    let namespace = environment.spec.template.namespace.as_str();
+    let maps = &ctx.caches.routing_maps;
+    if source == Source::Cache && maps.is_synced() {
+        Ok(maps
+            .get(&ObjectRef::new(ROUTING_CONFIG_MAP).within(namespace))
+            .map(|config_map| config_map.unpack())
+            .transpose()?)
+    } else {
+        Ok(Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(ROUTING_CONFIG_MAP)
+            .await?)
+    }
+}
+
+/// The Services and EndpointSlices of the environment's namespace and its baseline's
+/// Services, from the caches once synced (see the module's note), with its routing
+/// ConfigMap as read.
+async fn gather_routing(
+    environment: &TestEnvironment,
+    ctx: &Context,
+    config_map: Option<ConfigMap>,
 ) -> Result<RoutingObjects> {
     let template = &environment.spec.template;
     let namespace = template.namespace.as_str();
-    let services = services_in(namespace, ctx, source).await?;
+    let services = services_in(namespace, ctx).await?;
     let endpoint_slices = {
         let cache = &ctx.caches.endpoint_slices;
-        if source == Source::Cache && cache.is_synced() {
+        if cache.is_synced() {
             cache
                 .store
                 .state()
@@ -157,18 +200,8 @@ async fn gather_routing(
         .as_ref()
         .and_then(|r| r.baseline_namespace.as_deref())
     {
-        Some(baseline) => services_in(baseline, ctx, source).await?,
+        Some(baseline) => services_in(baseline, ctx).await?,
         None => Vec::new(),
-    };
-    let maps = &ctx.caches.routing_maps;
-    let config_map = if source == Source::Cache && maps.is_synced() {
-        maps.get(&ObjectRef::new(ROUTING_CONFIG_MAP).within(namespace))
-            .map(|config_map| config_map.unpack())
-            .transpose()?
-    } else {
-        Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
-            .get_opt(ROUTING_CONFIG_MAP)
-            .await?
     };
     Ok(RoutingObjects {
         services,
@@ -178,9 +211,9 @@ async fn gather_routing(
     })
 }
 
-async fn services_in(namespace: &str, ctx: &Context, source: Source) -> Result<Vec<Arc<Service>>> {
+async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<Arc<Service>>> {
     let cache = &ctx.caches.services;
-    if source == Source::Cache && cache.is_synced() {
+    if cache.is_synced() {
         Ok(cached_in(&cache.store, namespace))
     } else {
         listed_in(&ctx.client, namespace).await
