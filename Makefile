@@ -82,6 +82,11 @@ test: lint check-crds check-chart test-assets gitops-tools fuzz-tools browser-to
 bench: test-assets gitops-tools peer-tools chart-tools ## The figures of issues 8 and 14 on the real control plane (through the real Argo CD, beside the peer TTL cleaner); writes target/bench/lifecycle.json.
 	$(CARGO) bench --bench lifecycle
 
+.PHONY: soak
+soak: test-assets ## The long fault soak (200 lifecycles, 50 faults of each kind; SOAK_SEED= replays one); make test runs a short one.
+	SOAK_LIFECYCLES=$${SOAK_LIFECYCLES:-200} SOAK_FAULTS_PER_KIND=$${SOAK_FAULTS_PER_KIND:-50} \
+		$(CARGO) test --test integration -- soak:: --nocapture
+
 .PHONY: bench-peer
 bench-peer: test-assets peer-tools ## The peer TTL cleaner alone on 1,000 expiring namespaces; writes target/bench/peer.json.
 	$(CARGO) bench --bench peer

@@ -12,4 +12,5 @@ mod ha;
 mod lifecycle;
 mod routing;
 mod safety;
+mod soak;
 mod support;

@@ -50,6 +50,7 @@ mod manifests;
 mod namespace;
 pub mod operator;
 mod process;
+pub mod proxy;
 pub mod workloads;
 
 pub use assets::ASSETS_ENV;

@@ -21,6 +21,8 @@ pub struct Operator {
     /// Where the operator serves the REST API and the dashboard.
     pub api: SocketAddr,
     args: Vec<String>,
+    /// How it reaches the API server.
+    kubeconfig: PathBuf,
 }
 
 impl Operator {
@@ -30,6 +32,19 @@ impl Operator {
         workspace: &str,
         argocd_namespace: &str,
         extra_args: &[&str],
+    ) -> Operator {
+        let kubeconfig = ControlPlane::shared().operator_kubeconfig_path().to_owned();
+        Operator::start_with(binary, workspace, argocd_namespace, extra_args, kubeconfig)
+    }
+
+    /// [`Operator::start`], reaching the API server as `kubeconfig` says (through a
+    /// [`crate::proxy::Proxy`], say).
+    pub fn start_with(
+        binary: &str,
+        workspace: &str,
+        argocd_namespace: &str,
+        extra_args: &[&str],
+        kubeconfig: PathBuf,
     ) -> Operator {
         let mut args = vec![
             "run".to_owned(),
@@ -49,6 +64,7 @@ impl Operator {
             http: free_address(),
             api: free_address(),
             args,
+            kubeconfig,
         };
         operator.spawn();
         operator
@@ -66,10 +82,7 @@ impl Operator {
             .args(&self.args)
             .arg(format!("--http-address={}", self.http))
             .arg(format!("--api-address={}", self.api))
-            .env(
-                "KUBECONFIG",
-                ControlPlane::shared().operator_kubeconfig_path(),
-            )
+            .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,testmesh=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))

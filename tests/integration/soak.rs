@@ -1,0 +1,852 @@
+//! A soak: many lifecycles at once under faults at random moments, with invariants checked
+//! from the outside — from the test's own watches and the API server's audit log.
+//!
+//! Two replicas behind one Lease, each reaching the API server through a TCP proxy the
+//! test cuts. The workload: environments created directly (short TTLs, left to expire),
+//! destroyed explicitly or deleted with kubectl, and claims — several per context at
+//! once — served one after another; hostile neighbours (look-alike namespaces and
+//! Applications) that must survive. A keeper plays the GitOps side as an ApplicationSet
+//! would: an Application for every environment that has a namespace and is not going.
+//! Faults: kill -9 of the leader and of the standby, SIGTERM of the leader, the leader's
+//! and the standby's connections cut (some longer than the lease), an Application
+//! deleted, an Application Degraded for a while.
+//!
+//! Invariants: never two runs hold one environment (its `claimedBy`, and the claims'
+//! own phases in watch order); each context's claims are served in creation order; every
+//! DELETE the operator makes names a namespace it created, an Application of one of the
+//! workspace's environments, or its routing ConfigMap; after the faults stop, every
+//! environment is destroyed (or gone) with its namespace, none is stuck, and the hostile
+//! neighbours are untouched.
+//!
+//! `make test` runs a short soak (`SOAK_LIFECYCLES`, default 16). `make soak` runs the
+//! long one; `SOAK_SEED=` replays a schedule (the seed is printed).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use testmesh::lifecycle::{ClaimPhase, Phase};
+use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
+use testmesh_testenv::argocd::{self, ArgoCd};
+use testmesh_testenv::operator::Operator;
+use testmesh_testenv::proxy::{self, Proxy};
+use testmesh_testenv::{ControlPlane, with_temp_namespace};
+
+use crate::support::{from_json, workspace};
+
+const LEASE_SECONDS: u64 = 6;
+/// Contexts the claims share.
+const CONTEXTS: usize = 3;
+
+/// A small, seeded generator (splitmix64): the schedule replays from its seed.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from))
+    }
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A replica, reached through its own proxy.
+struct Replica {
+    identity: String,
+    operator: tokio::sync::Mutex<Operator>,
+    proxy: Proxy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    KillLeader,
+    KillStandby,
+    TerminateLeader,
+    CutLeader,
+    CutStandby,
+    AppDeleted,
+    AppDegraded,
+}
+
+const FAULTS: [Fault; 7] = [
+    Fault::KillLeader,
+    Fault::KillStandby,
+    Fault::TerminateLeader,
+    Fault::CutLeader,
+    Fault::CutStandby,
+    Fault::AppDeleted,
+    Fault::AppDegraded,
+];
+
+/// What the watches saw.
+#[derive(Default)]
+struct Seen {
+    violations: Vec<String>,
+}
+
+#[tokio::test]
+async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
+    let seed = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            u64::from(std::process::id()) ^ Timestamp::now().as_millisecond() as u64
+        });
+    let lifecycles = setting("SOAK_LIFECYCLES", 16) as usize;
+    let faults_per_kind = setting("SOAK_FAULTS_PER_KIND", 2) as usize;
+    eprintln!(
+        "soak: SOAK_SEED={seed} SOAK_LIFECYCLES={lifecycles} SOAK_FAULTS_PER_KIND={faults_per_kind}"
+    );
+    let mut rng = Seeded(seed);
+
+    let (control_plane, client, ws) = workspace("soak").await;
+    let workspace_name = ws.name().to_owned();
+    argocd::install_crds(&client).await;
+    let argo_namespace = with_temp_namespace(&client, "soak-argocd")
+        .await
+        .expect("Argo CD namespace");
+    let argo = ArgoCd::new(&client, argo_namespace.name());
+    let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), &workspace_name);
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &workspace_name);
+
+    // Hostile neighbours: look-alike namespaces (TestMesh's label, another UID) and
+    // Applications no environment names.
+    let hostile: Vec<String> = (0..2).map(|i| format!("{workspace_name}-h{i}")).collect();
+    for name in &hostile {
+        let namespace: Namespace = from_json(json!({"metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/managed-by": "testmesh"},
+            "annotations": {"testmesh.io/environment-uid": "not-yours"},
+        }}));
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("hostile namespace");
+        argo.create_app(name, name).await;
+        argo.make_healthy(name).await;
+    }
+
+    let mut replicas = Vec::new();
+    for identity in ["soak-a", "soak-b"] {
+        let started = replica(
+            control_plane,
+            &workspace_name,
+            argo_namespace.name(),
+            identity,
+        )
+        .await;
+        replicas.push(Arc::new(started));
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watching = tokio::spawn(watch_invariants(
+        environments.clone(),
+        claims.clone(),
+        seen.clone(),
+    ));
+    let keeping = tokio::spawn(keep_apps(
+        environments.clone(),
+        argo.apps.clone(),
+        argo_namespace.name().to_owned(),
+        Arc::new(Mutex::new(BTreeSet::new())),
+    ));
+
+    // The workload, started over the first part of the run.
+    let started = Instant::now();
+    // Spread over about as long as the faults take.
+    let window = (FAULTS.len() * faults_per_kind) as u64 * 4_000;
+    let mut workload = Vec::new();
+    for i in 0..lifecycles {
+        let delay = rng.millis(0, window.max(20_000));
+        let kind = rng.below(4);
+        let environments = environments.clone();
+        let claims = claims.clone();
+        let argo_ns = argo_namespace.name().to_owned();
+        let ws = workspace_name.clone();
+        workload.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            match kind {
+                0 | 1 => claim_run(&claims, &ws, &argo_ns, i).await,
+                2 => direct(&environments, &ws, &argo_ns, i, End::Destroy).await,
+                _ => direct(&environments, &ws, &argo_ns, i, End::Delete).await,
+            }
+        }));
+    }
+    // Every environment left to expire by its TTL, too.
+    for i in 0..CONTEXTS {
+        direct(
+            &environments,
+            &workspace_name,
+            argo_namespace.name(),
+            1000 + i,
+            End::Expire,
+        )
+        .await;
+    }
+
+    // Faults at random moments, each kind `faults_per_kind` times.
+    let mut schedule: Vec<Fault> = FAULTS
+        .iter()
+        .flat_map(|fault| std::iter::repeat_n(*fault, faults_per_kind))
+        .collect();
+    for i in (1..schedule.len()).rev() {
+        schedule.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut faulted: BTreeMap<Fault, usize> = BTreeMap::new();
+    let mut recovery: BTreeMap<Fault, Duration> = BTreeMap::new();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &workspace_name);
+    // As the kubelet would: a replica that exited by itself (it does when it loses the
+    // Lease) is started again.
+    let supervising = tokio::spawn(supervise(replicas.clone()));
+    let mut taking_back = None;
+    for (probe, fault) in schedule.into_iter().enumerate() {
+        // One fault at a time: the time to progress is the fault's own.
+        if let Some(previous) = taking_back.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
+        }
+        tokio::time::sleep(rng.millis(500, 3_000)).await;
+        let at = Instant::now();
+        let Some(restoring) =
+            inject(fault, &replicas, &leases, &argo, &environments, &mut rng).await
+        else {
+            continue;
+        };
+        taking_back = Some(restoring);
+        *faulted.entry(fault).or_default() += 1;
+        // Progress: a new environment is picked up and its namespace created.
+        let progress = probe_progress(
+            &environments,
+            &workspace_name,
+            argo_namespace.name(),
+            probe,
+            at,
+        )
+        .await;
+        let longest = recovery.entry(fault).or_default();
+        *longest = (*longest).max(progress);
+    }
+    if let Some(previous) = taking_back.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
+    }
+    let last_fault = Instant::now();
+    for run in workload {
+        run.await.expect("a lifecycle");
+    }
+
+    // Left alone: everything converges.
+    let converged = converge(&environments, &client, Duration::from_secs(180)).await;
+    let convergence = last_fault.elapsed();
+    keeping.abort();
+    watching.abort();
+    supervising.abort();
+
+    let mut violations = seen.lock().expect("seen").violations.clone();
+    violations.extend(converged.err().into_iter());
+    let (deletes, foreign) = foreign_deletes(control_plane, &workspace_name, &hostile);
+    violations.extend(foreign);
+    for name in &hostile {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let intact = namespaces
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
+        if !intact || argo.get(name).await.is_none() {
+            violations.push(format!("hostile neighbour {name} was touched"));
+        }
+    }
+
+    eprintln!(
+        "soak: seed {seed}, {lifecycles} lifecycles (+{CONTEXTS} left to expire), {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Measured and shown beside its bar, not asserted: a loaded machine is no verdict.
+    let bar = Duration::from_secs(LEASE_SECONDS + 5);
+    eprintln!(
+        "| fault | injected | longest until progress | bar {} s |",
+        bar.as_secs()
+    );
+    eprintln!("|---|---|---|---|");
+    for fault in FAULTS {
+        let longest = recovery.get(&fault).copied().unwrap_or_default();
+        eprintln!(
+            "| {fault:?} | {} | {:.1} s | {} |",
+            faulted.get(&fault).copied().unwrap_or_default(),
+            longest.as_secs_f64(),
+            if longest <= bar { "met" } else { "missed" }
+        );
+    }
+    eprintln!(
+        "converged {:.1} s after the last fault; the operator's {deletes} DELETEs checked; violations: {}",
+        convergence.as_secs_f64(),
+        violations.len()
+    );
+    for violation in &violations {
+        eprintln!("violation: {violation}");
+    }
+    for replica in &replicas {
+        assert!(
+            replica.proxy.forwarded() > 0,
+            "{} never went through its proxy: the cuts cut nothing",
+            replica.identity
+        );
+    }
+    assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
+}
+
+async fn replica(
+    control_plane: &ControlPlane,
+    workspace: &str,
+    argo_namespace: &str,
+    identity: &str,
+) -> Replica {
+    let server: std::net::SocketAddr = control_plane
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .expect("API server address");
+    let proxy = Proxy::start(server).await.expect("proxy");
+    let kubeconfig = proxy::kubeconfig_via(
+        control_plane.operator_kubeconfig_path(),
+        proxy.address,
+        control_plane
+            .run_dir()
+            .join(format!("{workspace}-{identity}.kubeconfig")),
+    )
+    .expect("kubeconfig through the proxy");
+    let args = [
+        "--leader-election".to_owned(),
+        format!("--operator-namespace={workspace}"),
+        format!("--lease-duration={LEASE_SECONDS}s"),
+        "--shutdown-timeout=5s".to_owned(),
+        format!("--identity={identity}"),
+        "--missing-grace=10m".to_owned(),
+        "--degraded-grace=10m".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let operator = Operator::start_with(
+        env!("CARGO_BIN_EXE_testmesh"),
+        workspace,
+        argo_namespace,
+        &args,
+        kubeconfig,
+    );
+    Replica {
+        identity: identity.to_owned(),
+        operator: tokio::sync::Mutex::new(operator),
+        proxy,
+    }
+}
+
+/// How a directly created environment ends.
+#[derive(Clone, Copy)]
+enum End {
+    Expire,
+    Destroy,
+    Delete,
+}
+
+/// An environment created directly (TTL one minute), ended as `end` says once warm.
+async fn direct(
+    environments: &Api<TestEnvironment>,
+    workspace: &str,
+    argo_namespace: &str,
+    i: usize,
+    end: End,
+) {
+    let name = format!("direct-{i}");
+    let environment: TestEnvironment = from_json(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironment",
+        "metadata": {"name": name},
+        "spec": {
+            "context": name,
+            "provider": "argocd",
+            "providerAppName": format!("{workspace}-{name}"),
+            "providerAppNamespace": argo_namespace,
+            "namespace": format!("{workspace}-{name}"),
+            "ttlMinutes": 1,
+        },
+    }));
+    environments
+        .create(&PostParams::default(), &environment)
+        .await
+        .expect("environment");
+    if let End::Expire = end {
+        return;
+    }
+    // Ended once it served (or after a while if faults held it up).
+    let _ = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            let phase = environments
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|e| e.status.and_then(|s| s.phase));
+            if phase.is_some_and(Phase::is_serving) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    match end {
+        End::Destroy => {
+            let patch = json!({"spec": {"destroy": true}});
+            let _ = environments
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+        }
+        End::Delete => {
+            let _ = environments.delete(&name, &DeleteParams::default()).await;
+        }
+        End::Expire => {}
+    }
+}
+
+/// A run: a claim for one of the shared contexts, held a moment once bound, released.
+async fn claim_run(
+    claims: &Api<TestEnvironmentClaim>,
+    workspace: &str,
+    argo_namespace: &str,
+    i: usize,
+) {
+    let context = format!("c{}", i % CONTEXTS);
+    let name = format!("run-{i}");
+    let claim: TestEnvironmentClaim = from_json(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironmentClaim",
+        "metadata": {"name": name},
+        "spec": {
+            "context": context,
+            "template": {
+                "provider": "argocd",
+                "providerAppName": format!("{workspace}-{{{{context}}}}"),
+                "providerAppNamespace": argo_namespace,
+                "namespace": format!("{workspace}-{{{{context}}}}"),
+                "ttlMinutes": 1,
+            },
+        },
+    }));
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("claim");
+    let served = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let phase = claims
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status.and_then(|s| s.phase));
+            match phase {
+                Some(ClaimPhase::Bound) => return true,
+                Some(phase) if phase.is_final() => return false,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if served {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = claims.delete(&name, &DeleteParams::default()).await;
+}
+
+/// The GitOps side, as an ApplicationSet would: an Application, healthy, for every
+/// environment that has begun provisioning and is not going; `degraded` ones are left
+/// as the fault made them.
+async fn keep_apps(
+    environments: Api<TestEnvironment>,
+    apps: Api<kube::api::DynamicObject>,
+    argo_namespace: String,
+    degraded: Arc<Mutex<BTreeSet<String>>>,
+) {
+    let argo = ArgoCd {
+        namespace: argo_namespace,
+        apps: apps.clone(),
+    };
+    loop {
+        if let Ok(list) = environments.list(&Default::default()).await {
+            for environment in list.items {
+                let status = environment.status.clone().unwrap_or_default();
+                let phase = status.phase.unwrap_or(Phase::Cold);
+                let going = environment.spec.destroy
+                    || environment.metadata.deletion_timestamp.is_some()
+                    || phase.is_tearing_down()
+                    || status.provisioning_started_at.is_none();
+                let template = &environment.spec.template;
+                let app = &template.provider_app_name;
+                if going || degraded.lock().expect("degraded").contains(app) {
+                    continue;
+                }
+                match apps.get_opt(app).await {
+                    Ok(None) => {
+                        let _ = apps
+                            .create(
+                                &PostParams::default(),
+                                &from_json(argocd::application(app, &template.namespace)),
+                            )
+                            .await;
+                        if apps.get_opt(app).await.ok().flatten().is_some() {
+                            argo.make_healthy(app).await;
+                        }
+                    }
+                    Ok(Some(object)) if argocd::health_status(&object) != Some("Healthy") => {
+                        argo.make_healthy(app).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Injects `fault`; what takes it back (a restart, a restored connection) runs in the
+/// background, as the task returned. `None` when there was nothing to inject it into (no
+/// leader yet, no app).
+async fn inject(
+    fault: Fault,
+    replicas: &[Arc<Replica>],
+    leases: &Api<Lease>,
+    argo: &ArgoCd,
+    environments: &Api<TestEnvironment>,
+    rng: &mut Seeded,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let holder = leases
+        .get_opt("testmesh-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|lease| lease.spec.and_then(|s| s.holder_identity));
+    let leader = replicas
+        .iter()
+        .position(|r| Some(&r.identity) == holder.as_ref());
+    let standby = leader.map(|l| 1 - l);
+    match fault {
+        Fault::KillLeader | Fault::KillStandby | Fault::TerminateLeader => {
+            let target = if fault == Fault::KillStandby {
+                standby
+            } else {
+                leader
+            };
+            let replica = replicas[target?].clone();
+            let down_for = rng.millis(500, 3_000);
+            {
+                let mut operator = replica.operator.lock().await;
+                if fault == Fault::TerminateLeader {
+                    operator.terminate(Duration::from_secs(10));
+                } else {
+                    operator.kill();
+                }
+            }
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(down_for).await;
+                replica.operator.lock().await.restart();
+            }))
+        }
+        Fault::CutLeader | Fault::CutStandby => {
+            let target = if fault == Fault::CutStandby {
+                standby
+            } else {
+                leader
+            };
+            let replica = replicas[target?].clone();
+            // Some cuts outlast the lease.
+            let cut_for = rng.millis(1_000, (LEASE_SECONDS + 4) * 1_000);
+            replica.proxy.cut();
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(cut_for).await;
+                replica.proxy.restore();
+            }))
+        }
+        Fault::AppDeleted | Fault::AppDegraded => {
+            let list = environments.list(&Default::default()).await.ok()?;
+            let serving: Vec<String> = list
+                .items
+                .iter()
+                .filter(|e| {
+                    e.status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .is_some_and(Phase::is_serving)
+                })
+                .map(|e| e.spec.template.provider_app_name.clone())
+                .collect();
+            if serving.is_empty() {
+                return None;
+            }
+            let app = &serving[rng.below(serving.len() as u64) as usize];
+            if fault == Fault::AppDeleted {
+                let _ = argo.apps.delete(app, &DeleteParams::default()).await;
+            } else {
+                argo.set_status(
+                    app,
+                    json!({"health": {"status": "Degraded", "message": "soak"}}),
+                )
+                .await;
+            }
+            // The keeper heals it, as the GitOps side would.
+            Some(tokio::spawn(async {}))
+        }
+    }
+}
+
+/// Starts again every replica that exited by itself.
+async fn supervise(replicas: Vec<Arc<Replica>>) {
+    loop {
+        for replica in &replicas {
+            let mut operator = replica.operator.lock().await;
+            if operator.wait_exit(Duration::ZERO).is_some() {
+                operator.restart();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How long after `since` a new environment `probe-{n}` was picked up and its
+/// namespace created (at most a minute); the probe is then destroyed.
+async fn probe_progress(
+    environments: &Api<TestEnvironment>,
+    workspace: &str,
+    argo_namespace: &str,
+    n: usize,
+    since: Instant,
+) -> Duration {
+    let name = format!("probe-{n}");
+    let probe: TestEnvironment = from_json(json!({
+        "apiVersion": "testmesh.io/v1alpha1",
+        "kind": "TestEnvironment",
+        "metadata": {"name": name},
+        "spec": {
+            "context": name,
+            "provider": "argocd",
+            "providerAppName": format!("{workspace}-{name}"),
+            "providerAppNamespace": argo_namespace,
+            "namespace": format!("{workspace}-{name}"),
+            "ttlMinutes": 1,
+        },
+    }));
+    environments
+        .create(&PostParams::default(), &probe)
+        .await
+        .expect("probe environment");
+    let limit = Duration::from_secs(60);
+    let progressed = loop {
+        let phase = environments
+            .get_opt(&name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|e| e.status.and_then(|s| s.phase));
+        if phase.is_some_and(|p| p != Phase::Cold) {
+            break since.elapsed();
+        }
+        if since.elapsed() >= limit {
+            break limit;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let patch = json!({"spec": {"destroy": true}});
+    let _ = environments
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    progressed
+}
+
+/// Watches environments and claims, recording any double binding and the bind order.
+async fn watch_invariants(
+    environments: Api<TestEnvironment>,
+    claims: Api<TestEnvironmentClaim>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let env_seen = seen.clone();
+    let watching_environments = async move {
+        let mut events = std::pin::pin!(
+            watcher(environments, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+        );
+        while let Some(Ok(environment)) = events.next().await {
+            let name = environment.metadata.name.clone().unwrap_or_default();
+            let status = environment.status.unwrap_or_default();
+            let mut seen = env_seen.lock().expect("seen");
+            if status.claimed_by.len() > 1 {
+                seen.violations
+                    .push(format!("{name} held by {:?} at once", status.claimed_by));
+            }
+        }
+    };
+    let watching_claims = async move {
+        // Claim → its environment, while bound; per context, the claims waiting with
+        // their queue key (creation second, name), in watch order.
+        let mut bound: HashMap<String, String> = HashMap::new();
+        let mut waiting: HashMap<String, BTreeMap<String, (Timestamp, String)>> = HashMap::new();
+        let mut served: BTreeSet<String> = BTreeSet::new();
+        let mut events =
+            std::pin::pin!(watcher(claims, watcher::Config::default()).default_backoff());
+        while let Some(Ok(event)) = events.next().await {
+            let (claim, deleted) = match event {
+                watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) => (claim, false),
+                watcher::Event::Delete(claim) => (claim, true),
+                _ => continue,
+            };
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            let status = claim.status.clone().unwrap_or_default();
+            let queue = waiting.entry(claim.spec.context.clone()).or_default();
+            let key = (
+                claim
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+                name.clone(),
+            );
+            let mut seen = seen.lock().expect("seen");
+            match (deleted, status.phase, status.environment_name) {
+                (false, Some(ClaimPhase::Bound), Some(environment)) => {
+                    if let Some((other, _)) = bound
+                        .iter()
+                        .find(|(other, env)| **env == environment && **other != name)
+                    {
+                        let message = format!("{name} and {other} bound to {environment} at once");
+                        seen.violations.push(message);
+                    }
+                    queue.remove(&name);
+                    if served.insert(name.clone())
+                        && let Some((_, (_, ahead))) =
+                            queue.iter().find(|(_, waiting)| **waiting < key)
+                    {
+                        seen.violations.push(format!(
+                            "{name} served before {ahead}, which waited for context {} since before it",
+                            claim.spec.context
+                        ));
+                    }
+                    bound.insert(name, environment);
+                }
+                (false, phase, _)
+                    if !phase.is_some_and(ClaimPhase::is_final) && !served.contains(&name) =>
+                {
+                    queue.insert(name.clone(), key);
+                    bound.remove(&name);
+                }
+                _ => {
+                    queue.remove(&name);
+                    bound.remove(&name);
+                }
+            }
+        }
+    };
+    tokio::join!(watching_environments, watching_claims);
+}
+
+/// Waits until every environment is destroyed or gone with its namespace.
+async fn converge(
+    environments: &Api<TestEnvironment>,
+    client: &kube::Client,
+    limit: Duration,
+) -> Result<(), String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut pending = Vec::new();
+        for environment in environments
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+        {
+            let name = environment.metadata.name.clone().unwrap_or_default();
+            let phase = environment.status.as_ref().and_then(|s| s.phase);
+            let namespace_left = namespaces
+                .get_opt(&environment.spec.template.namespace)
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+            if phase != Some(Phase::Destroyed) || namespace_left {
+                pending.push(format!(
+                    "{name}: {phase:?}, namespace left: {namespace_left}"
+                ));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not converged after {limit:?}: {pending:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How many DELETEs the operator's identity made here, and each that names something it
+/// does not own.
+fn foreign_deletes(
+    control_plane: &ControlPlane,
+    workspace: &str,
+    hostile: &[String],
+) -> (usize, Vec<String>) {
+    let requests = control_plane.audited_requests().expect("audit log");
+    let operator =
+        |r: &&testmesh_testenv::AuditedRequest| r.user == "testmesh-operator" && r.code < 300;
+    let created: BTreeSet<String> = requests
+        .iter()
+        .filter(operator)
+        .filter(|r| r.verb == "create" && r.resource == "namespaces")
+        .filter_map(|r| r.name.clone())
+        .collect();
+    let deletes: Vec<_> = requests
+        .iter()
+        .filter(operator)
+        .filter(|r| r.verb == "delete")
+        .filter(|r| {
+            r.namespace.as_deref() == Some(workspace)
+                || r.name.as_deref().is_some_and(|n| n.starts_with(workspace))
+        })
+        .collect();
+    let foreign = deletes
+        .iter()
+        .filter_map(|r| {
+            let name = r.name.clone().unwrap_or_default();
+            let owned = match r.resource.as_str() {
+                "namespaces" => created.contains(&name),
+                "applications" => !hostile.contains(&name),
+                "configmaps" => name == "testmesh-routing",
+                "leases" => true,
+                _ => false,
+            };
+            (!owned).then(|| format!("the operator deleted {} {name}", r.resource))
+        })
+        .collect();
+    (deletes.len(), foreign)
+}
