@@ -59,8 +59,9 @@ pub struct Caches {
     /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
     /// CRD is installed.
     pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
-    /// Every Service of the cluster, for routing.
-    pub services: Cache<Service>,
+    /// Every Service of the cluster, reduced to what routing reads: its name, ports and
+    /// whether it selects pods.
+    pub services: Cache<Packed<Service>>,
     /// Every EndpointSlice of the cluster, reduced to its Service and whether each
     /// endpoint is ready: Ready waits for an endpoint behind every URL into the namespace.
     pub endpoint_slices: Cache<Packed<EndpointSlice>>,

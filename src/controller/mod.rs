@@ -267,21 +267,21 @@ fn app_informers(
         .collect()
 }
 
-/// Every Service, for routing; a change reconciles the environments routing through its
-/// namespace.
-fn service_informer(client: &Client, dependents: &Dependents) -> Cache<Service> {
+/// Every Service, reduced to what routing reads of it; a change reconciles the
+/// environments routing through its namespace.
+fn service_informer(client: &Client, dependents: &Dependents) -> Cache<Packed<Service>> {
     let dependents = dependents.clone();
     informers::spawn(
         "Service",
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         reflector::store::Writer::default(),
-        |service| service,
-        Box::new(move |service: &Service, _| {
+        |service: Service| Packed::pack(&observe::routing_only(service)),
+        Box::new(move |service: &Packed<Service>, _| {
             let namespace = service.namespace().unwrap_or_default();
             informers::trigger(
                 &dependents.refs,
-                environments_routing_from(&dependents.environments, &namespace),
+                environments_routing_from(&dependents.environments, namespace),
             );
         }),
     )

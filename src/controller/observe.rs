@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -214,9 +214,45 @@ async fn gather_routing(
 async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<Arc<Service>>> {
     let cache = &ctx.caches.services;
     if cache.is_synced() {
-        Ok(cached_in(&cache.store, namespace))
+        Ok(cache
+            .store
+            .state()
+            .iter()
+            .filter(|service| service.namespace() == Some(namespace))
+            .map(|service| service.unpack().map(Arc::new))
+            .collect::<Result<_, _>>()?)
     } else {
         listed_in(&ctx.client, namespace).await
+    }
+}
+
+/// What routing reads of a Service: its name, its ports' names and numbers, and whether
+/// it selects pods (the selector itself is not read). Kept whole, a Service of a cluster
+/// with thousands of them is most of the operator's memory that is not its own objects.
+pub fn routing_only(service: Service) -> Service {
+    let spec = service.spec.unwrap_or_default();
+    let selects_pods = spec.selector.as_ref().is_some_and(|s| !s.is_empty());
+    Service {
+        metadata: ObjectMeta {
+            name: service.metadata.name,
+            namespace: service.metadata.namespace,
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: selects_pods.then(|| BTreeMap::from([(String::new(), String::new())])),
+            ports: spec.ports.map(|ports| {
+                ports
+                    .into_iter()
+                    .map(|port| ServicePort {
+                        name: port.name,
+                        port: port.port,
+                        ..ServicePort::default()
+                    })
+                    .collect()
+            }),
+            ..ServiceSpec::default()
+        }),
+        status: None,
     }
 }
 
@@ -273,4 +309,39 @@ where
         .list(&ListParams::default())
         .await?;
     Ok(listed.items.into_iter().map(Arc::new).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_service_keeps_its_name_ports_and_whether_it_selects_pods() {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "user-service", "namespace": "review-pr-1",
+                         "labels": {"app": "user"}, "annotations": {"note": "x"}},
+            "spec": {"selector": {"app": "user"}, "clusterIP": "10.0.0.7", "type": "ClusterIP",
+                     "ports": [{"name": "http", "port": 8080, "targetPort": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {}}
+        }))
+        .expect("service");
+        let kept = routing_only(service);
+        assert_eq!(
+            serde_json::to_value(&kept).expect("json"),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "user-service", "namespace": "review-pr-1"},
+                "spec": {"selector": {"": ""}, "ports": [{"name": "http", "port": 8080}]}
+            })
+        );
+
+        let headless: Service = serde_json::from_value(json!({
+            "metadata": {"name": "external", "namespace": "review-pr-1"},
+            "spec": {"selector": {}, "ports": [{"port": 443}]}
+        }))
+        .expect("service");
+        assert_eq!(routing_only(headless).spec.expect("spec").selector, None);
+    }
 }
