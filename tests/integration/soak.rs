@@ -167,11 +167,12 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         claims.clone(),
         seen.clone(),
     ));
+    // Applications a fault holds Degraded; the keeper leaves them be meanwhile.
+    let degraded: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let keeping = tokio::spawn(keep_apps(
         environments.clone(),
         argo.apps.clone(),
-        argo_namespace.name().to_owned(),
-        Arc::new(Mutex::new(BTreeSet::new())),
+        degraded.clone(),
     ));
 
     // The workload, started over the first part of the run.
@@ -229,8 +230,16 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         }
         tokio::time::sleep(rng.millis(500, 3_000)).await;
         let at = Instant::now();
-        let Some(restoring) =
-            inject(fault, &replicas, &leases, &argo, &environments, &mut rng).await
+        let Some(restoring) = inject(
+            fault,
+            &replicas,
+            &leases,
+            &argo,
+            &environments,
+            &degraded,
+            &mut rng,
+        )
+        .await
         else {
             continue;
         };
@@ -486,13 +495,8 @@ async fn claim_run(
 async fn keep_apps(
     environments: Api<TestEnvironment>,
     apps: Api<kube::api::DynamicObject>,
-    argo_namespace: String,
     degraded: Arc<Mutex<BTreeSet<String>>>,
 ) {
-    let argo = ArgoCd {
-        namespace: argo_namespace,
-        apps: apps.clone(),
-    };
     loop {
         if let Ok(list) = environments.list(&Default::default()).await {
             for environment in list.items {
@@ -515,12 +519,10 @@ async fn keep_apps(
                                 &from_json(argocd::application(app, &template.namespace)),
                             )
                             .await;
-                        if apps.get_opt(app).await.ok().flatten().is_some() {
-                            argo.make_healthy(app).await;
-                        }
+                        heal(&apps, app).await;
                     }
                     Ok(Some(object)) if argocd::health_status(&object) != Some("Healthy") => {
-                        argo.make_healthy(app).await;
+                        heal(&apps, app).await;
                     }
                     _ => {}
                 }
@@ -539,6 +541,7 @@ async fn inject(
     leases: &Api<Lease>,
     argo: &ArgoCd,
     environments: &Api<TestEnvironment>,
+    degraded: &Arc<Mutex<BTreeSet<String>>>,
     rng: &mut Seeded,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let holder = leases
@@ -604,19 +607,41 @@ async fn inject(
             if serving.is_empty() {
                 return None;
             }
-            let app = &serving[rng.below(serving.len() as u64) as usize];
+            let app = serving[rng.below(serving.len() as u64) as usize].clone();
             if fault == Fault::AppDeleted {
-                let _ = argo.apps.delete(app, &DeleteParams::default()).await;
-            } else {
-                argo.set_status(
-                    app,
-                    json!({"health": {"status": "Degraded", "message": "soak"}}),
-                )
-                .await;
+                // The keeper brings it back, as an ApplicationSet would.
+                let _ = argo.apps.delete(&app, &DeleteParams::default()).await;
+                return Some(tokio::spawn(async {}));
             }
-            // The keeper heals it, as the GitOps side would.
-            Some(tokio::spawn(async {}))
+            degraded.lock().expect("degraded").insert(app.clone());
+            {
+                // It may be gone meanwhile (its environment torn down): nothing to degrade.
+                let degraded =
+                    json!({"status": {"health": {"status": "Degraded", "message": "soak"}}});
+                let _ = argo
+                    .apps
+                    .patch(&app, &PatchParams::default(), &Patch::Merge(&degraded))
+                    .await;
+            }
+            // Degraded for a while, then the keeper heals it.
+            let degraded = degraded.clone();
+            let for_a_while = rng.millis(1_000, 5_000);
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(for_a_while).await;
+                degraded.lock().expect("degraded").remove(&app);
+            }))
         }
+    }
+}
+
+/// Marks `app` Healthy and Synced, as Argo CD would once it synced; nothing if it is gone
+/// meanwhile.
+async fn heal(apps: &Api<kube::api::DynamicObject>, app: &str) {
+    if let Ok(Some(object)) = apps.get_opt(app).await {
+        let healthy = json!({"status": argocd::healthy_status(&object)});
+        let _ = apps
+            .patch(app, &PatchParams::default(), &Patch::Merge(&healthy))
+            .await;
     }
 }
 
