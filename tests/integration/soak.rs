@@ -371,23 +371,14 @@ async fn replica(
     }
 }
 
-/// How a directly created environment ends.
-#[derive(Clone, Copy)]
-enum End {
-    Expire,
-    Destroy,
-    Delete,
-}
-
-/// An environment created directly (TTL one minute), ended as `end` says once warm.
-async fn direct(
+/// Creates the environment `name` of its own context, TTL one minute, deploying into
+/// `{workspace}-{name}` by the Application of that name.
+async fn create_short_lived(
     environments: &Api<TestEnvironment>,
     workspace: &str,
     argo_namespace: &str,
-    i: usize,
-    end: End,
+    name: &str,
 ) {
-    let name = format!("direct-{i}");
     let environment: TestEnvironment = from_json(json!({
         "apiVersion": "testmesh.io/v1alpha1",
         "kind": "TestEnvironment",
@@ -405,6 +396,26 @@ async fn direct(
         .create(&PostParams::default(), &environment)
         .await
         .expect("environment");
+}
+
+/// How a directly created environment ends.
+#[derive(Clone, Copy)]
+enum End {
+    Expire,
+    Destroy,
+    Delete,
+}
+
+/// An environment created directly (TTL one minute), ended as `end` says once warm.
+async fn direct(
+    environments: &Api<TestEnvironment>,
+    workspace: &str,
+    argo_namespace: &str,
+    i: usize,
+    end: End,
+) {
+    let name = format!("direct-{i}");
+    create_short_lived(environments, workspace, argo_namespace, &name).await;
     if let End::Expire = end {
         return;
     }
@@ -668,23 +679,7 @@ async fn probe_progress(
     since: Instant,
 ) -> Duration {
     let name = format!("probe-{n}");
-    let probe: TestEnvironment = from_json(json!({
-        "apiVersion": "testmesh.io/v1alpha1",
-        "kind": "TestEnvironment",
-        "metadata": {"name": name},
-        "spec": {
-            "context": name,
-            "provider": "argocd",
-            "providerAppName": format!("{workspace}-{name}"),
-            "providerAppNamespace": argo_namespace,
-            "namespace": format!("{workspace}-{name}"),
-            "ttlMinutes": 1,
-        },
-    }));
-    environments
-        .create(&PostParams::default(), &probe)
-        .await
-        .expect("probe environment");
+    create_short_lived(environments, workspace, argo_namespace, &name).await;
     let limit = Duration::from_secs(60);
     let progressed = loop {
         let phase = environments
