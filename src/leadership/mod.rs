@@ -124,9 +124,15 @@ impl Campaign {
                 () = tokio::time::sleep(timing.retry_period) => {}
             }
         }
-        if self.renewed_at.is_some() {
+        if let Some(renewed_at) = self.renewed_at {
             publish.send_replace(false);
-            match tokio::time::timeout(timing.retry_period, self.release()).await {
+            // Released while the Lease is still ours, however slow the API server: a
+            // release is a replace at the version just read, so one that comes too late
+            // conflicts with the new holder's and changes nothing. Bounded by the retry
+            // period it timed out under load, and the standby waited for the Lease to
+            // run out instead (seen in the fault soak: 7.4 s to progress after SIGTERM).
+            let still_ours = timing.duration.saturating_sub(renewed_at.elapsed());
+            match tokio::time::timeout(still_ours.max(timing.retry_period), self.release()).await {
                 Ok(Ok(())) => tracing::info!("released the Lease"),
                 Ok(Err(error)) => tracing::warn!(%error, "cannot release the Lease"),
                 Err(_) => tracing::warn!("releasing the Lease timed out"),
