@@ -324,11 +324,12 @@ fn a_claim_template_keeps_its_placeholders_for_the_operator_to_resolve() {
     assert_eq!(template.provider_app_name, "testmesh-{{context}}");
     let document = crate::api::openapi_document();
     let template = &document["components"]["schemas"]["NewTemplate"]["properties"];
+    // A character class the placeholder's braces belong to (the CRD checks the exact rule).
     assert_eq!(
-        template["namespace"]["pattern"],
-        crate::resources::validation::DNS1123_LABEL_TEMPLATE,
+        template["namespace"]["pattern"], "^[-a-z0-9{}]+$",
         "the document allows the placeholder"
     );
+    assert_eq!(template["provider_app_name"]["pattern"], "^[-.a-z0-9{}]+$");
 }
 
 /// The seed's environment as stored, with routing and a provider app namespace.
