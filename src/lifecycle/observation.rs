@@ -128,7 +128,16 @@ pub fn observed<R: AppReader + ?Sized>(
 /// deleted — from what was gathered.
 pub fn our_routing_map(gathered: &Gathered) -> Option<&ConfigMap> {
     let config_map = gathered.routing.as_ref()?.config_map.as_ref()?;
-    matches!(classify_routing_map(Some(config_map)), RoutingMap::Ours(_)).then_some(config_map)
+    carries_operators_label(config_map).then_some(config_map)
+}
+
+/// The routing ConfigMap's proof of being the operator's: its label.
+fn carries_operators_label(config_map: &ConfigMap) -> bool {
+    config_map
+        .labels()
+        .get(MANAGED_BY_LABEL)
+        .map(String::as_str)
+        == Some(MANAGED_BY)
 }
 
 /// A generated app is this environment's to have deleted by its ApplicationSet only when
@@ -197,13 +206,7 @@ fn deletion_blockers(namespace: &Namespace) -> Option<String> {
 fn classify_routing_map(config_map: Option<&ConfigMap>) -> RoutingMap {
     match config_map {
         None => RoutingMap::Absent,
-        Some(config_map)
-            if config_map
-                .labels()
-                .get(MANAGED_BY_LABEL)
-                .map(String::as_str)
-                == Some(MANAGED_BY) =>
-        {
+        Some(config_map) if carries_operators_label(config_map) => {
             RoutingMap::Ours(config_map.data.clone().unwrap_or_default())
         }
         Some(_) => RoutingMap::Foreign,
