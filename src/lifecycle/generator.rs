@@ -98,16 +98,8 @@ pub fn parameter_sets(request: &Request, environments: &[TestEnvironment]) -> Ve
 /// for drops the environment when the status records it, which is when the
 /// ApplicationSets are asked to list again ([`listing_changes`]).
 pub fn parameters(environment: &TestEnvironment, status: &TestEnvironmentStatus) -> Option<Value> {
+    let awake = listed_awake(environment, status)?;
     let template = &environment.spec.template;
-    let phase = status.phase.unwrap_or(Phase::Cold);
-    // Provisioning began when the environment created its namespace; an environment
-    // that failed before (a namespace someone else owns, or one the policy refuses) is
-    // never listed, so nothing is ever deployed into a namespace that is not its own.
-    let deployed = status.provisioning_started_at.is_some()
-        && !matches!(phase, Phase::Cold | Phase::Destroying | Phase::Destroyed);
-    if template.provider != Provider::Argocd || !deployed {
-        return None;
-    }
     let services: Vec<Value> = template
         .services
         .iter()
@@ -128,9 +120,22 @@ pub fn parameters(environment: &TestEnvironment, status: &TestEnvironmentStatus)
         "appName": template.provider_app_name,
         "environmentUid": environment.uid().unwrap_or_default(),
         "services": services,
-        "awake": phase != Phase::Sleeping,
-        "replicas": if phase == Phase::Sleeping { 0 } else { 1 },
+        "awake": awake,
+        "replicas": if awake { 1 } else { 0 },
     }))
+}
+
+/// What of an environment's parameter set its status decides: whether it is listed at
+/// all and, if so, whether awake. The rest comes from its spec alone.
+fn listed_awake(environment: &TestEnvironment, status: &TestEnvironmentStatus) -> Option<bool> {
+    let phase = status.phase.unwrap_or(Phase::Cold);
+    // Provisioning began when the environment created its namespace; an environment
+    // that failed before (a namespace someone else owns, or one the policy refuses) is
+    // never listed, so nothing is ever deployed into a namespace that is not its own.
+    let deployed = status.provisioning_started_at.is_some()
+        && !matches!(phase, Phase::Cold | Phase::Destroying | Phase::Destroyed);
+    (environment.spec.template.provider == Provider::Argocd && deployed)
+        .then_some(phase != Phase::Sleeping)
 }
 
 /// Whether the ApplicationSets generating from TestMesh should list again: what they
@@ -140,9 +145,10 @@ pub fn listing_changes(
     before: &TestEnvironmentStatus,
     after: &TestEnvironmentStatus,
 ) -> bool {
-    let listed = |status| parameters(environment, status);
-    // A spec change the status has not caught up with; a status never written before
-    // has nothing to catch up with.
+    // The parameter sets differ only in what the status decides, or with the spec: a
+    // spec change the status has not caught up with (a status never written before has
+    // nothing to catch up with). Decided on every pass, so no set is built to compare.
+    let listed = |status| listed_awake(environment, status);
     let respecified = before.observed_generation.is_some()
         && after.observed_generation != before.observed_generation;
     listed(before) != listed(after) || (respecified && listed(after).is_some())
