@@ -1,22 +1,27 @@
 //! A soak: many lifecycles at once under faults at random moments, with invariants checked
 //! from the outside — from the test's own watches and the API server's audit log.
 //!
-//! Two replicas behind one Lease, each reaching the API server through a TCP proxy the
-//! test cuts. The workload: environments created directly (short TTLs, left to expire),
+//! The soak starts a control plane of its own, so it can stop its API server and freeze
+//! its etcd without disturbing other tests. Two replicas behind one Lease, each reaching
+//! the API server through a TCP proxy the test cuts. The workload: environments created directly (short TTLs, left to expire),
 //! destroyed explicitly or deleted with kubectl, and claims — several per context at
 //! once — served one after another; hostile neighbours (look-alike namespaces and
 //! Applications) that must survive. A keeper plays the GitOps side as an ApplicationSet
 //! would: an Application for every environment that has a namespace and is not going.
 //! Faults: kill -9 of the leader and of the standby, SIGTERM of the leader, the leader's
-//! and the standby's connections cut (some longer than the lease), an Application
-//! deleted, an Application Degraded for a while.
+//! and the standby's connections cut (some longer than the lease), the API server killed
+//! and started again (etcd keeps the data), etcd frozen (SIGSTOP) for longer than the
+//! lease, an Application deleted, an Application Degraded or Progressing for a while.
 //!
 //! Invariants: never two runs hold one environment (its `claimedBy`, and the claims'
 //! own phases in watch order); each context's claims are served in creation order; every
 //! DELETE the operator makes names a namespace it created, an Application of one of the
 //! workspace's environments, or its routing ConfigMap; after the faults stop, every
 //! environment is destroyed (or gone) with its namespace, none is stuck, and the hostile
-//! neighbours are untouched.
+//! neighbours are untouched; and no replica wrote anything while it did not hold the
+//! Lease (the audit log: each write by a replica's User-Agent against that replica's
+//! last successful Lease write before it, which holds for one lease duration unless the
+//! other replica took the Lease since).
 //!
 //! `make test` runs a short soak (`SOAK_LIFECYCLES`, default 16). `make soak` runs the
 //! long one; `SOAK_SEED=` replays a schedule (the seed is printed).
@@ -37,11 +42,13 @@ use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
 use testmesh_testenv::argocd::{self, ArgoCd};
 use testmesh_testenv::operator::Operator;
 use testmesh_testenv::proxy::{self, Proxy};
-use testmesh_testenv::{ControlPlane, with_temp_namespace};
+use testmesh_testenv::{AuditedRequest, ControlPlane, with_temp_namespace};
 
-use crate::support::{from_json, workspace};
+use crate::support::{from_json, install_testmesh_crds};
 
 const LEASE_SECONDS: u64 = 6;
+/// The Lease the replicas campaign for.
+const LEASE_NAME: &str = "testmesh-operator";
 /// Contexts the claims share.
 const CONTEXTS: usize = 3;
 
@@ -87,19 +94,40 @@ enum Fault {
     TerminateLeader,
     CutLeader,
     CutStandby,
+    ApiServerRestart,
+    EtcdPaused,
     AppDeleted,
     AppDegraded,
+    AppProgressing,
 }
 
-const FAULTS: [Fault; 7] = [
+const FAULTS: [Fault; 10] = [
     Fault::KillLeader,
     Fault::KillStandby,
     Fault::TerminateLeader,
     Fault::CutLeader,
     Fault::CutStandby,
+    Fault::ApiServerRestart,
+    Fault::EtcdPaused,
     Fault::AppDeleted,
     Fault::AppDegraded,
+    Fault::AppProgressing,
 ];
+
+impl Fault {
+    /// Whether the system can progress only once the fault is taken back (nothing acts
+    /// while the API server is down or etcd frozen): its time to progress counts from
+    /// the restore, every other fault's from its injection.
+    fn stops_everything(self) -> bool {
+        matches!(self, Fault::ApiServerRestart | Fault::EtcdPaused)
+    }
+}
+
+/// An injected fault: what takes it back, and when the clock to progress starts.
+struct Injected {
+    restoring: tokio::task::JoinHandle<()>,
+    clock_from: Instant,
+}
 
 /// What the watches saw.
 #[derive(Default)]
@@ -122,9 +150,18 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     );
     let mut rng = Seeded(seed);
 
-    let (control_plane, client, ws) = workspace("soak").await;
+    let control_plane = tokio::task::spawn_blocking(ControlPlane::start)
+        .await
+        .expect("start the control plane")
+        .expect("the soak's own control plane");
+    let control_plane = &control_plane;
+    let client = control_plane.admin_client().await.expect("admin client");
+    install_testmesh_crds(&client).await;
+    argocd::install_crds_now(&client).await;
+    let ws = with_temp_namespace(&client, "soak")
+        .await
+        .expect("workspace namespace");
     let workspace_name = ws.name().to_owned();
-    argocd::install_crds(&client).await;
     let argo_namespace = with_temp_namespace(&client, "soak-argocd")
         .await
         .expect("Argo CD namespace");
@@ -167,12 +204,12 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         claims.clone(),
         seen.clone(),
     ));
-    // Applications a fault holds Degraded; the keeper leaves them be meanwhile.
-    let degraded: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    // Applications a fault holds unhealthy; the keeper leaves them be meanwhile.
+    let unhealthy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let keeping = tokio::spawn(keep_apps(
         environments.clone(),
         argo.apps.clone(),
-        degraded.clone(),
+        unhealthy.clone(),
     ));
 
     // The workload, started over the first part of the run.
@@ -228,22 +265,19 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         if let Some(previous) = taking_back.take() {
             let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
         }
-        tokio::time::sleep(rng.millis(500, 3_000)).await;
-        let at = Instant::now();
-        let Some(restoring) = inject(
-            fault,
-            &replicas,
-            &leases,
-            &argo,
-            &environments,
-            &degraded,
-            &mut rng,
-        )
-        .await
-        else {
+        tokio::time::sleep(rng.millis(200, 1_500)).await;
+        let target = Target {
+            control_plane,
+            replicas: &replicas,
+            leases: &leases,
+            argo: &argo,
+            environments: &environments,
+            unhealthy: &unhealthy,
+        };
+        let Some(injected) = inject(fault, &target, &mut rng).await else {
             continue;
         };
-        taking_back = Some(restoring);
+        taking_back = Some(injected.restoring);
         *faulted.entry(fault).or_default() += 1;
         // Progress: a new environment is picked up and its namespace created.
         let progress = probe_progress(
@@ -251,7 +285,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
             &workspace_name,
             argo_namespace.name(),
             probe,
-            at,
+            injected.clock_from,
         )
         .await;
         let longest = recovery.entry(fault).or_default();
@@ -276,6 +310,9 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     violations.extend(converged.err().into_iter());
     let (deletes, foreign) = foreign_deletes(control_plane, &workspace_name, &hostile);
     violations.extend(foreign);
+    let identities: Vec<&str> = replicas.iter().map(|r| r.identity.as_str()).collect();
+    let (writes, unleased) = writes_without_the_lease(control_plane, &workspace_name, &identities);
+    violations.extend(unleased);
     for name in &hostile {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let intact = namespaces
@@ -296,21 +333,26 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // Measured and shown beside its bar, not asserted: a loaded machine is no verdict.
     let bar = Duration::from_secs(LEASE_SECONDS + 5);
     eprintln!(
-        "| fault | injected | longest until progress | bar {} s |",
+        "| fault | injected | longest until progress | counted from | bar {} s |",
         bar.as_secs()
     );
-    eprintln!("|---|---|---|---|");
+    eprintln!("|---|---|---|---|---|");
     for fault in FAULTS {
         let longest = recovery.get(&fault).copied().unwrap_or_default();
         eprintln!(
-            "| {fault:?} | {} | {:.1} s | {} |",
+            "| {fault:?} | {} | {:.1} s | {} | {} |",
             faulted.get(&fault).copied().unwrap_or_default(),
             longest.as_secs_f64(),
+            if fault.stops_everything() {
+                "the restore"
+            } else {
+                "the injection"
+            },
             if longest <= bar { "met" } else { "missed" }
         );
     }
     eprintln!(
-        "converged {:.1} s after the last fault; the operator's {deletes} DELETEs checked; violations: {}",
+        "converged {:.1} s after the last fault; the operator's {deletes} DELETEs and the replicas' {writes} writes checked; violations: {}",
         convergence.as_secs_f64(),
         violations.len()
     );
@@ -392,10 +434,59 @@ async fn create_short_lived(
             "ttlMinutes": 1,
         },
     }));
-    environments
-        .create(&PostParams::default(), &environment)
-        .await
-        .expect("environment");
+    stored(environments, &environment).await;
+}
+
+/// Makes `request` until the API server answers it, for up to two minutes: a fault may
+/// have stopped the API server or etcd. An answer that the object exists (to a create)
+/// or is gone (to a patch or delete) counts, since a lost answer may have hidden the
+/// request's success.
+async fn persist<T, F, Fut>(what: &str, mut request: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match request().await {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return,
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%error, what, "again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("{what}: {error}"),
+        }
+    }
+}
+
+/// Creates `object` ([`persist`]).
+async fn stored<K>(api: &Api<K>, object: &K)
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!("create {:?}", object.meta().name);
+    let params = PostParams::default();
+    persist(&what, || api.create(&params, object)).await;
+}
+
+/// Sets `spec.destroy` on the environment `name` ([`persist`]).
+async fn destroy(environments: &Api<TestEnvironment>, name: &str) {
+    let patch = Patch::Merge(json!({"spec": {"destroy": true}}));
+    let params = PatchParams::default();
+    persist(&format!("destroy {name}"), || {
+        environments.patch(name, &params, &patch)
+    })
+    .await;
+}
+
+/// Deletes `name` ([`persist`]).
+async fn removed<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams::default();
+    persist(&format!("delete {name}"), || api.delete(name, &params)).await;
 }
 
 /// How a directly created environment ends.
@@ -436,15 +527,8 @@ async fn direct(
     })
     .await;
     match end {
-        End::Destroy => {
-            let patch = json!({"spec": {"destroy": true}});
-            let _ = environments
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await;
-        }
-        End::Delete => {
-            let _ = environments.delete(&name, &DeleteParams::default()).await;
-        }
+        End::Destroy => destroy(environments, &name).await,
+        End::Delete => removed(environments, &name).await,
         End::Expire => {}
     }
 }
@@ -473,10 +557,7 @@ async fn claim_run(
             },
         },
     }));
-    claims
-        .create(&PostParams::default(), &claim)
-        .await
-        .expect("claim");
+    stored(claims, &claim).await;
     let served = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let phase = claims
@@ -497,16 +578,16 @@ async fn claim_run(
     if served {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = claims.delete(&name, &DeleteParams::default()).await;
+    removed(claims, &name).await;
 }
 
 /// The GitOps side, as an ApplicationSet would: an Application, healthy, for every
-/// environment that has begun provisioning and is not going; `degraded` ones are left
+/// environment that has begun provisioning and is not going; `unhealthy` ones are left
 /// as the fault made them.
 async fn keep_apps(
     environments: Api<TestEnvironment>,
     apps: Api<kube::api::DynamicObject>,
-    degraded: Arc<Mutex<BTreeSet<String>>>,
+    unhealthy: Arc<Mutex<BTreeSet<String>>>,
 ) {
     loop {
         if let Ok(list) = environments.list(&Default::default()).await {
@@ -519,7 +600,7 @@ async fn keep_apps(
                     || status.provisioning_started_at.is_none();
                 let template = &environment.spec.template;
                 let app = &template.provider_app_name;
-                if going || degraded.lock().expect("degraded").contains(app) {
+                if going || unhealthy.lock().expect("unhealthy").contains(app) {
                     continue;
                 }
                 match apps.get_opt(app).await {
@@ -543,37 +624,47 @@ async fn keep_apps(
     }
 }
 
-/// Injects `fault`; what takes it back (a restart, a restored connection) runs in the
-/// background, as the task returned. `None` when there was nothing to inject it into (no
-/// leader yet, no app).
-async fn inject(
-    fault: Fault,
-    replicas: &[Arc<Replica>],
-    leases: &Api<Lease>,
-    argo: &ArgoCd,
-    environments: &Api<TestEnvironment>,
-    degraded: &Arc<Mutex<BTreeSet<String>>>,
-    rng: &mut Seeded,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let holder = leases
-        .get_opt("testmesh-operator")
+/// What a fault can be injected into.
+struct Target<'a> {
+    control_plane: &'a ControlPlane,
+    replicas: &'a [Arc<Replica>],
+    leases: &'a Api<Lease>,
+    argo: &'a ArgoCd,
+    environments: &'a Api<TestEnvironment>,
+    unhealthy: &'a Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Injects `fault`. What takes it back (a restart, a restored connection) runs in the
+/// background; the API server's restart and etcd's thaw are awaited, since nothing
+/// progresses before them. `None` when there was nothing to inject it into (no leader
+/// yet, no app).
+async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<Injected> {
+    let at = Instant::now();
+    let in_background = |restoring| Injected {
+        restoring,
+        clock_from: at,
+    };
+    let holder = target
+        .leases
+        .get_opt(LEASE_NAME)
         .await
         .ok()
         .flatten()
         .and_then(|lease| lease.spec.and_then(|s| s.holder_identity));
-    let leader = replicas
+    let leader = target
+        .replicas
         .iter()
         .position(|r| Some(&r.identity) == holder.as_ref());
     let standby = leader.map(|l| 1 - l);
     match fault {
         Fault::KillLeader | Fault::KillStandby | Fault::TerminateLeader => {
-            let target = if fault == Fault::KillStandby {
+            let chosen = if fault == Fault::KillStandby {
                 standby
             } else {
                 leader
             };
-            let replica = replicas[target?].clone();
-            let down_for = rng.millis(500, 3_000);
+            let replica = target.replicas[chosen?].clone();
+            let down_for = rng.millis(300, 2_000);
             {
                 let mut operator = replica.operator.lock().await;
                 if fault == Fault::TerminateLeader {
@@ -582,28 +673,53 @@ async fn inject(
                     operator.kill();
                 }
             }
-            Some(tokio::spawn(async move {
+            Some(in_background(tokio::spawn(async move {
                 tokio::time::sleep(down_for).await;
                 replica.operator.lock().await.restart();
-            }))
+            })))
         }
         Fault::CutLeader | Fault::CutStandby => {
-            let target = if fault == Fault::CutStandby {
+            let chosen = if fault == Fault::CutStandby {
                 standby
             } else {
                 leader
             };
-            let replica = replicas[target?].clone();
+            let replica = target.replicas[chosen?].clone();
             // Some cuts outlast the lease.
-            let cut_for = rng.millis(1_000, (LEASE_SECONDS + 4) * 1_000);
+            let cut_for = rng.millis(1_000, (LEASE_SECONDS + 3) * 1_000);
             replica.proxy.cut();
-            Some(tokio::spawn(async move {
+            Some(in_background(tokio::spawn(async move {
                 tokio::time::sleep(cut_for).await;
                 replica.proxy.restore();
-            }))
+            })))
         }
-        Fault::AppDeleted | Fault::AppDegraded => {
-            let list = environments.list(&Default::default()).await.ok()?;
+        Fault::ApiServerRestart => {
+            let down_for = rng.millis(500, 4_000);
+            target.control_plane.stop_apiserver();
+            tokio::time::sleep(down_for).await;
+            target
+                .control_plane
+                .start_apiserver()
+                .await
+                .expect("the API server starts again");
+            Some(Injected {
+                restoring: tokio::spawn(async {}),
+                clock_from: Instant::now(),
+            })
+        }
+        Fault::EtcdPaused => {
+            let lease = LEASE_SECONDS * 1_000;
+            let paused_for = rng.millis(lease + 500, lease + 2_500);
+            target.control_plane.pause_etcd().expect("SIGSTOP etcd");
+            tokio::time::sleep(paused_for).await;
+            target.control_plane.resume_etcd().expect("SIGCONT etcd");
+            Some(Injected {
+                restoring: tokio::spawn(async {}),
+                clock_from: Instant::now(),
+            })
+        }
+        Fault::AppDeleted | Fault::AppDegraded | Fault::AppProgressing => {
+            let list = target.environments.list(&Default::default()).await.ok()?;
             let serving: Vec<String> = list
                 .items
                 .iter()
@@ -619,28 +735,34 @@ async fn inject(
                 return None;
             }
             let app = serving[rng.below(serving.len() as u64) as usize].clone();
+            let apps = &target.argo.apps;
             if fault == Fault::AppDeleted {
                 // The keeper brings it back, as an ApplicationSet would.
-                let _ = argo.apps.delete(&app, &DeleteParams::default()).await;
-                return Some(tokio::spawn(async {}));
+                let _ = apps.delete(&app, &DeleteParams::default()).await;
+                return Some(in_background(tokio::spawn(async {})));
             }
-            degraded.lock().expect("degraded").insert(app.clone());
-            {
-                // It may be gone meanwhile (its environment torn down): nothing to degrade.
-                let degraded =
-                    json!({"status": {"health": {"status": "Degraded", "message": "soak"}}});
-                let _ = argo
-                    .apps
-                    .patch(&app, &PatchParams::default(), &Patch::Merge(&degraded))
-                    .await;
-            }
-            // Degraded for a while, then the keeper heals it.
-            let degraded = degraded.clone();
+            let health = if fault == Fault::AppDegraded {
+                "Degraded"
+            } else {
+                "Progressing"
+            };
+            target
+                .unhealthy
+                .lock()
+                .expect("unhealthy")
+                .insert(app.clone());
+            // It may be gone meanwhile (its environment torn down): nothing to change.
+            let unhealthy = json!({"status": {"health": {"status": health, "message": "soak"}}});
+            let _ = apps
+                .patch(&app, &PatchParams::default(), &Patch::Merge(&unhealthy))
+                .await;
+            // Unhealthy for a while, then the keeper heals it.
+            let held = target.unhealthy.clone();
             let for_a_while = rng.millis(1_000, 5_000);
-            Some(tokio::spawn(async move {
+            Some(in_background(tokio::spawn(async move {
                 tokio::time::sleep(for_a_while).await;
-                degraded.lock().expect("degraded").remove(&app);
-            }))
+                held.lock().expect("unhealthy").remove(&app);
+            })))
         }
     }
 }
@@ -696,10 +818,7 @@ async fn probe_progress(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let patch = json!({"spec": {"destroy": true}});
-    let _ = environments
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await;
+    destroy(environments, &name).await;
     progressed
 }
 
@@ -732,13 +851,30 @@ async fn watch_invariants(
         let mut bound: HashMap<String, String> = HashMap::new();
         let mut waiting: HashMap<String, BTreeMap<String, (Timestamp, String)>> = HashMap::new();
         let mut served: BTreeSet<String> = BTreeSet::new();
+        // A relist (after the API server came back) hands on what exists, not what went
+        // meanwhile: claims it no longer lists are forgotten once it is done.
+        let mut relisted: BTreeSet<String> = BTreeSet::new();
         let mut events =
             std::pin::pin!(watcher(claims, watcher::Config::default()).default_backoff());
         while let Some(Ok(event)) = events.next().await {
             let (claim, deleted) = match event {
-                watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) => (claim, false),
+                watcher::Event::Init => {
+                    relisted.clear();
+                    continue;
+                }
+                watcher::Event::InitDone => {
+                    bound.retain(|name, _| relisted.contains(name));
+                    for queue in waiting.values_mut() {
+                        queue.retain(|name, _| relisted.contains(name));
+                    }
+                    continue;
+                }
+                watcher::Event::InitApply(claim) => {
+                    relisted.insert(claim.metadata.name.clone().unwrap_or_default());
+                    (claim, false)
+                }
+                watcher::Event::Apply(claim) => (claim, false),
                 watcher::Event::Delete(claim) => (claim, true),
-                _ => continue,
             };
             let name = claim.metadata.name.clone().unwrap_or_default();
             let status = claim.status.clone().unwrap_or_default();
@@ -869,4 +1005,59 @@ fn foreign_deletes(
         })
         .collect();
     (deletes.len(), foreign)
+}
+
+/// How many writes the replicas made in the workspace, and each made while its replica
+/// did not hold the Lease: after its last successful Lease write before the write, the
+/// Lease was taken by the other replica, or one lease duration passed. (Whose write it was
+/// is in its User-Agent, `testmesh/<version> (<identity>)`.)
+fn writes_without_the_lease(
+    control_plane: &ControlPlane,
+    workspace: &str,
+    identities: &[&str],
+) -> (usize, Vec<String>) {
+    let by_replica = |request: &AuditedRequest| {
+        identities
+            .iter()
+            .find(|identity| request.user_agent.ends_with(&format!("({identity})")))
+            .map(|identity| identity.to_string())
+    };
+    let mut writes: Vec<(Timestamp, String, AuditedRequest)> = control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| w.code < 300)
+        .filter(|w| {
+            w.namespace.as_deref() == Some(workspace)
+                || w.name.as_deref().is_some_and(|n| n.starts_with(workspace))
+        })
+        .filter_map(|w| {
+            let received = w.received_at.parse().expect("audit timestamp");
+            by_replica(&w).map(|replica| (received, replica, w))
+        })
+        .collect();
+    writes.sort_by_key(|(received, _, _)| *received);
+    let lease = jiff::SignedDuration::from_secs(LEASE_SECONDS as i64);
+    let mut holder: Option<(Timestamp, String)> = None;
+    let mut checked = 0;
+    let mut violations = Vec::new();
+    for (received, replica, write) in writes {
+        if write.resource == "leases" && write.name.as_deref() == Some(LEASE_NAME) {
+            holder = Some((received, replica));
+            continue;
+        }
+        checked += 1;
+        let held = holder
+            .as_ref()
+            .is_some_and(|(since, who)| *who == replica && received <= *since + lease);
+        if !held {
+            violations.push(format!(
+                "{replica} wrote ({} {} {}) at {received} without the Lease (last Lease write: {holder:?})",
+                write.verb,
+                write.resource,
+                write.name.unwrap_or_default()
+            ));
+        }
+    }
+    (checked, violations)
 }

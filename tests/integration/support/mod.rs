@@ -41,18 +41,23 @@ pub async fn workspace(prefix: &str) -> (&'static ControlPlane, Client, TempName
     CRDS_INSTALLED
         .get_or_init(|| async {
             let client = control_plane.admin_client().await.expect("admin client");
-            for file in yaml_files(&repo_root().join("crds")) {
-                let yaml = std::fs::read_to_string(&file).expect("read CRD file");
-                install_crds_from_yaml(&client, &yaml)
-                    .await
-                    .unwrap_or_else(|e| panic!("install {}: {e}", file.display()));
-            }
+            install_testmesh_crds(&client).await;
         })
         .await;
     let namespace = with_temp_namespace(&client, prefix)
         .await
         .expect("workspace namespace");
     (control_plane, client, namespace)
+}
+
+/// Installs TestMesh's CRDs (`crds/`) and waits until they are established.
+pub async fn install_testmesh_crds(client: &Client) {
+    for file in yaml_files(&repo_root().join("crds")) {
+        let yaml = std::fs::read_to_string(&file).expect("read CRD file");
+        install_crds_from_yaml(client, &yaml)
+            .await
+            .unwrap_or_else(|e| panic!("install {}: {e}", file.display()));
+    }
 }
 
 /// The `.yaml` files of a directory, sorted by name.

@@ -62,6 +62,14 @@ pub async fn install_crds(client: &Client) {
         .unwrap_or_else(|e| panic!("install Argo CD's CRDs (run `make test-assets`): {e}"));
 }
 
+/// The same CRDs installed now, not cached: for a control plane a test starts for itself
+/// ([`install_crds`] remembers the shared one's).
+pub async fn install_crds_now(client: &Client) {
+    install_crd_assets(client, &CRD_FILES)
+        .await
+        .unwrap_or_else(|e| panic!("install Argo CD's CRDs (run `make test-assets`): {e}"));
+}
+
 async fn try_install_crds(client: &Client) -> Result<()> {
     ARGO_CRDS
         .get_or_try_init(|| install_crd_assets(client, &CRD_FILES))

@@ -37,6 +37,10 @@ pub const KWOK_USER: &str = "kwok";
 /// Group the [`TEST_USERS`] belong to (besides `system:authenticated`).
 pub const TEST_USERS_GROUP: &str = "testmesh:users";
 
+/// The process names of the two components the fault methods act on.
+const ETCD: &str = "etcd";
+const APISERVER: &str = "kube-apiserver";
+
 const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// Issuer of service-account tokens; the in-cluster default.
@@ -84,6 +88,9 @@ pub struct ControlPlane {
     kubectl_path: PathBuf,
     startup_duration: Duration,
     processes: ProcessGroup,
+    /// The API server's binary and flags, to start it again after
+    /// [`ControlPlane::stop_apiserver`].
+    apiserver_command: (PathBuf, Vec<String>),
 }
 
 impl ControlPlane {
@@ -190,6 +197,7 @@ impl ControlPlane {
             kubectl_path,
             startup_duration: Duration::ZERO,
             processes,
+            apiserver_command: (apiserver, Vec::new()),
         };
         // From here on, an early return drops `control_plane`, which kills whatever
         // was started so far.
@@ -210,7 +218,7 @@ impl ControlPlane {
         ];
         control_plane
             .processes
-            .spawn("etcd", &etcd, &etcd_args, |command| {
+            .spawn(ETCD, &etcd, &etcd_args, |command| {
                 // etcd also reads ETCD_* variables and refuses to start when they
                 // conflict with flags; do not let the developer's environment leak in.
                 for (key, _) in std::env::vars_os() {
@@ -258,9 +266,8 @@ impl ControlPlane {
             "--audit-log-format=json".to_owned(),
             "--audit-log-mode=blocking".to_owned(),
         ];
-        control_plane
-            .processes
-            .spawn("kube-apiserver", &apiserver, &apiserver_args, |_| {})?;
+        control_plane.apiserver_command.1 = apiserver_args;
+        control_plane.spawn_apiserver()?;
         block_on(control_plane.wait_apiserver_ready())??;
 
         // The controller manager and the scheduler start side by side.
@@ -494,6 +501,35 @@ impl ControlPlane {
         let mut command = Command::new(&self.kubectl_path);
         command.arg("--kubeconfig").arg(self.kubeconfig_path());
         command
+    }
+
+    /// Kills the API server (SIGKILL, as a crashed or rebooted node would); etcd keeps
+    /// the data. Every client's connection breaks until [`ControlPlane::start_apiserver`].
+    pub fn stop_apiserver(&self) {
+        self.processes.kill(APISERVER);
+    }
+
+    /// Starts the API server again, with the same flags on the same address, and waits
+    /// until it is ready.
+    pub async fn start_apiserver(&self) -> Result<()> {
+        self.spawn_apiserver()?;
+        self.wait_apiserver_ready().await
+    }
+
+    fn spawn_apiserver(&self) -> Result<()> {
+        let (program, args) = &self.apiserver_command;
+        self.processes.spawn(APISERVER, program, args, |_| {})
+    }
+
+    /// Freezes etcd (SIGSTOP): the API server's reads from its watch cache still answer,
+    /// every write and quorum read hangs until [`ControlPlane::resume_etcd`].
+    pub fn pause_etcd(&self) -> Result<()> {
+        self.processes.signal(ETCD, "STOP")
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn resume_etcd(&self) -> Result<()> {
+        self.processes.signal(ETCD, "CONT")
     }
 
     /// Kills all processes and removes the etcd data directory (logs are kept).

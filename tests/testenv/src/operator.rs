@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -54,7 +54,12 @@ impl Operator {
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
         // Several operators may serve one workspace (replicas): one log each.
         static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let log_dir = ControlPlane::shared().log_dir().join("operators");
+        // Beside the kubeconfig: in the run directory of the control plane it reaches.
+        let log_dir = kubeconfig
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("logs")
+            .join("operators");
         std::fs::create_dir_all(&log_dir).expect("operator log dir");
         let number = STARTED.fetch_add(1, Ordering::Relaxed);
         let mut operator = Operator {

@@ -162,6 +162,39 @@ impl ProcessGroup {
         }
     }
 
+    /// Kills the process `name` and forgets it, so its absence is no exit
+    /// [`ProcessGroup::exited`] reports; false if the group has no such process.
+    pub(crate) fn kill(&self, name: &str) -> bool {
+        let mut processes = self.lock();
+        let Some(at) = processes.iter().position(|p| p.name == name) else {
+            return false;
+        };
+        processes.remove(at).kill();
+        true
+    }
+
+    /// Sends `signal` (as `kill` names it: `STOP`, `CONT`) to the process `name`.
+    pub(crate) fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        let pid = self
+            .lock()
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.child.id())
+            .ok_or_else(|| Error::Config(format!("{}: no process {name}", self.what)))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .map_err(|e| Error::io(format!("kill -{signal} {name}"), e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "kill -{signal} {name} ({pid}): {status}"
+            )))
+        }
+    }
+
     /// `Some(description)` of the first process found to have exited.
     pub(crate) fn exited(&self) -> Option<String> {
         self.lock().iter_mut().find_map(ManagedProcess::exit_status)
