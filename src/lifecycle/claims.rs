@@ -7,7 +7,9 @@
 //! of the queue when the environment can take a run ([`super::environment::decide`]); the
 //! claim's reconciler only reports what that means for the claim ([`decide_claim`]) —
 //! except that it does not report a new claim `Queued` when the environment is about to
-//! bind it ([`BINDING_GRACE`]): the claim is written once, bound.
+//! bind it ([`BINDING_GRACE`]): the claim is written once, bound. At a hand-over the
+//! claims still waiting report their new positions a moment later ([`POSITION_SETTLE`]),
+//! so the claim bound is written first.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +23,7 @@ use super::reuse::{self, Candidate};
 use super::ttl;
 use crate::resources::{
     CONTEXT_PLACEHOLDER, CREATED_FOR_CLAIM_UID_LABEL, EnvironmentTemplate, TestEnvironment,
-    TestEnvironmentClaim, TestEnvironmentClaimStatus,
+    TestEnvironmentClaim, TestEnvironmentClaimStatus, TestEnvironmentStatus,
 };
 
 /// What the queue needs to know about one claim.
@@ -303,6 +305,45 @@ fn candidate(environment: &TestEnvironment) -> Candidate<'_> {
 /// `Queued` when this runs out.
 pub const BINDING_GRACE: SignedDuration = SignedDuration::from_secs(5);
 
+/// How long after a hand-over the claims still waiting report their new places in the
+/// queue. The claim bound at the hand-over is written at once; the others' positions,
+/// each one write, wait this long, so the run that got the environment is never queued
+/// behind N position writes (the claim reconciler runs them in no particular order). A
+/// queue that moves again within it reports once it has settled.
+pub const POSITION_SETTLE: SignedDuration = SignedDuration::from_secs(1);
+
+/// When the claims waiting for an environment whose status is `environment` write their
+/// new positions: [`POSITION_SETTLE`] after its holder was bound, if that is still to
+/// come at `now`.
+fn positions_settle_at(environment: &TestEnvironmentStatus, now: Timestamp) -> Option<Timestamp> {
+    let held_since = environment.held_since.as_ref()?.0;
+    let settles_at = ttl::deadline(held_since, POSITION_SETTLE);
+    (now < settles_at).then_some(settles_at)
+}
+
+/// Whether `next` differs from `current` only in the queue position it reports (its
+/// number and the Ready message that spells it out).
+fn only_position_moved(
+    current: &TestEnvironmentClaimStatus,
+    next: &TestEnvironmentClaimStatus,
+) -> bool {
+    if next.queue_position == current.queue_position || current.queue_position.is_none() {
+        return false;
+    }
+    let mut unmoved = next.clone();
+    unmoved.queue_position = current.queue_position;
+    if let (Some(unmoved), Some(before)) = (
+        unmoved
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == conditions::READY),
+        conditions::find(&current.conditions, conditions::READY),
+    ) {
+        unmoved.message.clone_from(&before.message);
+    }
+    unmoved == *current
+}
+
 /// What to create, if anything, and the claim's next status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimDecision {
@@ -551,6 +592,16 @@ pub fn decide_claim(
                     "position {position} in the queue for environment {env_name} ({env_phase})"
                 ),
             );
+            if let Some(settles_at) = positions_settle_at(&env_status, now)
+                && only_position_moved(&current, &decision.status)
+            {
+                // The queue just moved: the claim bound at the hand-over is written first.
+                return ClaimDecision {
+                    status: current,
+                    create_environment: None,
+                    wake_at: Some(decision.wake_at.map_or(settles_at, |w| w.min(settles_at))),
+                };
+            }
         }
     }
     decision

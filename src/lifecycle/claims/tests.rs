@@ -807,3 +807,73 @@ fn the_shipped_ci_template_serves_a_context_never_seen_before() {
     assert_eq!(resolved.namespace, "review-pr-4711");
     assert_eq!(resolved.provider_app_name, "testmesh-pr-4711");
 }
+
+/// `busy` handed over to `holder` `ago` before [`NOW`].
+fn handed_over(holder: &str, ago: SignedDuration) -> TestEnvironment {
+    let mut env = environment(Phase::Running, ("True", "InUse"), &[holder]);
+    env.status.as_mut().unwrap().held_since = Some(Time(at(NOW) - ago));
+    env
+}
+
+/// A claim whose status, as written, reports it `position` in `env`'s queue.
+fn queued_at(position: usize, env: &TestEnvironment) -> TestEnvironmentClaim {
+    let mut queued = claim("waiting");
+    let written = decide_claim(&queued, on(env, Some(position), false), at(NOW - 60));
+    queued.status = Some(written.status);
+    queued
+}
+
+#[test]
+fn at_a_hand_over_the_claim_bound_is_written_and_the_waiting_positions_wait() {
+    let just_now = handed_over("next", SignedDuration::from_millis(20));
+    let before = handed_over("previous", SignedDuration::from_secs(60));
+    let waiting = queued_at(3, &before);
+
+    // Bound at the hand-over: written at once.
+    let bound = decide_claim(&claim("next"), on(&just_now, None, false), at(NOW));
+    assert_eq!(ready(&bound).0, ClaimPhase::Bound);
+    assert_eq!(bound.wake_at, Some(at(NOW + 3_600)));
+
+    // One place further up: not written yet, but looked at again once the queue settles.
+    let moved = decide_claim(&waiting, on(&just_now, Some(2), false), at(NOW));
+    assert_eq!(Some(&moved.status), waiting.status.as_ref());
+    let settles_at = at(NOW) - SignedDuration::from_millis(20) + POSITION_SETTLE;
+    assert_eq!(moved.wake_at, Some(settles_at));
+
+    // Once it has settled, the new position is written.
+    let settled = decide_claim(&waiting, on(&just_now, Some(2), false), settles_at);
+    assert_eq!(settled.status.queue_position, Some(2));
+    let message = &conditions::find(&settled.status.conditions, "Ready")
+        .unwrap()
+        .message;
+    assert!(message.starts_with("position 2 "), "{message}");
+    assert_eq!(settled.wake_at, None);
+}
+
+#[test]
+fn only_a_moved_position_waits_for_the_queue_to_settle() {
+    let just_now = handed_over("next", SignedDuration::from_millis(20));
+    let before = handed_over("previous", SignedDuration::from_secs(60));
+    let waiting = queued_at(3, &before);
+
+    // Not queued before (its first Queued status): written at once.
+    let first = decide_claim(&claim("late"), on(&just_now, Some(4), false), at(NOW));
+    assert_eq!(first.status.queue_position, Some(4));
+
+    // A queue that moved long after its last hand-over (a waiting claim ahead left).
+    let moved = decide_claim(&waiting, on(&before, Some(2), false), at(NOW));
+    assert_eq!(moved.status.queue_position, Some(2));
+
+    // The spec changed too: its new generation is reported at once, position and all.
+    let mut edited = waiting.clone();
+    edited.metadata.generation = Some(2);
+    let decision = decide_claim(&edited, on(&just_now, Some(2), false), at(NOW));
+    assert_eq!(decision.status.queue_position, Some(2));
+    assert_eq!(decision.status.observed_generation, Some(2));
+
+    // The environment failed at the hand-over: the claim fails at once.
+    let mut failed = just_now.clone();
+    failed.status.as_mut().unwrap().phase = Some(Phase::Failed);
+    let decision = decide_claim(&waiting, on(&failed, Some(2), false), at(NOW));
+    assert_eq!(ready(&decision).0, ClaimPhase::Failed);
+}
