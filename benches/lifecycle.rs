@@ -255,7 +255,10 @@ fn follow_claims(claims: Api<TestEnvironmentClaim>) -> (Marks, JoinHandle<()>) {
             .default_backoff()
             .applied_objects()
             .boxed();
-        while let Some(Ok(claim)) = events.next().await {
+        // A failed watch (a 410 Expired, say) is retried by the watcher: only the
+        // event is skipped, not the rest of the run.
+        while let Some(event) = events.next().await {
+            let Ok(claim) = event else { continue };
             let is_ready = claim
                 .status
                 .as_ref()
