@@ -9,6 +9,7 @@ mod claim;
 mod context;
 mod environment;
 mod events;
+mod index;
 mod informers;
 mod observe;
 mod packed;
@@ -25,7 +26,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, reflector, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -38,11 +39,11 @@ use crate::resources::{
     TestEnvironmentClaim,
 };
 use events::Recorder;
+use index::SharedIndex;
 use informers::{Cache, Change};
 use packed::Packed;
 use triggers::{
-    claims_of_environment, environment_of_namespace, environments_deployed_in, environments_of_app,
-    environments_of_claim, environments_routing_from,
+    claims_of_environment, environment_of_namespace, environments_of_app, environments_of_claim,
 };
 
 pub use apply::FIELD_MANAGER;
@@ -93,30 +94,39 @@ pub async fn run(
     let claims = claim_writer.as_reader();
     metrics.count_phases_of(environments.clone());
 
+    let index = SharedIndex::default();
+
     let environment_cache = {
         let claims = claims.clone();
+        let index = index.clone();
         controlled_informer(
             "TestEnvironment",
             environments_api,
             environment_writer,
             environment_refs.clone(),
             claim_refs.clone(),
-            move |environment| claims_of_environment(&claims, environment),
+            move |environment, change| {
+                match change {
+                    Change::Applied => index.write().applied(environment),
+                    Change::Deleted => index.write().deleted(environment),
+                }
+                claims_of_environment(&claims, environment)
+            },
         )
     };
     let claim_cache = {
-        let environments = environments.clone();
+        let index = index.clone();
         controlled_informer(
             "TestEnvironmentClaim",
             claims_api,
             claim_writer,
             claim_refs,
             environment_refs.clone(),
-            move |claim| environments_of_claim(&environments, claim),
+            move |claim, _| environments_of_claim(&index.read(), claim),
         )
     };
     let dependents = Dependents {
-        environments: environments.clone(),
+        index,
         refs: environment_refs.clone(),
     };
     let namespaces = namespace_informer(&client, &dependents, scope.clone());
@@ -181,11 +191,12 @@ pub async fn run(
     futures::join!(environments_done, claims_done);
 }
 
-/// The environments that read other kinds' objects, and where to send the ones a change
-/// concerns: what every informer but the controllers' own hands its events to.
+/// The index of the environments that read other kinds' objects, and where to send the
+/// ones a change concerns: what every informer but the controllers' own hands its events
+/// to.
 #[derive(Clone)]
 struct Dependents {
-    environments: Store<TestEnvironment>,
+    index: SharedIndex,
     refs: mpsc::UnboundedSender<ObjectRef<TestEnvironment>>,
 }
 
@@ -246,7 +257,7 @@ fn app_informers(
                     },
                     Box::new(move |app: &Packed<DynamicObject>, _| {
                         let concerned = environments_of_app(
-                            &dependents.environments,
+                            &dependents.index.read(),
                             provider,
                             &default_namespace,
                             app,
@@ -281,7 +292,7 @@ fn service_informer(client: &Client, dependents: &Dependents) -> Cache<Packed<Se
             let namespace = service.namespace().unwrap_or_default();
             informers::trigger(
                 &dependents.refs,
-                environments_routing_from(&dependents.environments, namespace),
+                dependents.index.read().routing_from(namespace),
             );
         }),
     )
@@ -304,7 +315,7 @@ fn endpoint_slice_informer(
             let namespace = slice.namespace().unwrap_or_default();
             informers::trigger(
                 &dependents.refs,
-                environments_deployed_in(&dependents.environments, namespace),
+                dependents.index.read().deployed_in(namespace),
             );
         }),
     )
@@ -337,21 +348,22 @@ fn routing_map_informer(client: &Client, dependents: &Dependents) -> Cache<Packe
             let namespace = config_map.namespace().unwrap_or_default();
             informers::trigger(
                 &dependents.refs,
-                environments_deployed_in(&dependents.environments, namespace),
+                dependents.index.read().deployed_in(namespace),
             );
         }),
     )
 }
 
 /// The informer of a controller's own kind: applied objects go to that controller, and
-/// every change (deletions too) to the objects of the other controller it concerns.
+/// every change (deletions too) to the objects of the other controller it concerns
+/// (`concerns` also sees each change first, to keep an index of the kind).
 fn controlled_informer<K, O>(
     kind: &str,
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     own: mpsc::UnboundedSender<ObjectRef<K>>,
     concerned: mpsc::UnboundedSender<ObjectRef<O>>,
-    concerns: impl Fn(&K) -> Vec<ObjectRef<O>> + Send + 'static,
+    mut concerns: impl FnMut(&K, Change) -> Vec<ObjectRef<O>> + Send + 'static,
 ) -> Cache<K>
 where
     K: kube::Resource<DynamicType = ()>
@@ -370,10 +382,13 @@ where
         writer,
         |object| object,
         Box::new(move |object: &K, change| {
+            // First, as it may file the object in the index: a reconciliation of it
+            // then starts after any event the index would route to it.
+            let others = concerns(object, change);
             if change == Change::Applied {
                 informers::trigger(&own, [ObjectRef::from_obj(object)]);
             }
-            informers::trigger(&concerned, concerns(object));
+            informers::trigger(&concerned, others);
         }),
     )
 }

@@ -1,12 +1,14 @@
 //! Which reconciliations a change concerns: an informer event names its own object, and
 //! these maps name the others that read it (a claim's environment, an app's environments,
-//! the environments routing through a namespace).
+//! the environments routing through a namespace). The environments are looked up in
+//! [`EnvironmentIndex`], never scanned.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::index::EnvironmentIndex;
 use super::packed::Packed;
 use crate::resources::{ENVIRONMENT_ANNOTATION, Provider, TestEnvironment, TestEnvironmentClaim};
 
@@ -24,24 +26,28 @@ where
         .collect()
 }
 
-/// The environments a claim may concern: the one it names or holds, and the live ones of
-/// its context.
+/// The environments a claim may concern: the one it names or holds, and those of its
+/// context.
 pub fn environments_of_claim(
-    environments: &Store<TestEnvironment>,
+    environments: &EnvironmentIndex,
     claim: &TestEnvironmentClaim,
 ) -> Vec<ObjectRef<TestEnvironment>> {
-    let workspace = claim.namespace();
+    let workspace = claim.namespace().unwrap_or_default();
     let holding = claim
         .status
         .as_ref()
         .and_then(|s| s.environment_name.as_deref());
-    refs_where(environments, |env| {
-        let name = env.name_any();
-        env.namespace() == workspace
-            && (claim.spec.environment_name.as_deref() == Some(name.as_str())
-                || holding == Some(name.as_str())
-                || env.spec.context == claim.spec.context)
-    })
+    let mut concerned = environments.of_context(&workspace, &claim.spec.context);
+    for name in [claim.spec.environment_name.as_deref(), holding]
+        .into_iter()
+        .flatten()
+    {
+        let named = ObjectRef::new(name).within(&workspace);
+        if !concerned.contains(&named) {
+            concerned.push(named);
+        }
+    }
+    concerned
 }
 
 /// The claims an environment's change may concern: those of its context or naming it.
@@ -66,49 +72,13 @@ pub fn environment_of_namespace(namespace: &Namespace) -> Option<ObjectRef<TestE
 }
 
 /// The environments deployed by `app`. A provider's app may live in another namespace
-/// than any environment, so ownerReferences cannot link them; the controller's own cache
-/// is scanned instead (cheap next to the event that triggered it).
+/// than any environment, so ownerReferences cannot link them; the index finds them.
 pub fn environments_of_app(
-    environments: &Store<TestEnvironment>,
+    environments: &EnvironmentIndex,
     provider: Provider,
     default_namespace: &str,
     app: &Packed<DynamicObject>,
 ) -> Vec<ObjectRef<TestEnvironment>> {
     let app_namespace = app.namespace().unwrap_or_default();
-    let app_name = app.name();
-    refs_where(environments, |env| {
-        let spec = &env.spec.template;
-        spec.provider == provider
-            && spec.provider_app_name == app_name
-            && spec
-                .provider_app_namespace
-                .as_deref()
-                .unwrap_or(default_namespace)
-                == app_namespace
-    })
-}
-
-/// The environments deployed in `namespace`.
-pub fn environments_deployed_in(
-    environments: &Store<TestEnvironment>,
-    namespace: &str,
-) -> Vec<ObjectRef<TestEnvironment>> {
-    refs_where(environments, |env| env.spec.template.namespace == namespace)
-}
-
-/// The environments whose routing reads Services of `namespace`: deployed there, or
-/// using it as their baseline.
-pub fn environments_routing_from(
-    environments: &Store<TestEnvironment>,
-    namespace: &str,
-) -> Vec<ObjectRef<TestEnvironment>> {
-    refs_where(environments, |env| {
-        let template = &env.spec.template;
-        template.namespace == namespace
-            || template
-                .routing
-                .as_ref()
-                .and_then(|r| r.baseline_namespace.as_deref())
-                == Some(namespace)
-    })
+    environments.of_app(provider, app_namespace, app.name(), default_namespace)
 }
