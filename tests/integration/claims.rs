@@ -279,13 +279,34 @@ async fn twenty_concurrent_claims_take_turns_in_creation_order() {
             std::slice::from_ref(name),
             "turn {turn}: exactly one claim bound"
         );
-        for waiting in claims.iter().filter(|c| c.name_any() != *name) {
-            let position = waiting.status.as_ref().and_then(|s| s.queue_position);
+        // The claim bound is written first; the others report their places soon after
+        // (a claim created a moment ago may have no status yet).
+        let deadline = tokio::time::Instant::now() + REACTION;
+        let mut claims = claims;
+        loop {
+            let unreported: Vec<String> = claims
+                .iter()
+                .filter(|c| c.name_any() != *name)
+                .filter(|c| {
+                    let position = c.status.as_ref().and_then(|s| s.queue_position);
+                    !position.is_some_and(|p| p >= 1)
+                })
+                .map(ResourceExt::name_any)
+                .collect();
+            if unreported.is_empty() {
+                break;
+            }
             assert!(
-                position.is_some_and(|p| p >= 1),
-                "{} reports its queue position",
-                waiting.name_any()
+                tokio::time::Instant::now() < deadline,
+                "turn {turn}: {unreported:?} report no queue position"
             );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            claims = t
+                .claims()
+                .list(&Default::default())
+                .await
+                .expect("list")
+                .items;
         }
         assert_eq!(bound.status.and_then(|s| s.reused), Some(turn > 0));
         t.release(name).await;
