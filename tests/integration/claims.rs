@@ -289,7 +289,7 @@ async fn twenty_concurrent_claims_take_turns_in_creation_order() {
                 .filter(|c| c.name_any() != *name)
                 .filter(|c| {
                     let position = c.status.as_ref().and_then(|s| s.queue_position);
-                    !position.is_some_and(|p| p >= 1)
+                    position.is_none_or(|p| p < 1)
                 })
                 .map(ResourceExt::name_any)
                 .collect();
