@@ -176,7 +176,7 @@ async fn refresh_generators(
     {
         let name = set.name_any();
         tracing::info!(application_set = %name, "asking the ApplicationSet to generate again");
-        let patch = Patch::Merge(&generators.refresh_request);
+        let patch = Patch::Merge((generators.refresh_request)(jiff::Timestamp::now()));
         match sets.patch(&name, &PatchParams::default(), &patch).await {
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
             result => {

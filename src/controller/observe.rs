@@ -34,6 +34,7 @@ use crate::error::Result;
 use crate::lifecycle::Phase;
 use crate::lifecycle::environment::Observed;
 use crate::lifecycle::observation::{self, Gathered, Reading, RoutingObjects, SERVICE_NAME_LABEL};
+use crate::providers::Generators;
 use crate::resources::{ROUTING_CONFIG_MAP, TestEnvironment};
 
 /// Where an observation comes from.
@@ -97,11 +98,22 @@ pub async fn observe(
     // Asked for with the rest: whether routing is gathered at all depends on the
     // namespace read beside it, and a GET too many costs less than one in a row.
     let config_map = read_routing_map(environment, ctx, source);
-    let (namespace, app, claims, config_map) = futures::try_join!(
+    let generators_pending = async {
+        match provider.generators() {
+            Some(generators)
+                if source == Source::ApiServer && observation::reads_generators(environment) =>
+            {
+                pending_generations(&generators, app_namespace, ctx).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    };
+    let (namespace, app, claims, config_map, generators_pending) = futures::try_join!(
         read_namespace(environment, ctx, source),
         app,
         claims,
-        config_map
+        config_map,
+        generators_pending
     )?;
     let routing = if observation::routes_from(namespace.as_deref(), uid) {
         Some(gather_routing(environment, ctx, config_map).await?)
@@ -113,6 +125,7 @@ pub async fn observe(
         app,
         claims,
         routing,
+        generators_pending,
     };
     let reading = Reading {
         provider,
@@ -124,6 +137,29 @@ pub async fn observe(
         gathered,
         app_api,
     })
+}
+
+/// The ApplicationSets of `namespace` generating from TestMesh that have a generation
+/// pending, fresh from the API server (none where their kind is not installed).
+async fn pending_generations(
+    generators: &Generators,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Vec<String>> {
+    let sets: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &generators.resource);
+    let listed = match sets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Vec::new()),
+        listed => listed?,
+    };
+    Ok(listed
+        .items
+        .iter()
+        .filter(|set| {
+            (generators.generates_from_testmesh)(set) && (generators.refresh_pending)(set)
+        })
+        .map(ResourceExt::name_any)
+        .collect())
 }
 
 /// The environment's namespace. The cache holds only namespaces TestMesh labelled, so a

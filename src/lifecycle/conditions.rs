@@ -61,6 +61,10 @@ pub mod reason {
     /// Teardown waits for the provider, which is deleting its app (pruning what it
     /// deployed).
     pub const WAITING_FOR_APP_DELETION: &str = "WaitingForAppDeletion";
+    /// Teardown waits for the ApplicationSets generating from TestMesh to generate again
+    /// without the environment before its namespace goes: until then one may still
+    /// create its Application.
+    pub const WAITING_FOR_GENERATOR: &str = "WaitingForGenerator";
     /// Teardown waits for a terminating namespace that reports what blocks it; also the
     /// `Ready` reason when the namespace is deleted outside of a teardown.
     pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";

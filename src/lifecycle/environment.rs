@@ -198,6 +198,10 @@ pub struct Observed {
     pub routing: Routing,
     /// The namespace's routing ConfigMap.
     pub routing_map: RoutingMap,
+    /// The ApplicationSets generating from TestMesh that have a generation pending (one
+    /// asked for has not ended). Read fresh, and only for an environment in teardown:
+    /// what decides whether its namespace may go.
+    pub generators_pending: Vec<String>,
 }
 
 /// The ConfigMap `testmesh-routing` in the environment's namespace.
@@ -398,6 +402,7 @@ fn decide_status(
             .template
             .sleep_after_minutes
             .map(|minutes| SignedDuration::from_mins(i64::from(minutes))),
+        listed_before: generator::listed(environment, &current),
     };
 
     if previous == Phase::Destroyed {
@@ -610,6 +615,8 @@ struct Step<'a> {
     publish_config_map: bool,
     /// `spec.sleepAfterMinutes`.
     sleep_after: Option<SignedDuration>,
+    /// TestMesh's generator listed the environment in the stored status.
+    listed_before: bool,
 }
 
 impl Step<'_> {
@@ -745,6 +752,15 @@ impl Step<'_> {
             };
             (reason::TEARING_DOWN, with_notes(plan))
         };
+        // An ApplicationSet may mint the Application of an environment the generator
+        // listed until it has generated again without it: one that read the listing
+        // before the environment left it may still be creating Applications. Deleting the
+        // namespace under such an Application leaves Argo CD syncing into a namespace
+        // that is gone, and unable to delete the Application while it does. So the
+        // namespace waits: in the decision that takes the environment off the list (the
+        // ApplicationSets are asked to generate again only once it is stored), and while
+        // any of them has a generation pending.
+        let generators_settled = !self.listed_before && self.observed.generators_pending.is_empty();
         let (destroyed_reason, message) = match (app, &self.observed.namespace) {
             (Some(AppStep::ProviderDeleting | AppStep::GeneratorDeleting), _) => (
                 reason::WAITING_FOR_APP_DELETION,
@@ -762,6 +778,20 @@ impl Step<'_> {
                 reason::NAMESPACE_TERMINATING,
                 with_notes(&format!("namespace is terminating: {blockers}")),
             ),
+            (
+                None,
+                NamespaceState::Owned {
+                    terminating: false, ..
+                },
+            ) if !generators_settled => {
+                decision.wake_at = Some(earliest(decision.wake_at, self.now + GENERATOR_RECHECK));
+                (
+                    reason::WAITING_FOR_GENERATOR,
+                    with_notes(
+                        "waiting for the ApplicationSets generating from TestMesh to generate again without the environment, then deleting the namespace",
+                    ),
+                )
+            }
             (None, NamespaceState::Owned { terminating, .. }) => {
                 if !terminating {
                     decision.effects.push(Effect::DeleteNamespace);
@@ -1317,6 +1347,10 @@ pub fn retention(
 
 /// How often a teardown that waits on someone else is looked at again.
 pub const TEARDOWN_RECHECK: SignedDuration = SignedDuration::from_secs(10);
+
+/// How soon a teardown that waits for the ApplicationSets to generate again is looked at
+/// again: a generation takes well under a second, and nothing else says it ended.
+pub const GENERATOR_RECHECK: SignedDuration = SignedDuration::from_secs(1);
 
 fn earliest(current: Option<Timestamp>, candidate: Timestamp) -> Timestamp {
     current.map_or(candidate, |at| at.min(candidate))

@@ -138,6 +138,11 @@ fn listed_awake(environment: &TestEnvironment, status: &TestEnvironmentStatus) -
         .then_some(phase != Phase::Sleeping)
 }
 
+/// Whether TestMesh's generator lists `environment` were its status `status`.
+pub fn listed(environment: &TestEnvironment, status: &TestEnvironmentStatus) -> bool {
+    listed_awake(environment, status).is_some()
+}
+
 /// Whether the ApplicationSets generating from TestMesh should list again: what they
 /// would list for `environment` changes from status `before` to `after`.
 pub fn listing_changes(

@@ -51,6 +51,9 @@ pub struct Gathered {
     pub claims: Vec<Arc<TestEnvironmentClaim>>,
     /// What routing is computed from; gathered only where [`routes_from`] says.
     pub routing: Option<RoutingObjects>,
+    /// The ApplicationSets generating from TestMesh with a generation pending; gathered
+    /// only where [`reads_generators`] says.
+    pub generators_pending: Vec<String>,
 }
 
 /// What the routing policy is computed from.
@@ -77,6 +80,17 @@ pub struct Reading<'a, R: AppReader + ?Sized> {
 /// lives (a namespace that is not ours, or is going, publishes nothing of ours).
 pub fn routes_from(namespace: Option<&Namespace>, uid: &str) -> bool {
     namespace.is_some_and(|ns| is_ours(ns, uid) && ns.metadata.deletion_timestamp.is_none())
+}
+
+/// Whether the ApplicationSets' pending generations are read: fresh, for an environment
+/// whose teardown has begun but not ended and that created its namespace (so the
+/// generator may have listed it). They decide whether its namespace may go.
+pub fn reads_generators(environment: &TestEnvironment) -> bool {
+    environment.status.as_ref().is_some_and(|status| {
+        status.teardown_started_at.is_some()
+            && status.provisioning_started_at.is_some()
+            && status.phase != Some(super::Phase::Destroyed)
+    })
 }
 
 /// What the state machine decides on, from what was gathered.
@@ -121,6 +135,7 @@ pub fn observed<R: AppReader + ?Sized>(
         teardown_note,
         routing,
         routing_map,
+        generators_pending: gathered.generators_pending.clone(),
     }
 }
 

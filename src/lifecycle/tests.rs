@@ -98,6 +98,7 @@ fn world(app: AppState) -> Observed {
         teardown_note: None,
         routing: Default::default(),
         routing_map: RoutingMap::Absent,
+        generators_pending: Vec::new(),
     }
 }
 

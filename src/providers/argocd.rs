@@ -42,6 +42,8 @@
 //!   wrote the environment's UID (TestMesh's generator, [`crate::lifecycle::generator`])
 //!   is deleted by its ApplicationSet once the environment leaves the generator's list.
 
+use jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Map, Value, json};
@@ -110,10 +112,24 @@ pub fn generates_from(set: &DynamicObject, config_map: &str) -> bool {
     any_names(set.data.pointer("/spec/generators"), config_map)
 }
 
-/// The merge patch that makes the applicationset-controller generate again now (its
-/// documented refresh annotation, which it removes once done).
-pub fn application_set_refresh() -> Value {
-    json!({"metadata": {"annotations": {"argocd.argoproj.io/application-set-refresh": "true"}}})
+/// The applicationset-controller's refresh annotation: while it is set, a generation is
+/// pending; the controller removes it (an update conditional on the resourceVersion it
+/// read) at the end of the first generation that began after it was set.
+const APPLICATION_SET_REFRESH: &str = "argocd.argoproj.io/application-set-refresh";
+
+/// The merge patch that makes the applicationset-controller generate again now. The
+/// controller only asks whether the annotation is there; its value is the time asked, so
+/// that every request changes the object: a second request while the first is pending
+/// would otherwise change nothing, and a generation that began before it (from a listing
+/// read before it) would remove the annotation unopposed.
+pub fn application_set_refresh(asked_at: Timestamp) -> Value {
+    json!({"metadata": {"annotations": {APPLICATION_SET_REFRESH: asked_at.to_string()}}})
+}
+
+/// Whether `set` still has a generation pending that was asked for with
+/// [`application_set_refresh`].
+pub fn refresh_pending(set: &DynamicObject) -> bool {
+    set.annotations().contains_key(APPLICATION_SET_REFRESH)
 }
 
 /// Keeps only what [`interpret`] reads: of `status.resources` the ones not Healthy

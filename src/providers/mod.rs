@@ -50,8 +50,11 @@ pub trait GitOpsProvider: AppReader + Send + Sync {
 pub struct Generators {
     pub resource: ApiResource,
     pub generates_from_testmesh: Box<dyn Fn(&DynamicObject) -> bool + Send + Sync>,
-    /// The merge patch that asks one of them to generate again now.
-    pub refresh_request: serde_json::Value,
+    /// The merge patch that asks one of them to generate again now, asked at the given
+    /// instant.
+    pub refresh_request: fn(jiff::Timestamp) -> serde_json::Value,
+    /// Whether one of them has a generation asked for that has not ended yet.
+    pub refresh_pending: fn(&DynamicObject) -> bool,
 }
 
 /// Argo CD: environments are deployed by an `Application`.
@@ -95,7 +98,8 @@ impl GitOpsProvider for ArgoCd {
         Some(Generators {
             resource: argocd::application_set_resource(),
             generates_from_testmesh: Box::new(move |set| argocd::generates_from(set, &config_map)),
-            refresh_request: argocd::application_set_refresh(),
+            refresh_request: argocd::application_set_refresh,
+            refresh_pending: argocd::refresh_pending,
         })
     }
 }

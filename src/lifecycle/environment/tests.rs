@@ -180,6 +180,7 @@ fn world() -> World {
         teardown_note: None,
         routing: Default::default(),
         routing_map: RoutingMap::Absent,
+        generators_pending: Vec::new(),
     })
 }
 
@@ -300,6 +301,11 @@ impl World {
     /// A ConfigMap named like the routing one that is not the operator's.
     fn foreign_routing_map(mut self) -> Self {
         self.0.routing_map = RoutingMap::Foreign;
+        self
+    }
+    /// These ApplicationSets generating from TestMesh have a generation pending.
+    fn generators_pending(mut self, sets: &[&str]) -> Self {
+        self.0.generators_pending = sets.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 }
@@ -1075,6 +1081,49 @@ fn status_writes_along(env: Env, steps: &[World]) -> Vec<(Phase, String)> {
     writes
 }
 
+/// Found by the fault soak with the real Argo CD: an environment destroyed right after
+/// TestMesh's generator listed it had its namespace deleted before its ApplicationSet
+/// minted the Application (from the listing it had read). The Application was created
+/// anyway, Argo CD synced it into a namespace that was gone and could not delete it while
+/// that sync ran, and the environment stayed `destroying`.
+#[test]
+fn a_listed_environment_keeps_its_namespace_until_the_application_sets_generated_without_it() {
+    let listed = healthy_warm();
+    let destroy = || world().no_app().teardown(TeardownRequest::Destroy);
+    let now = CREATED + minutes(1);
+    // Its Application is not minted yet: the decision that takes it off the list asks the
+    // ApplicationSets to generate again, and deletes nothing.
+    let entering = listed.decide(&destroy(), now);
+    assert_eq!(entering.effects, [Effect::RefreshGenerator]);
+    assert_eq!(
+        condition(&entering, DESTROYED).reason,
+        reason::WAITING_FOR_GENERATOR
+    );
+    assert!(
+        entering
+            .wake_at
+            .is_some_and(|wake| wake <= at(now) + GENERATOR_RECHECK)
+    );
+    // One of them has not generated since: the namespace still waits.
+    let destroying = listed.after(&entering);
+    let waiting = destroying.decide(&destroy().generators_pending(&["previews"]), now + 1);
+    assert!(waiting.effects.is_empty(), "{:?}", waiting.effects);
+    assert_eq!(
+        condition(&waiting, DESTROYED).reason,
+        reason::WAITING_FOR_GENERATOR
+    );
+    // They have, and no Application came: the namespace goes.
+    let settled = destroying.after(&waiting).decide(&destroy(), now + 2);
+    assert_eq!(settled.effects, [Effect::DeleteNamespace]);
+    // An environment the generator never listed (Flux deploys it) does not wait.
+    let mut flux = healthy_warm();
+    flux.0.spec.template.provider = Provider::Flux;
+    assert_eq!(
+        flux.decide(&destroy(), now).effects,
+        [Effect::DeleteNamespace]
+    );
+}
+
 #[test]
 fn a_teardown_nobody_holds_up_writes_the_status_twice() {
     let warm = healthy_warm();
@@ -1293,20 +1342,30 @@ fn any_observed() -> impl Strategy<Value = World> {
         )]))),
         Just(RoutingMap::Foreign),
     ];
-    (namespace, app, 0usize..3, 0usize..3, teardown, routing_map).prop_map(
-        |(namespace, app, holders, waiting, teardown, routing_map)| {
-            World(Observed {
-                namespace,
-                app,
-                holders: (0..holders).map(|i| format!("run-{i}")).collect(),
-                waiting: (0..waiting).map(|i| format!("queued-{i}")).collect(),
-                teardown,
-                teardown_note: None,
-                routing: Default::default(),
-                routing_map,
-            })
-        },
+    (
+        namespace,
+        app,
+        0usize..3,
+        0usize..3,
+        teardown,
+        routing_map,
+        0usize..2,
     )
+        .prop_map(
+            |(namespace, app, holders, waiting, teardown, routing_map, pending)| {
+                World(Observed {
+                    namespace,
+                    app,
+                    holders: (0..holders).map(|i| format!("run-{i}")).collect(),
+                    waiting: (0..waiting).map(|i| format!("queued-{i}")).collect(),
+                    teardown,
+                    teardown_note: None,
+                    routing: Default::default(),
+                    routing_map,
+                    generators_pending: (0..pending).map(|i| format!("set-{i}")).collect(),
+                })
+            },
+        )
 }
 
 proptest! {
@@ -1352,6 +1411,11 @@ proptest! {
         let owned_active = matches!(world.0.namespace, NamespaceState::Owned { terminating: false, .. });
         if decision.effects.contains(&Effect::DeleteNamespace) {
             prop_assert!(owned_active, "deleted a namespace it does not own");
+            prop_assert!(
+                world.0.generators_pending.is_empty()
+                    && !crate::lifecycle::generator::listed(&env.0, env.0.status.as_ref().unwrap()),
+                "deleted a namespace an ApplicationSet may still deploy into"
+            );
         }
         if decision.effects.contains(&Effect::DeleteApp) {
             let deletable = matches!(&world.0.app, AppState::Present(a) if a.deletion == AppDeletion::Deletable);

@@ -332,10 +332,35 @@ fn an_application_set_generates_from_testmesh_only_through_its_config_map() {
             "{case}"
         );
     }
+}
+
+#[test]
+fn every_refresh_request_changes_the_application_set_and_is_pending_until_it_has_generated() {
+    let at = |second| jiff::Timestamp::from_second(second).expect("timestamp");
+    let first = application_set_refresh(at(1_800_000_000));
+    let second = application_set_refresh(at(1_800_000_001));
+    let annotation = "/metadata/annotations/argocd.argoproj.io~1application-set-refresh";
     assert_eq!(
-        application_set_refresh()["metadata"]["annotations"]["argocd.argoproj.io/application-set-refresh"],
-        "true"
+        first.pointer(annotation),
+        Some(&json!("2027-01-15T08:00:00Z"))
     );
+    // A second request while the first is pending still changes the object, so a
+    // generation begun before it cannot remove the annotation unopposed.
+    assert_ne!(first.pointer(annotation), second.pointer(annotation));
+    let mut refreshed: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "previews", "namespace": "argocd"},
+    }))
+    .unwrap();
+    assert!(!refresh_pending(&refreshed));
+    refreshed.metadata.annotations = Some(
+        [(
+            "argocd.argoproj.io/application-set-refresh".to_owned(),
+            "2027-01-15T08:00:00Z".to_owned(),
+        )]
+        .into(),
+    );
+    assert!(refresh_pending(&refreshed));
 }
 
 #[test]
