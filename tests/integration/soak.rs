@@ -34,14 +34,17 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use testmesh::lifecycle::{ClaimPhase, Phase};
 use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
-use testmesh_testenv::argocd::{self, ArgoCd};
+use testmesh_testenv::argocd::{self, RealArgoCd};
+use testmesh_testenv::git::GitRepository;
+use testmesh_testenv::kwok::Kwok;
 use testmesh_testenv::operator::Operator;
 use testmesh_testenv::proxy::{self, Proxy};
+use testmesh_testenv::workloads::Workload;
 use testmesh_testenv::{AuditedRequest, ControlPlane, with_temp_namespace};
 
 use crate::support::{from_json, install_testmesh_crds};
@@ -49,6 +52,14 @@ use crate::support::{from_json, install_testmesh_crds};
 const LEASE_SECONDS: u64 = 6;
 /// The Lease the replicas campaign for.
 const LEASE_NAME: &str = "testmesh-operator";
+/// The ConfigMap of TestMesh's generator (the operator's default name).
+const GENERATOR: &str = "testmesh-generator";
+/// The Git paths an environment's Application syncs: a workload that turns Ready, one
+/// whose rollout never does (Progressing), and one whose rollout passes its progress
+/// deadline (Degraded).
+const HEALTHY_PATH: &str = "soak";
+const PROGRESSING_PATH: &str = "soak-progressing";
+const DEGRADED_PATH: &str = "soak-degraded";
 /// Contexts the claims share.
 const CONTEXTS: usize = 3;
 
@@ -157,20 +168,25 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     let control_plane = &control_plane;
     let client = control_plane.admin_client().await.expect("admin client");
     install_testmesh_crds(&client).await;
-    argocd::install_crds_now(&client).await;
+    // The GitOps side is real: kwok as the nodes, Argo CD with its ApplicationSet
+    // controller, syncing from a Git repository of the soak's own. (Blocking start-ups:
+    // nothing else runs yet.)
+    let _kwok = Kwok::start(control_plane).expect("kwok");
+    let argo_cd = RealArgoCd::start(control_plane).expect("Argo CD");
+    let apps = argo_cd.applications(&client);
+    let repo = GitRepository::create(&GitRepository::temporary_dir(control_plane), "soak")
+        .expect("Git repository");
+    repo.commit("the soak's workloads", &workload_files())
+        .expect("commit");
     let ws = with_temp_namespace(&client, "soak")
         .await
         .expect("workspace namespace");
     let workspace_name = ws.name().to_owned();
-    let argo_namespace = with_temp_namespace(&client, "soak-argocd")
-        .await
-        .expect("Argo CD namespace");
-    let argo = ArgoCd::new(&client, argo_namespace.name());
     let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), &workspace_name);
     let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &workspace_name);
 
-    // Hostile neighbours: look-alike namespaces (TestMesh's label, another UID) and
-    // Applications no environment names.
+    // Hostile neighbours: look-alike namespaces (TestMesh's label, another UID) with
+    // Applications no environment names deploying into them.
     let hostile: Vec<String> = (0..2).map(|i| format!("{workspace_name}-h{i}")).collect();
     for name in &hostile {
         let namespace: Namespace = from_json(json!({"metadata": {
@@ -182,34 +198,48 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
             .create(&PostParams::default(), &namespace)
             .await
             .expect("hostile namespace");
-        argo.create_app(name, name).await;
-        argo.make_healthy(name).await;
+        let app = argocd::git_application(name, &repo.url(), HEALTHY_PATH, name);
+        apps.create(&PostParams::default(), &from_json(app))
+            .await
+            .expect("hostile Application");
     }
 
     let mut replicas = Vec::new();
     for identity in ["soak-a", "soak-b"] {
-        let started = replica(
-            control_plane,
-            &workspace_name,
-            argo_namespace.name(),
-            identity,
-        )
-        .await;
+        let started = replica(control_plane, &workspace_name, identity).await;
         replicas.push(Arc::new(started));
     }
+    // TestMesh as the ApplicationSet's generator, reached as a Service would reach it:
+    // at whichever replica answers.
+    let api_addresses = {
+        let mut addresses = Vec::new();
+        for replica in &replicas {
+            addresses.push(replica.operator.lock().await.api);
+        }
+        addresses
+    };
+    let generator = Proxy::start_to_any(api_addresses)
+        .await
+        .expect("the generator's address");
+    generator_for(&client, control_plane, &workspace_name, generator.address).await;
+    let application_sets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        argocd::NAMESPACE,
+        &application_set_resource(),
+    );
+    application_sets
+        .create(
+            &PostParams::default(),
+            &from_json(application_set(&workspace_name, &repo.url())),
+        )
+        .await
+        .expect("ApplicationSet");
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let watching = tokio::spawn(watch_invariants(
         environments.clone(),
         claims.clone(),
         seen.clone(),
-    ));
-    // Applications a fault holds unhealthy; the keeper leaves them be meanwhile.
-    let unhealthy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let keeping = tokio::spawn(keep_apps(
-        environments.clone(),
-        argo.apps.clone(),
-        unhealthy.clone(),
     ));
 
     // The workload, started over the first part of the run.
@@ -222,27 +252,19 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         let kind = rng.below(4);
         let environments = environments.clone();
         let claims = claims.clone();
-        let argo_ns = argo_namespace.name().to_owned();
         let ws = workspace_name.clone();
         workload.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             match kind {
-                0 | 1 => claim_run(&claims, &ws, &argo_ns, i).await,
-                2 => direct(&environments, &ws, &argo_ns, i, End::Destroy).await,
-                _ => direct(&environments, &ws, &argo_ns, i, End::Delete).await,
+                0 | 1 => claim_run(&claims, &ws, i).await,
+                2 => direct(&environments, &ws, i, End::Destroy).await,
+                _ => direct(&environments, &ws, i, End::Delete).await,
             }
         }));
     }
     // Every environment left to expire by its TTL, too.
     for i in 0..CONTEXTS {
-        direct(
-            &environments,
-            &workspace_name,
-            argo_namespace.name(),
-            1000 + i,
-            End::Expire,
-        )
-        .await;
+        direct(&environments, &workspace_name, 1000 + i, End::Expire).await;
     }
 
     // Faults at random moments, each kind `faults_per_kind` times.
@@ -270,9 +292,8 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
             control_plane,
             replicas: &replicas,
             leases: &leases,
-            argo: &argo,
+            apps: &apps,
             environments: &environments,
-            unhealthy: &unhealthy,
         };
         let Some(injected) = inject(fault, &target, &mut rng).await else {
             continue;
@@ -280,14 +301,8 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         taking_back = Some(injected.restoring);
         *faulted.entry(fault).or_default() += 1;
         // Progress: a new environment is picked up and its namespace created.
-        let progress = probe_progress(
-            &environments,
-            &workspace_name,
-            argo_namespace.name(),
-            probe,
-            injected.clock_from,
-        )
-        .await;
+        let progress =
+            probe_progress(&environments, &workspace_name, probe, injected.clock_from).await;
         let longest = recovery.entry(fault).or_default();
         *longest = (*longest).max(progress);
     }
@@ -302,7 +317,6 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // Left alone: everything converges.
     let converged = converge(&environments, &client, Duration::from_secs(180)).await;
     let convergence = last_fault.elapsed();
-    keeping.abort();
     watching.abort();
     supervising.abort();
 
@@ -321,7 +335,13 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
             .ok()
             .flatten()
             .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-        if !intact || argo.get(name).await.is_none() {
+        let app_left = apps
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|app| app.metadata.deletion_timestamp.is_none());
+        if !intact || !app_left {
             violations.push(format!("hostile neighbour {name} was touched"));
         }
     }
@@ -369,12 +389,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
 }
 
-async fn replica(
-    control_plane: &ControlPlane,
-    workspace: &str,
-    argo_namespace: &str,
-    identity: &str,
-) -> Replica {
+async fn replica(control_plane: &ControlPlane, workspace: &str, identity: &str) -> Replica {
     let server: std::net::SocketAddr = control_plane
         .server_url()
         .trim_start_matches("https://")
@@ -402,7 +417,7 @@ async fn replica(
     let operator = Operator::start_with(
         env!("CARGO_BIN_EXE_testmesh"),
         workspace,
-        argo_namespace,
+        argocd::NAMESPACE,
         &args,
         kubeconfig,
     );
@@ -415,12 +430,7 @@ async fn replica(
 
 /// Creates the environment `name` of its own context, TTL one minute, deploying into
 /// `{workspace}-{name}` by the Application of that name.
-async fn create_short_lived(
-    environments: &Api<TestEnvironment>,
-    workspace: &str,
-    argo_namespace: &str,
-    name: &str,
-) {
+async fn create_short_lived(environments: &Api<TestEnvironment>, workspace: &str, name: &str) {
     let environment: TestEnvironment = from_json(json!({
         "apiVersion": "testmesh.io/v1alpha1",
         "kind": "TestEnvironment",
@@ -429,7 +439,7 @@ async fn create_short_lived(
             "context": name,
             "provider": "argocd",
             "providerAppName": format!("{workspace}-{name}"),
-            "providerAppNamespace": argo_namespace,
+            "providerAppNamespace": argocd::NAMESPACE,
             "namespace": format!("{workspace}-{name}"),
             "ttlMinutes": 1,
         },
@@ -498,15 +508,9 @@ enum End {
 }
 
 /// An environment created directly (TTL one minute), ended as `end` says once warm.
-async fn direct(
-    environments: &Api<TestEnvironment>,
-    workspace: &str,
-    argo_namespace: &str,
-    i: usize,
-    end: End,
-) {
+async fn direct(environments: &Api<TestEnvironment>, workspace: &str, i: usize, end: End) {
     let name = format!("direct-{i}");
-    create_short_lived(environments, workspace, argo_namespace, &name).await;
+    create_short_lived(environments, workspace, &name).await;
     if let End::Expire = end {
         return;
     }
@@ -534,12 +538,7 @@ async fn direct(
 }
 
 /// A run: a claim for one of the shared contexts, held a moment once bound, released.
-async fn claim_run(
-    claims: &Api<TestEnvironmentClaim>,
-    workspace: &str,
-    argo_namespace: &str,
-    i: usize,
-) {
+async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize) {
     let context = format!("c{}", i % CONTEXTS);
     let name = format!("run-{i}");
     let claim: TestEnvironmentClaim = from_json(json!({
@@ -551,7 +550,7 @@ async fn claim_run(
             "template": {
                 "provider": "argocd",
                 "providerAppName": format!("{workspace}-{{{{context}}}}"),
-                "providerAppNamespace": argo_namespace,
+                "providerAppNamespace": argocd::NAMESPACE,
                 "namespace": format!("{workspace}-{{{{context}}}}"),
                 "ttlMinutes": 1,
             },
@@ -581,57 +580,13 @@ async fn claim_run(
     removed(claims, &name).await;
 }
 
-/// The GitOps side, as an ApplicationSet would: an Application, healthy, for every
-/// environment that has begun provisioning and is not going; `unhealthy` ones are left
-/// as the fault made them.
-async fn keep_apps(
-    environments: Api<TestEnvironment>,
-    apps: Api<kube::api::DynamicObject>,
-    unhealthy: Arc<Mutex<BTreeSet<String>>>,
-) {
-    loop {
-        if let Ok(list) = environments.list(&Default::default()).await {
-            for environment in list.items {
-                let status = environment.status.clone().unwrap_or_default();
-                let phase = status.phase.unwrap_or(Phase::Cold);
-                let going = environment.spec.destroy
-                    || environment.metadata.deletion_timestamp.is_some()
-                    || phase.is_tearing_down()
-                    || status.provisioning_started_at.is_none();
-                let template = &environment.spec.template;
-                let app = &template.provider_app_name;
-                if going || unhealthy.lock().expect("unhealthy").contains(app) {
-                    continue;
-                }
-                match apps.get_opt(app).await {
-                    Ok(None) => {
-                        let _ = apps
-                            .create(
-                                &PostParams::default(),
-                                &from_json(argocd::application(app, &template.namespace)),
-                            )
-                            .await;
-                        heal(&apps, app).await;
-                    }
-                    Ok(Some(object)) if argocd::health_status(&object) != Some("Healthy") => {
-                        heal(&apps, app).await;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// What a fault can be injected into.
 struct Target<'a> {
     control_plane: &'a ControlPlane,
     replicas: &'a [Arc<Replica>],
     leases: &'a Api<Lease>,
-    argo: &'a ArgoCd,
+    apps: &'a Api<DynamicObject>,
     environments: &'a Api<TestEnvironment>,
-    unhealthy: &'a Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// Injects `fault`. What takes it back (a restart, a restored connection) runs in the
@@ -735,46 +690,32 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 return None;
             }
             let app = serving[rng.below(serving.len() as u64) as usize].clone();
-            let apps = &target.argo.apps;
+            let apps = target.apps.clone();
             if fault == Fault::AppDeleted {
-                // The keeper brings it back, as an ApplicationSet would.
+                // Its ApplicationSet mints it again.
                 let _ = apps.delete(&app, &DeleteParams::default()).await;
                 return Some(in_background(tokio::spawn(async {})));
             }
-            let health = if fault == Fault::AppDegraded {
-                "Degraded"
+            // Argo CD syncs a rollout whose pods never turn Ready: Progressing, or
+            // Degraded once its progress deadline passed. A while later, back.
+            let path = if fault == Fault::AppDegraded {
+                DEGRADED_PATH
             } else {
-                "Progressing"
+                PROGRESSING_PATH
             };
-            target
-                .unhealthy
-                .lock()
-                .expect("unhealthy")
-                .insert(app.clone());
+            let set_path = |path: &str| Patch::Merge(json!({"spec": {"source": {"path": path}}}));
             // It may be gone meanwhile (its environment torn down): nothing to change.
-            let unhealthy = json!({"status": {"health": {"status": health, "message": "soak"}}});
             let _ = apps
-                .patch(&app, &PatchParams::default(), &Patch::Merge(&unhealthy))
+                .patch(&app, &PatchParams::default(), &set_path(path))
                 .await;
-            // Unhealthy for a while, then the keeper heals it.
-            let held = target.unhealthy.clone();
-            let for_a_while = rng.millis(1_000, 5_000);
+            let for_a_while = rng.millis(2_000, 6_000);
             Some(in_background(tokio::spawn(async move {
                 tokio::time::sleep(for_a_while).await;
-                held.lock().expect("unhealthy").remove(&app);
+                let _ = apps
+                    .patch(&app, &PatchParams::default(), &set_path(HEALTHY_PATH))
+                    .await;
             })))
         }
-    }
-}
-
-/// Marks `app` Healthy and Synced, as Argo CD would once it synced; nothing if it is gone
-/// meanwhile.
-async fn heal(apps: &Api<kube::api::DynamicObject>, app: &str) {
-    if let Ok(Some(object)) = apps.get_opt(app).await {
-        let healthy = json!({"status": argocd::healthy_status(&object)});
-        let _ = apps
-            .patch(app, &PatchParams::default(), &Patch::Merge(&healthy))
-            .await;
     }
 }
 
@@ -796,12 +737,11 @@ async fn supervise(replicas: Vec<Arc<Replica>>) {
 async fn probe_progress(
     environments: &Api<TestEnvironment>,
     workspace: &str,
-    argo_namespace: &str,
     n: usize,
     since: Instant,
 ) -> Duration {
     let name = format!("probe-{n}");
-    create_short_lived(environments, workspace, argo_namespace, &name).await;
+    create_short_lived(environments, workspace, &name).await;
     let limit = Duration::from_secs(60);
     let progressed = loop {
         let phase = environments
@@ -1016,15 +956,23 @@ fn writes_without_the_lease(
     workspace: &str,
     identities: &[&str],
 ) -> (usize, Vec<String>) {
+    let audited = control_plane.audited_writes().expect("audit log");
+    unleased_writes(audited, workspace, identities)
+}
+
+/// [`writes_without_the_lease`] of what the audit log recorded.
+fn unleased_writes(
+    audited: Vec<AuditedRequest>,
+    workspace: &str,
+    identities: &[&str],
+) -> (usize, Vec<String>) {
     let by_replica = |request: &AuditedRequest| {
         identities
             .iter()
             .find(|identity| request.user_agent.ends_with(&format!("({identity})")))
             .map(|identity| identity.to_string())
     };
-    let mut writes: Vec<(Timestamp, String, AuditedRequest)> = control_plane
-        .audited_writes()
-        .expect("audit log")
+    let mut writes: Vec<(Timestamp, String, AuditedRequest)> = audited
         .into_iter()
         .filter(|w| w.code < 300)
         .filter(|w| {
@@ -1060,4 +1008,183 @@ fn writes_without_the_lease(
         }
     }
     (checked, violations)
+}
+
+#[test]
+fn a_write_counts_as_leased_only_within_a_lease_duration_of_its_replicas_own_last_lease_write() {
+    let write = |at: &str, identity: &str, resource: &str, name: &str| AuditedRequest {
+        user: "testmesh-operator".to_owned(),
+        user_agent: format!("testmesh/0.1.0 ({identity})"),
+        verb: "patch".to_owned(),
+        resource: resource.to_owned(),
+        subresource: None,
+        namespace: Some("ws".to_owned()),
+        name: Some(name.to_owned()),
+        code: 200,
+        received_at: format!("2026-12-06T00:00:{at}Z"),
+        request_uri: String::new(),
+    };
+    let renewed = |at, identity| write(at, identity, "leases", LEASE_NAME);
+    let status = |at, identity| write(at, identity, "testenvironments", "e");
+    let check = |audited| unleased_writes(audited, "ws", &["a", "b"]);
+
+    // Within the lease of its own renewal: fine; a stranger's writes are not checked.
+    let mut stranger = status("02.000000", "c");
+    stranger.user_agent = "kubectl".to_owned();
+    assert_eq!(
+        check(vec![
+            renewed("00.000000", "a"),
+            status("05.999000", "a"),
+            stranger
+        ]),
+        (1, vec![])
+    );
+    // Before any Lease write, past the lease, after the other replica took it: not.
+    for audited in [
+        vec![status("00.000000", "a")],
+        vec![renewed("00.000000", "a"), status("06.100000", "a")],
+        vec![
+            renewed("00.000000", "a"),
+            renewed("03.000000", "b"),
+            status("04.000000", "a"),
+        ],
+    ] {
+        let (checked, violations) = check(audited);
+        assert_eq!((checked, violations.len()), (1, 1), "{violations:?}");
+    }
+    // A failed write wrote nothing; a failed Lease write took nothing.
+    let mut failed = status("09.000000", "b");
+    failed.code = 409;
+    let mut refused = renewed("01.000000", "b");
+    refused.code = 409;
+    assert_eq!(
+        check(vec![
+            renewed("00.000000", "a"),
+            refused,
+            status("02.000000", "a"),
+            failed
+        ]),
+        (1, vec![])
+    );
+}
+
+/// The soak repository's files: one Deployment and Service, `web`, at each of the paths.
+fn workload_files() -> Vec<(String, String)> {
+    let web = || Workload::new("web", "soak/web:1", 8080);
+    let mut degraded = web().never_ready().deployment();
+    degraded["spec"]["progressDeadlineSeconds"] = json!(1);
+    vec![
+        (format!("{HEALTHY_PATH}/web.yaml"), web().yaml()),
+        (
+            format!("{PROGRESSING_PATH}/web.yaml"),
+            web().never_ready().yaml(),
+        ),
+        (
+            format!("{DEGRADED_PATH}/web.yaml"),
+            format!("---\n{degraded}\n---\n{}\n", web().service()),
+        ),
+    ]
+}
+
+/// The plugin generator's ConfigMap and token Secret in Argo CD's namespace, pointing at
+/// `address`, and a Role letting the token's user (alice) list the workspace's
+/// environments: TestMesh's generator answers by the caller's RBAC.
+async fn generator_for(
+    client: &kube::Client,
+    control_plane: &ControlPlane,
+    workspace: &str,
+    address: std::net::SocketAddr,
+) {
+    let user = "alice";
+    let token = control_plane.user_token(user).expect("user token");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), argocd::NAMESPACE);
+    secrets
+        .create(
+            &PostParams::default(),
+            &from_json(json!({
+                "metadata": {"name": GENERATOR, "labels": {"app.kubernetes.io/part-of": "argocd"}},
+                "stringData": {"token": token},
+            })),
+        )
+        .await
+        .expect("token Secret");
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), argocd::NAMESPACE);
+    config_maps
+        .create(
+            &PostParams::default(),
+            &from_json(json!({
+                "metadata": {"name": GENERATOR},
+                "data": {"baseUrl": format!("http://{address}"), "token": format!("${GENERATOR}:token")},
+            })),
+        )
+        .await
+        .expect("generator ConfigMap");
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), workspace);
+    roles
+        .create(
+            &PostParams::default(),
+            &from_json(json!({
+                "metadata": {"name": "generator"},
+                "rules": [{"apiGroups": ["testmesh.io"], "resources": ["testenvironments"], "verbs": ["list"]}],
+            })),
+        )
+        .await
+        .expect("Role");
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(client.clone(), workspace);
+    bindings
+        .create(
+            &PostParams::default(),
+            &from_json(json!({
+                "metadata": {"name": "generator"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "generator"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            })),
+        )
+        .await
+        .expect("RoleBinding");
+}
+
+fn application_set_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
+        "applicationsets",
+    )
+}
+
+/// The product's example ApplicationSet (`examples/argocd-applicationset.yaml`): an
+/// Application per environment TestMesh's generator lists, pruned before it goes. The
+/// source path is left to each Application (`ignoreApplicationDifferences`), so a fault
+/// can point one at a workload that never turns Ready.
+fn application_set(workspace: &str, repo_url: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": workspace, "namespace": argocd::NAMESPACE},
+        "spec": {
+            "goTemplate": true,
+            "goTemplateOptions": ["missingkey=error"],
+            "generators": [{"plugin": {
+                "configMapRef": {"name": GENERATOR},
+                "input": {"parameters": {"workspace": workspace}},
+                "requeueAfterSeconds": 30,
+            }}],
+            "ignoreApplicationDifferences": [{"jsonPointers": ["/spec/source/path"]}],
+            "template": {
+                "metadata": {
+                    "name": "{{.appName}}",
+                    "annotations": {"testmesh.io/environment-uid": "{{.environmentUid}}"},
+                    "finalizers": [argocd::RESOURCES_FINALIZER],
+                },
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": repo_url, "path": HEALTHY_PATH, "targetRevision": "main"},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "{{.namespace}}"},
+                    "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
+                },
+            },
+        },
+    })
 }

@@ -62,12 +62,10 @@ pub async fn install_crds(client: &Client) {
         .unwrap_or_else(|e| panic!("install Argo CD's CRDs (run `make test-assets`): {e}"));
 }
 
-/// The same CRDs installed now, not cached: for a control plane a test starts for itself
-/// ([`install_crds`] remembers the shared one's).
-pub async fn install_crds_now(client: &Client) {
-    install_crd_assets(client, &CRD_FILES)
-        .await
-        .unwrap_or_else(|e| panic!("install Argo CD's CRDs (run `make test-assets`): {e}"));
+/// The same CRDs installed into the control plane `client` reaches, whether or not they
+/// were before: a real Argo CD may run on a control plane a test started for itself.
+pub(crate) async fn install_crds_into(client: &Client) -> Result<()> {
+    install_crd_assets(client, &CRD_FILES).await
 }
 
 async fn try_install_crds(client: &Client) -> Result<()> {

@@ -34,6 +34,12 @@ struct State {
 impl Proxy {
     /// Starts forwarding a free port of 127.0.0.1 to `target`. Needs a Tokio runtime.
     pub async fn start(target: SocketAddr) -> Result<Proxy> {
+        Proxy::start_to_any(vec![target]).await
+    }
+
+    /// Starts forwarding a free port of 127.0.0.1 to the first of `targets` that accepts
+    /// the connection, as a Service reaches any live replica. Needs a Tokio runtime.
+    pub async fn start_to_any(targets: Vec<SocketAddr>) -> Result<Proxy> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(|e| Error::io("bind the proxy", e))?;
@@ -41,7 +47,8 @@ impl Proxy {
             .local_addr()
             .map_err(|e| Error::io("the proxy's address", e))?;
         let state = Arc::new(State::default());
-        let accepting = tokio::spawn(accept(listener, target, state.clone())).abort_handle();
+        let accepting =
+            tokio::spawn(accept(listener, targets.into(), state.clone())).abort_handle();
         Ok(Proxy {
             address,
             state,
@@ -84,14 +91,14 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
+async fn accept(listener: TcpListener, targets: Arc<[SocketAddr]>, state: Arc<State>) {
     while let Ok((client, _)) = listener.accept().await {
         if state.down.load(Ordering::SeqCst) {
             drop(client);
             continue;
         }
         state.forwarded.fetch_add(1, Ordering::SeqCst);
-        let forwarding = tokio::spawn(forward(client, target)).abort_handle();
+        let forwarding = tokio::spawn(forward(client, targets.clone())).abort_handle();
         let mut connections = state
             .connections
             .lock()
@@ -101,9 +108,12 @@ async fn accept(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
     }
 }
 
-async fn forward(mut client: TcpStream, target: SocketAddr) {
-    if let Ok(mut upstream) = TcpStream::connect(target).await {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+async fn forward(mut client: TcpStream, targets: Arc<[SocketAddr]>) {
+    for target in targets.iter() {
+        if let Ok(mut upstream) = TcpStream::connect(target).await {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            return;
+        }
     }
 }
 

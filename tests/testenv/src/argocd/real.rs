@@ -21,7 +21,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-use super::{NAMESPACE, app_project_resource, application_resource, try_install_crds};
+use super::{NAMESPACE, app_project_resource, application_resource, install_crds_into};
 use crate::control_plane::random_hex;
 use crate::error::{Error, Result};
 use crate::process::{ProcessGroup, block_on, free_ports, http_ok};
@@ -243,7 +243,7 @@ impl RealArgoCd {
 /// The CRDs, the namespace, `argocd-cm`, `argocd-secret` and the AppProject `default` (any repository, any
 /// destination, every cluster-scoped kind).
 async fn install_objects(client: &Client) -> Result<()> {
-    try_install_crds(client).await?;
+    install_crds_into(client).await?;
     let (label, value) = PART_OF_ARGOCD;
     let objects = json!([
         { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NAMESPACE } },
