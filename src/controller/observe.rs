@@ -105,10 +105,10 @@ pub async fn observe(
             {
                 pending_generations(&generators, app_namespace, ctx).await
             }
-            _ => Ok(Vec::new()),
+            _ => Ok((false, Vec::new())),
         }
     };
-    let (namespace, app, claims, config_map, generators_pending) = futures::try_join!(
+    let (namespace, app, claims, config_map, (generating_from_testmesh, generators_pending)) = futures::try_join!(
         read_namespace(environment, ctx, source),
         app,
         claims,
@@ -126,6 +126,7 @@ pub async fn observe(
         claims,
         routing,
         generators_pending,
+        generating_from_testmesh,
     };
     let reading = Reading {
         provider,
@@ -139,27 +140,31 @@ pub async fn observe(
     })
 }
 
-/// The ApplicationSets of `namespace` generating from TestMesh that have a generation
-/// pending, fresh from the API server (none where their kind is not installed).
+/// Whether any ApplicationSet of `namespace` generates from TestMesh, and those that have
+/// a generation pending, fresh from the API server (none where their kind is not
+/// installed).
 async fn pending_generations(
     generators: &Generators,
     namespace: &str,
     ctx: &Context,
-) -> Result<Vec<String>> {
+) -> Result<(bool, Vec<String>)> {
     let sets: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), namespace, &generators.resource);
     let listed = match sets.list(&ListParams::default()).await {
-        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Vec::new()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok((false, Vec::new())),
         listed => listed?,
     };
-    Ok(listed
+    let generating: Vec<&DynamicObject> = listed
         .items
         .iter()
-        .filter(|set| {
-            (generators.generates_from_testmesh)(set) && (generators.refresh_pending)(set)
-        })
-        .map(ResourceExt::name_any)
-        .collect())
+        .filter(|set| (generators.generates_from_testmesh)(set))
+        .collect();
+    let pending = generating
+        .iter()
+        .filter(|set| (generators.refresh_pending)(set))
+        .map(|set| set.name_any())
+        .collect();
+    Ok((!generating.is_empty(), pending))
 }
 
 /// The environment's namespace. The cache holds only namespaces TestMesh labelled, so a

@@ -202,6 +202,9 @@ pub struct Observed {
     /// asked for has not ended). Read fresh, and only for an environment in teardown:
     /// what decides whether its namespace may go.
     pub generators_pending: Vec<String>,
+    /// Some ApplicationSet generates from TestMesh (read with
+    /// [`Observed::generators_pending`]).
+    pub generating_from_testmesh: bool,
 }
 
 /// The ConfigMap `testmesh-routing` in the environment's namespace.
@@ -759,8 +762,19 @@ impl Step<'_> {
         // that is gone, and unable to delete the Application while it does. So the
         // namespace waits: in the decision that takes the environment off the list (the
         // ApplicationSets are asked to generate again only once it is stored), and while
-        // any of them has a generation pending.
-        let generators_settled = !self.listed_before && self.observed.generators_pending.is_empty();
+        // any of them has a generation pending, and for GENERATOR_SETTLE after the
+        // teardown began: the applicationset-controller clears the refresh annotation with
+        // the latest copy of the ApplicationSet (its status update re-reads it), so a
+        // generation from an older listing may clear a newer request; its Application is
+        // created within that generation, well inside the settle time.
+        let settled_at = decision
+            .status
+            .teardown_started_at
+            .as_ref()
+            .map_or(self.now, |started| started.0 + GENERATOR_SETTLE);
+        let generators_settled = !self.listed_before
+            && self.observed.generators_pending.is_empty()
+            && (!self.observed.generating_from_testmesh || self.now >= settled_at);
         let (destroyed_reason, message) = match (app, &self.observed.namespace) {
             (Some(AppStep::ProviderDeleting | AppStep::GeneratorDeleting), _) => (
                 reason::WAITING_FOR_APP_DELETION,
@@ -784,7 +798,13 @@ impl Step<'_> {
                     terminating: false, ..
                 },
             ) if !generators_settled => {
-                decision.wake_at = Some(earliest(decision.wake_at, self.now + GENERATOR_RECHECK));
+                let soonest = self.now + GENERATOR_RECHECK;
+                let recheck = if self.observed.generating_from_testmesh {
+                    settled_at.max(soonest)
+                } else {
+                    soonest
+                };
+                decision.wake_at = Some(earliest(decision.wake_at, recheck));
                 (
                     reason::WAITING_FOR_GENERATOR,
                     with_notes(
@@ -1351,6 +1371,11 @@ pub const TEARDOWN_RECHECK: SignedDuration = SignedDuration::from_secs(10);
 /// How soon a teardown that waits for the ApplicationSets to generate again is looked at
 /// again: a generation takes well under a second, and nothing else says it ended.
 pub const GENERATOR_RECHECK: SignedDuration = SignedDuration::from_secs(1);
+
+/// How long after its teardown began an environment the generator listed keeps its
+/// namespace at least, whatever the ApplicationSets' refresh annotations say (see
+/// [`Step::tear_down`]): a heuristic bound on one generation, not a proof.
+pub const GENERATOR_SETTLE: SignedDuration = SignedDuration::from_secs(3);
 
 fn earliest(current: Option<Timestamp>, candidate: Timestamp) -> Timestamp {
     current.map_or(candidate, |at| at.min(candidate))

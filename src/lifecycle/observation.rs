@@ -54,6 +54,8 @@ pub struct Gathered {
     /// The ApplicationSets generating from TestMesh with a generation pending; gathered
     /// only where [`reads_generators`] says.
     pub generators_pending: Vec<String>,
+    /// Whether any ApplicationSet generates from TestMesh; read with the above.
+    pub generating_from_testmesh: bool,
 }
 
 /// What the routing policy is computed from.
@@ -136,6 +138,7 @@ pub fn observed<R: AppReader + ?Sized>(
         routing,
         routing_map,
         generators_pending: gathered.generators_pending.clone(),
+        generating_from_testmesh: gathered.generating_from_testmesh,
     }
 }
 

@@ -99,6 +99,7 @@ fn world(app: AppState) -> Observed {
         routing: Default::default(),
         routing_map: RoutingMap::Absent,
         generators_pending: Vec::new(),
+        generating_from_testmesh: false,
     }
 }
 

@@ -181,6 +181,7 @@ fn world() -> World {
         routing: Default::default(),
         routing_map: RoutingMap::Absent,
         generators_pending: Vec::new(),
+        generating_from_testmesh: false,
     })
 }
 
@@ -306,6 +307,12 @@ impl World {
     /// These ApplicationSets generating from TestMesh have a generation pending.
     fn generators_pending(mut self, sets: &[&str]) -> Self {
         self.0.generators_pending = sets.iter().map(|s| (*s).to_owned()).collect();
+        self.0.generating_from_testmesh = true;
+        self
+    }
+    /// Some ApplicationSet generates from TestMesh, none with a generation pending.
+    fn generating(mut self) -> Self {
+        self.0.generating_from_testmesh = true;
         self
     }
 }
@@ -1112,9 +1119,28 @@ fn a_listed_environment_keeps_its_namespace_until_the_application_sets_generated
         condition(&waiting, DESTROYED).reason,
         reason::WAITING_FOR_GENERATOR
     );
-    // They have, and no Application came: the namespace goes.
-    let settled = destroying.after(&waiting).decide(&destroy(), now + 2);
+    // They have, but a generation from the older listing may have cleared the request
+    // (Argo CD clears it with the ApplicationSet as last read): the namespace waits out
+    // GENERATOR_SETTLE from the teardown's start.
+    let settling = destroying
+        .clone()
+        .after(&waiting)
+        .decide(&destroy().generating(), now + 2);
+    assert!(settling.effects.is_empty(), "{:?}", settling.effects);
+    assert_eq!(
+        settling.wake_at,
+        Some(at(now) + GENERATOR_SETTLE),
+        "looked at again once settled"
+    );
+    // Settled, and no Application came: the namespace goes.
+    let settled = destroying
+        .clone()
+        .after(&settling)
+        .decide(&destroy().generating(), now + GENERATOR_SETTLE.as_secs());
     assert_eq!(settled.effects, [Effect::DeleteNamespace]);
+    // Where no ApplicationSet generates from TestMesh, nothing is waited out.
+    let alone = destroying.after(&waiting).decide(&destroy(), now + 2);
+    assert_eq!(alone.effects, [Effect::DeleteNamespace]);
     // An environment the generator never listed (Flux deploys it) does not wait.
     let mut flux = healthy_warm();
     flux.0.spec.template.provider = Provider::Flux;
@@ -1363,6 +1389,7 @@ fn any_observed() -> impl Strategy<Value = World> {
                     routing: Default::default(),
                     routing_map,
                     generators_pending: (0..pending).map(|i| format!("set-{i}")).collect(),
+                    generating_from_testmesh: pending > 0,
                 })
             },
         )
