@@ -83,7 +83,7 @@ bench: test-assets gitops-tools peer-tools chart-tools ## The figures of issues 
 	$(CARGO) bench --bench lifecycle
 
 .PHONY: soak
-soak: test-assets ## The long fault soak (200 lifecycles, 50 faults of each kind; SOAK_SEED= replays one); make test runs a short one.
+soak: test-assets gitops-tools ## The long fault soak on the real Argo CD (200 lifecycles, 50 faults of each kind; SOAK_SEED= replays one); make test runs a short one.
 	SOAK_LIFECYCLES=$${SOAK_LIFECYCLES:-200} SOAK_FAULTS_PER_KIND=$${SOAK_FAULTS_PER_KIND:-50} \
 		$(CARGO) test --test integration -- soak:: --nocapture
 

@@ -126,11 +126,24 @@ const FAULTS: [Fault; 10] = [
 ];
 
 impl Fault {
-    /// Whether the system can progress only once the fault is taken back (nothing acts
-    /// while the API server is down or etcd frozen): its time to progress counts from
-    /// the restore, every other fault's from its injection.
-    fn stops_everything(self) -> bool {
-        matches!(self, Fault::ApiServerRestart | Fault::EtcdPaused)
+    /// Whether the fault is on the GitOps side: its progress is its environment's
+    /// recovery, not a new environment picked up.
+    fn on_gitops_side(self) -> bool {
+        matches!(
+            self,
+            Fault::AppDeleted | Fault::AppDegraded | Fault::AppProgressing
+        )
+    }
+
+    /// What its time to progress counts from. Nothing progresses while the API server is
+    /// down or etcd frozen, so those count from the restore; every other from the
+    /// injection.
+    fn clock_from(self) -> &'static str {
+        match self {
+            Fault::ApiServerRestart | Fault::EtcdPaused => "the restore",
+            _ if self.on_gitops_side() => "the injection, to its environment serving again",
+            _ => "the injection",
+        }
     }
 }
 
@@ -138,6 +151,93 @@ impl Fault {
 struct Injected {
     restoring: tokio::task::JoinHandle<()>,
     clock_from: Instant,
+    /// The environment whose Application the fault hit (GitOps faults).
+    environment: Option<String>,
+}
+
+/// What one stream of faults injected, and the longest time to progress of each kind.
+#[derive(Default)]
+struct Injections {
+    faulted: BTreeMap<Fault, usize>,
+    recovery: BTreeMap<Fault, Duration>,
+}
+
+/// Injects `schedule`, one fault at a time, and measures each one's time to progress:
+/// for a cluster fault, until a new environment is picked up; for a GitOps fault, until
+/// its environment serves again with its Application Healthy (or has ended).
+async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seeded) -> Injections {
+    let mut injections = Injections::default();
+    let mut taking_back = None;
+    for (n, fault) in schedule.into_iter().enumerate() {
+        if let Some(previous) = taking_back.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
+        }
+        tokio::time::sleep(rng.millis(200, 1_000)).await;
+        // Nothing to inject it into yet (no leader, no environment serving): a moment later.
+        let mut injected = None;
+        for _ in 0..60 {
+            injected = inject(fault, target, rng).await;
+            if injected.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let Some(injected) = injected else {
+            continue;
+        };
+        taking_back = Some(injected.restoring);
+        *injections.faulted.entry(fault).or_default() += 1;
+        let progress = match &injected.environment {
+            Some(environment) => {
+                serving_again(target.environments, environment, injected.clock_from).await
+            }
+            None => {
+                let probe = format!("probe-{n}");
+                probe_progress(
+                    target.environments,
+                    target.workspace,
+                    &probe,
+                    injected.clock_from,
+                )
+                .await
+            }
+        };
+        let longest = injections.recovery.entry(fault).or_default();
+        *longest = (*longest).max(progress);
+    }
+    if let Some(previous) = taking_back.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
+    }
+    injections
+}
+
+/// How long after `since` the environment `name` served again with its Application
+/// Healthy, or ended (at most a minute).
+async fn serving_again(
+    environments: &Api<TestEnvironment>,
+    name: &str,
+    since: Instant,
+) -> Duration {
+    let limit = Duration::from_secs(60);
+    // Give the fault a moment to show before looking for its end.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    loop {
+        let status = environments
+            .get_opt(name)
+            .await
+            .ok()
+            .map(|found| found.and_then(|e| e.status).unwrap_or_default());
+        let back = status.is_some_and(|status| {
+            let phase = status.phase.unwrap_or(Phase::Cold);
+            let healthy =
+                status.provider.as_ref().and_then(|p| p.health.as_deref()) == Some("Healthy");
+            (phase.is_serving() && healthy) || phase.is_tearing_down() || phase == Phase::Destroyed
+        });
+        if back || since.elapsed() >= limit {
+            return since.elapsed().min(limit);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// What the watches saw.
@@ -245,7 +345,9 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // The workload, started over the first part of the run.
     let started = Instant::now();
     // Spread over about as long as the faults take.
-    let window = (FAULTS.len() * faults_per_kind) as u64 * 4_000;
+    let cluster_kinds: Vec<Fault> = FAULTS.into_iter().filter(|f| !f.on_gitops_side()).collect();
+    let gitops_kinds: Vec<Fault> = FAULTS.into_iter().filter(|f| f.on_gitops_side()).collect();
+    let window = (cluster_kinds.len() * faults_per_kind) as u64 * 3_000;
     let mut workload = Vec::new();
     for i in 0..lifecycles {
         let delay = rng.millis(0, window.max(20_000));
@@ -267,48 +369,43 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         direct(&environments, &workspace_name, 1000 + i, End::Expire).await;
     }
 
-    // Faults at random moments, each kind `faults_per_kind` times.
-    let mut schedule: Vec<Fault> = FAULTS
-        .iter()
-        .flat_map(|fault| std::iter::repeat_n(*fault, faults_per_kind))
-        .collect();
-    for i in (1..schedule.len()).rev() {
-        schedule.swap(i, rng.below(i as u64 + 1) as usize);
-    }
-    let mut faulted: BTreeMap<Fault, usize> = BTreeMap::new();
-    let mut recovery: BTreeMap<Fault, Duration> = BTreeMap::new();
+    // Faults at random moments, each kind `faults_per_kind` times, in two streams side by
+    // side: the cluster's (replicas, connections, API server, etcd), one at a time so the
+    // time to progress is the fault's own, and the GitOps side's, whose recovery is the
+    // faulted environment's own.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &workspace_name);
     // As the kubelet would: a replica that exited by itself (it does when it loses the
     // Lease) is started again.
     let supervising = tokio::spawn(supervise(replicas.clone()));
-    let mut taking_back = None;
-    for (probe, fault) in schedule.into_iter().enumerate() {
-        // One fault at a time: the time to progress is the fault's own.
-        if let Some(previous) = taking_back.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
+    let target = Target {
+        control_plane,
+        replicas: &replicas,
+        leases: &leases,
+        apps: &apps,
+        environments: &environments,
+        workspace: &workspace_name,
+    };
+    let schedule = |kinds: &[Fault], rng: &mut Seeded| {
+        let mut schedule: Vec<Fault> = kinds
+            .iter()
+            .flat_map(|fault| std::iter::repeat_n(*fault, faults_per_kind))
+            .collect();
+        for i in (1..schedule.len()).rev() {
+            schedule.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        tokio::time::sleep(rng.millis(200, 1_500)).await;
-        let target = Target {
-            control_plane,
-            replicas: &replicas,
-            leases: &leases,
-            apps: &apps,
-            environments: &environments,
-        };
-        let Some(injected) = inject(fault, &target, &mut rng).await else {
-            continue;
-        };
-        taking_back = Some(injected.restoring);
-        *faulted.entry(fault).or_default() += 1;
-        // Progress: a new environment is picked up and its namespace created.
-        let progress =
-            probe_progress(&environments, &workspace_name, probe, injected.clock_from).await;
-        let longest = recovery.entry(fault).or_default();
-        *longest = (*longest).max(progress);
-    }
-    if let Some(previous) = taking_back.take() {
-        let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
-    }
+        schedule
+    };
+    let mut gitops_rng = Seeded(rng.next());
+    let cluster_faults = schedule(&cluster_kinds, &mut rng);
+    let gitops_faults = schedule(&gitops_kinds, &mut gitops_rng);
+    let (cluster, gitops) = tokio::join!(
+        fault_stream(cluster_faults, &target, &mut rng),
+        fault_stream(gitops_faults, &target, &mut gitops_rng),
+    );
+    let mut faulted = cluster.faulted;
+    faulted.extend(gitops.faulted);
+    let mut recovery = cluster.recovery;
+    recovery.extend(gitops.recovery);
     let last_fault = Instant::now();
     for run in workload {
         run.await.expect("a lifecycle");
@@ -363,11 +460,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
             "| {fault:?} | {} | {:.1} s | {} | {} |",
             faulted.get(&fault).copied().unwrap_or_default(),
             longest.as_secs_f64(),
-            if fault.stops_everything() {
-                "the restore"
-            } else {
-                "the injection"
-            },
+            fault.clock_from(),
             if longest <= bar { "met" } else { "missed" }
         );
     }
@@ -587,6 +680,7 @@ struct Target<'a> {
     leases: &'a Api<Lease>,
     apps: &'a Api<DynamicObject>,
     environments: &'a Api<TestEnvironment>,
+    workspace: &'a str,
 }
 
 /// Injects `fault`. What takes it back (a restart, a restored connection) runs in the
@@ -598,6 +692,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
     let in_background = |restoring| Injected {
         restoring,
         clock_from: at,
+        environment: None,
     };
     let holder = target
         .leases
@@ -619,7 +714,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 leader
             };
             let replica = target.replicas[chosen?].clone();
-            let down_for = rng.millis(300, 2_000);
+            let down_for = rng.millis(200, 1_200);
             {
                 let mut operator = replica.operator.lock().await;
                 if fault == Fault::TerminateLeader {
@@ -641,7 +736,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             };
             let replica = target.replicas[chosen?].clone();
             // Some cuts outlast the lease.
-            let cut_for = rng.millis(1_000, (LEASE_SECONDS + 3) * 1_000);
+            let cut_for = rng.millis(1_000, (LEASE_SECONDS + 1) * 1_000);
             replica.proxy.cut();
             Some(in_background(tokio::spawn(async move {
                 tokio::time::sleep(cut_for).await;
@@ -649,7 +744,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             })))
         }
         Fault::ApiServerRestart => {
-            let down_for = rng.millis(500, 4_000);
+            let down_for = rng.millis(500, 2_500);
             target.control_plane.stop_apiserver();
             tokio::time::sleep(down_for).await;
             target
@@ -660,22 +755,24 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             Some(Injected {
                 restoring: tokio::spawn(async {}),
                 clock_from: Instant::now(),
+                environment: None,
             })
         }
         Fault::EtcdPaused => {
             let lease = LEASE_SECONDS * 1_000;
-            let paused_for = rng.millis(lease + 500, lease + 2_500);
+            let paused_for = rng.millis(lease + 300, lease + 1_500);
             target.control_plane.pause_etcd().expect("SIGSTOP etcd");
             tokio::time::sleep(paused_for).await;
             target.control_plane.resume_etcd().expect("SIGCONT etcd");
             Some(Injected {
                 restoring: tokio::spawn(async {}),
                 clock_from: Instant::now(),
+                environment: None,
             })
         }
         Fault::AppDeleted | Fault::AppDegraded | Fault::AppProgressing => {
             let list = target.environments.list(&Default::default()).await.ok()?;
-            let serving: Vec<String> = list
+            let serving: Vec<(String, String)> = list
                 .items
                 .iter()
                 .filter(|e| {
@@ -684,17 +781,27 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                         .and_then(|s| s.phase)
                         .is_some_and(Phase::is_serving)
                 })
-                .map(|e| e.spec.template.provider_app_name.clone())
+                .map(|e| {
+                    (
+                        e.metadata.name.clone().unwrap_or_default(),
+                        e.spec.template.provider_app_name.clone(),
+                    )
+                })
                 .collect();
             if serving.is_empty() {
                 return None;
             }
-            let app = serving[rng.below(serving.len() as u64) as usize].clone();
+            let (environment, app) = serving[rng.below(serving.len() as u64) as usize].clone();
+            let of_environment = |restoring| Injected {
+                restoring,
+                clock_from: at,
+                environment: Some(environment),
+            };
             let apps = target.apps.clone();
             if fault == Fault::AppDeleted {
                 // Its ApplicationSet mints it again.
                 let _ = apps.delete(&app, &DeleteParams::default()).await;
-                return Some(in_background(tokio::spawn(async {})));
+                return Some(of_environment(tokio::spawn(async {})));
             }
             // Argo CD syncs a rollout whose pods never turn Ready: Progressing, or
             // Degraded once its progress deadline passed. A while later, back.
@@ -709,7 +816,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 .patch(&app, &PatchParams::default(), &set_path(path))
                 .await;
             let for_a_while = rng.millis(2_000, 6_000);
-            Some(in_background(tokio::spawn(async move {
+            Some(of_environment(tokio::spawn(async move {
                 tokio::time::sleep(for_a_while).await;
                 let _ = apps
                     .patch(&app, &PatchParams::default(), &set_path(HEALTHY_PATH))
@@ -737,15 +844,14 @@ async fn supervise(replicas: Vec<Arc<Replica>>) {
 async fn probe_progress(
     environments: &Api<TestEnvironment>,
     workspace: &str,
-    n: usize,
+    name: &str,
     since: Instant,
 ) -> Duration {
-    let name = format!("probe-{n}");
-    create_short_lived(environments, workspace, &name).await;
+    create_short_lived(environments, workspace, name).await;
     let limit = Duration::from_secs(60);
     let progressed = loop {
         let phase = environments
-            .get_opt(&name)
+            .get_opt(name)
             .await
             .ok()
             .flatten()
@@ -758,7 +864,7 @@ async fn probe_progress(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    destroy(environments, &name).await;
+    destroy(environments, name).await;
     progressed
 }
 
