@@ -103,7 +103,7 @@ pub async fn observe(
             Some(generators)
                 if source == Source::ApiServer && observation::reads_generators(environment) =>
             {
-                pending_generations(&generators, app_namespace, ctx).await
+                pending_generations(&generators, app_namespace, &workspace, ctx).await
             }
             _ => Ok((false, Vec::new())),
         }
@@ -140,12 +140,13 @@ pub async fn observe(
     })
 }
 
-/// Whether any ApplicationSet of `namespace` generates from TestMesh, and those that have
-/// a generation pending, fresh from the API server (none where their kind is not
-/// installed).
+/// Whether any ApplicationSet of `namespace` generates from TestMesh for `workspace`, and
+/// those that have a generation pending, fresh from the API server (none where their kind
+/// is not installed).
 async fn pending_generations(
     generators: &Generators,
     namespace: &str,
+    workspace: &str,
     ctx: &Context,
 ) -> Result<(bool, Vec<String>)> {
     let sets: Api<DynamicObject> =
@@ -157,7 +158,10 @@ async fn pending_generations(
     let generating: Vec<&DynamicObject> = listed
         .items
         .iter()
-        .filter(|set| (generators.generates_from_testmesh)(set))
+        .filter(|set| {
+            (generators.generates_from_testmesh)(set)
+                && (generators.lists_workspace)(set, workspace)
+        })
         .collect();
     let pending = generating
         .iter()

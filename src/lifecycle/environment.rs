@@ -767,14 +767,20 @@ impl Step<'_> {
         // the latest copy of the ApplicationSet (its status update re-reads it), so a
         // generation from an older listing may clear a newer request; its Application is
         // created within that generation, well inside the settle time.
-        let settled_at = decision
+        // Only an Application that does not exist can still be minted (one that exists is
+        // waited for or kept above), and an ApplicationSet that never generates again (its
+        // generator unreachable) holds the namespace GENERATOR_WAIT_LIMIT at most.
+        let started = decision
             .status
             .teardown_started_at
             .as_ref()
-            .map_or(self.now, |started| started.0 + GENERATOR_SETTLE);
-        let generators_settled = !self.listed_before
-            && self.observed.generators_pending.is_empty()
-            && (!self.observed.generating_from_testmesh || self.now >= settled_at);
+            .map_or(self.now, |started| started.0);
+        let settled_at = started + GENERATOR_SETTLE;
+        let generators_settled = !matches!(self.observed.app, AppState::Missing)
+            || self.now >= started + GENERATOR_WAIT_LIMIT
+            || (!self.listed_before
+                && self.observed.generators_pending.is_empty()
+                && (!self.observed.generating_from_testmesh || self.now >= settled_at));
         let (destroyed_reason, message) = match (app, &self.observed.namespace) {
             (Some(AppStep::ProviderDeleting | AppStep::GeneratorDeleting), _) => (
                 reason::WAITING_FOR_APP_DELETION,
@@ -1376,6 +1382,10 @@ pub const GENERATOR_RECHECK: SignedDuration = SignedDuration::from_secs(1);
 /// namespace at least, whatever the ApplicationSets' refresh annotations say (see
 /// [`Step::tear_down`]): a heuristic bound on one generation, not a proof.
 pub const GENERATOR_SETTLE: SignedDuration = SignedDuration::from_secs(3);
+
+/// How long after its teardown began an environment's namespace waits for the
+/// ApplicationSets at most: one whose generator cannot be reached never generates again.
+pub const GENERATOR_WAIT_LIMIT: SignedDuration = SignedDuration::from_secs(60);
 
 fn earliest(current: Option<Timestamp>, candidate: Timestamp) -> Timestamp {
     current.map_or(candidate, |at| at.min(candidate))

@@ -112,6 +112,28 @@ pub fn generates_from(set: &DynamicObject, config_map: &str) -> bool {
     any_names(set.data.pointer("/spec/generators"), config_map)
 }
 
+/// Whether one of the ApplicationSet `set`'s plugin generators (directly or inside a
+/// matrix or merge generator) asks for the environments of `workspace` (its input
+/// parameter `workspace`).
+pub fn lists_workspace(set: &DynamicObject, workspace: &str) -> bool {
+    fn any_asks(generators: Option<&Value>, workspace: &str) -> bool {
+        generators
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|generator| {
+                generator.pointer("/plugin/input/parameters/workspace") == Some(&json!(workspace))
+                    || ["matrix", "merge"].iter().any(|combining| {
+                        any_asks(
+                            generator.pointer(&format!("/{combining}/generators")),
+                            workspace,
+                        )
+                    })
+            })
+    }
+    any_asks(set.data.pointer("/spec/generators"), workspace)
+}
+
 /// The applicationset-controller's refresh annotation: while it is set, a generation is
 /// pending; the controller removes it (an update conditional on the resourceVersion it
 /// read) at the end of the first generation that began after it was set.

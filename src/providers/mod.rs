@@ -55,6 +55,8 @@ pub struct Generators {
     pub refresh_request: fn(jiff::Timestamp) -> serde_json::Value,
     /// Whether one of them has a generation asked for that has not ended yet.
     pub refresh_pending: fn(&DynamicObject) -> bool,
+    /// Whether one of them asks for the environments of a workspace.
+    pub lists_workspace: fn(&DynamicObject, &str) -> bool,
 }
 
 /// Argo CD: environments are deployed by an `Application`.
@@ -100,6 +102,7 @@ impl GitOpsProvider for ArgoCd {
             generates_from_testmesh: Box::new(move |set| argocd::generates_from(set, &config_map)),
             refresh_request: argocd::application_set_refresh,
             refresh_pending: argocd::refresh_pending,
+            lists_workspace: argocd::lists_workspace,
         })
     }
 }

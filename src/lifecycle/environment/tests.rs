@@ -1139,8 +1139,20 @@ fn a_listed_environment_keeps_its_namespace_until_the_application_sets_generated
         .decide(&destroy().generating(), now + GENERATOR_SETTLE.as_secs());
     assert_eq!(settled.effects, [Effect::DeleteNamespace]);
     // Where no ApplicationSet generates from TestMesh, nothing is waited out.
-    let alone = destroying.after(&waiting).decide(&destroy(), now + 2);
+    let alone = destroying
+        .clone()
+        .after(&waiting)
+        .decide(&destroy(), now + 2);
     assert_eq!(alone.effects, [Effect::DeleteNamespace]);
+    // One that never generates again (its generator unreachable) holds it a minute at
+    // most.
+    let stuck = destroy().generators_pending(&["previews"]);
+    let held = destroying.clone().after(&waiting).decide(&stuck, now + 59);
+    assert!(held.effects.is_empty(), "{:?}", held.effects);
+    let given_up = destroying
+        .after(&held)
+        .decide(&stuck, now + GENERATOR_WAIT_LIMIT.as_secs());
+    assert_eq!(given_up.effects, [Effect::DeleteNamespace]);
     // An environment the generator never listed (Flux deploys it) does not wait.
     let mut flux = healthy_warm();
     flux.0.spec.template.provider = Provider::Flux;
@@ -1438,9 +1450,16 @@ proptest! {
         let owned_active = matches!(world.0.namespace, NamespaceState::Owned { terminating: false, .. });
         if decision.effects.contains(&Effect::DeleteNamespace) {
             prop_assert!(owned_active, "deleted a namespace it does not own");
+            let listed = crate::lifecycle::generator::listed(&env.0, env.0.status.as_ref().unwrap());
+            let waited_enough = decision
+                .status
+                .teardown_started_at
+                .as_ref()
+                .is_some_and(|started| started.0 + GENERATOR_WAIT_LIMIT <= at(CREATED + elapsed));
             prop_assert!(
-                world.0.generators_pending.is_empty()
-                    && !crate::lifecycle::generator::listed(&env.0, env.0.status.as_ref().unwrap()),
+                !matches!(world.0.app, AppState::Missing)
+                    || (world.0.generators_pending.is_empty() && !listed)
+                    || waited_enough,
                 "deleted a namespace an ApplicationSet may still deploy into"
             );
         }

@@ -1507,3 +1507,27 @@ fn ending_a_retry_is_what_terminate_op_writes() {
         })
     );
 }
+
+#[test]
+fn an_application_set_lists_a_workspace_through_its_plugin_input_anywhere() {
+    let set = |generators: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+            "metadata": {"name": "previews", "namespace": "argocd"},
+            "spec": {"generators": generators},
+        }))
+        .unwrap()
+    };
+    let asking =
+        |workspace: &str| json!({"plugin": {"input": {"parameters": {"workspace": workspace}}}});
+    assert!(lists_workspace(&set(json!([asking("team-a")])), "team-a"));
+    assert!(!lists_workspace(&set(json!([asking("team-b")])), "team-a"));
+    assert!(lists_workspace(
+        &set(json!([{"matrix": {"generators": [{"list": {"elements": []}}, asking("team-a")]}}])),
+        "team-a"
+    ));
+    assert!(!lists_workspace(
+        &set(json!([{"list": {"elements": []}}])),
+        "team-a"
+    ));
+}
