@@ -94,44 +94,36 @@ pub fn application_set_resource() -> ApiResource {
 /// Whether the ApplicationSet `set` generates from the plugin whose ConfigMap is
 /// `config_map`, directly or inside a matrix or merge generator.
 pub fn generates_from(set: &DynamicObject, config_map: &str) -> bool {
-    fn any_names(generators: Option<&Value>, config_map: &str) -> bool {
-        generators
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|generator| {
-                generator.pointer("/plugin/configMapRef/name") == Some(&json!(config_map))
-                    || ["matrix", "merge"].iter().any(|combining| {
-                        any_names(
-                            generator.pointer(&format!("/{combining}/generators")),
-                            config_map,
-                        )
-                    })
-            })
-    }
-    any_names(set.data.pointer("/spec/generators"), config_map)
+    any_plugin(set, "/plugin/configMapRef/name", config_map)
 }
 
 /// Whether one of the ApplicationSet `set`'s plugin generators (directly or inside a
 /// matrix or merge generator) asks for the environments of `workspace` (its input
 /// parameter `workspace`).
 pub fn lists_workspace(set: &DynamicObject, workspace: &str) -> bool {
-    fn any_asks(generators: Option<&Value>, workspace: &str) -> bool {
+    any_plugin(set, "/plugin/input/parameters/workspace", workspace)
+}
+
+/// Whether one of `set`'s generators, directly or inside a matrix or merge generator,
+/// has `value` at `pointer`.
+fn any_plugin(set: &DynamicObject, pointer: &str, value: &str) -> bool {
+    fn any(generators: Option<&Value>, pointer: &str, value: &str) -> bool {
         generators
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .any(|generator| {
-                generator.pointer("/plugin/input/parameters/workspace") == Some(&json!(workspace))
+                generator.pointer(pointer).and_then(Value::as_str) == Some(value)
                     || ["matrix", "merge"].iter().any(|combining| {
-                        any_asks(
+                        any(
                             generator.pointer(&format!("/{combining}/generators")),
-                            workspace,
+                            pointer,
+                            value,
                         )
                     })
             })
     }
-    any_asks(set.data.pointer("/spec/generators"), workspace)
+    any(set.data.pointer("/spec/generators"), pointer, value)
 }
 
 /// The applicationset-controller's refresh annotation: while it is set, a generation is

@@ -290,16 +290,19 @@ impl Fixture {
     }
 }
 
+/// An ApplicationSet with `generators`.
+fn application_set(generators: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "previews", "namespace": "argocd"},
+        "spec": {"generators": generators},
+    }))
+    .unwrap()
+}
+
 #[test]
 fn an_application_set_generates_from_testmesh_only_through_its_config_map() {
-    let set = |generators: serde_json::Value| -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-            "metadata": {"name": "previews", "namespace": "argocd"},
-            "spec": {"generators": generators},
-        }))
-        .unwrap()
-    };
+    let set = application_set;
     let plugin = |name: &str| json!({"plugin": {"configMapRef": {"name": name}}});
     let cases = [
         (
@@ -347,11 +350,7 @@ fn every_refresh_request_changes_the_application_set_and_is_pending_until_it_has
     // A second request while the first is pending still changes the object, so a
     // generation begun before it cannot remove the annotation unopposed.
     assert_ne!(first.pointer(annotation), second.pointer(annotation));
-    let mut refreshed: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-        "metadata": {"name": "previews", "namespace": "argocd"},
-    }))
-    .unwrap();
+    let mut refreshed = application_set(json!([]));
     assert!(!refresh_pending(&refreshed));
     refreshed.metadata.annotations = Some(
         [(
@@ -1510,14 +1509,7 @@ fn ending_a_retry_is_what_terminate_op_writes() {
 
 #[test]
 fn an_application_set_lists_a_workspace_through_its_plugin_input_anywhere() {
-    let set = |generators: serde_json::Value| -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-            "metadata": {"name": "previews", "namespace": "argocd"},
-            "spec": {"generators": generators},
-        }))
-        .unwrap()
-    };
+    let set = application_set;
     let asking =
         |workspace: &str| json!({"plugin": {"input": {"parameters": {"workspace": workspace}}}});
     assert!(lists_workspace(&set(json!([asking("team-a")])), "team-a"));
