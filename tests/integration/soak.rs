@@ -136,12 +136,15 @@ impl Fault {
     }
 
     /// What its time to progress counts from. Nothing progresses while the API server is
-    /// down or etcd frozen, so those count from the restore; every other from the
-    /// injection.
+    /// down, etcd frozen or the Application pointed at a rollout that cannot serve, so
+    /// those count from the restore; every other from the injection.
     fn clock_from(self) -> &'static str {
         match self {
             Fault::ApiServerRestart | Fault::EtcdPaused => "the restore",
-            _ if self.on_gitops_side() => "the injection, to its environment serving again",
+            Fault::AppDegraded | Fault::AppProgressing => {
+                "the restore, to its environment serving again"
+            }
+            Fault::AppDeleted => "the injection, to its environment serving again",
             _ => "the injection",
         }
     }
@@ -153,13 +156,20 @@ struct Injected {
     clock_from: Instant,
     /// The environment whose Application the fault hit (GitOps faults).
     environment: Option<String>,
+    /// A cut that left the connections open and silent instead of closing them.
+    silent: bool,
 }
 
 /// What one stream of faults injected, and the longest time to progress of each kind.
 #[derive(Default)]
 struct Injections {
     faulted: BTreeMap<Fault, usize>,
+    /// Of the cuts, how many were silent.
+    silent: BTreeMap<Fault, usize>,
     recovery: BTreeMap<Fault, Duration>,
+    /// Of a GitOps fault's time to progress, the longest part after Argo CD itself had
+    /// reported the Application Synced and Healthy again: TestMesh's own share.
+    after_argo_cd: BTreeMap<Fault, Duration>,
 }
 
 /// Injects `schedule`, one fault at a time, and measures each one's time to progress:
@@ -187,9 +197,18 @@ async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seede
         };
         taking_back = Some(injected.restoring);
         *injections.faulted.entry(fault).or_default() += 1;
+        if injected.silent {
+            *injections.silent.entry(fault).or_default() += 1;
+        }
         let progress = match &injected.environment {
             Some(environment) => {
-                serving_again(target.environments, environment, injected.clock_from).await
+                let (serving, healthy) =
+                    serving_again(target, environment, injected.clock_from).await;
+                if let Some(healthy) = healthy {
+                    let longest = injections.after_argo_cd.entry(fault).or_default();
+                    *longest = (*longest).max(serving.saturating_sub(healthy));
+                }
+                serving
             }
             None => {
                 let probe = format!("probe-{n}");
@@ -212,29 +231,43 @@ async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seede
 }
 
 /// How long after `since` the environment `name` served again with its Application
-/// Healthy, or ended (at most a minute).
+/// Healthy, or ended (at most a minute); and when Argo CD had reported the Application
+/// Synced and Healthy by then, how long after `since` it was first seen so.
 async fn serving_again(
-    environments: &Api<TestEnvironment>,
+    target: &Target<'_>,
     name: &str,
     since: Instant,
-) -> Duration {
+) -> (Duration, Option<Duration>) {
     let limit = Duration::from_secs(60);
+    let mut app_healthy = None;
     // Give the fault a moment to show before looking for its end.
     tokio::time::sleep(Duration::from_millis(500)).await;
     loop {
-        let status = environments
-            .get_opt(name)
-            .await
-            .ok()
-            .map(|found| found.and_then(|e| e.status).unwrap_or_default());
-        let back = status.is_some_and(|status| {
-            let phase = status.phase.unwrap_or(Phase::Cold);
-            let healthy =
-                status.provider.as_ref().and_then(|p| p.health.as_deref()) == Some("Healthy");
-            (phase.is_serving() && healthy) || phase.is_tearing_down() || phase == Phase::Destroyed
-        });
+        let found = target.environments.get_opt(name).await.ok().flatten();
+        if app_healthy.is_none() {
+            let app = match &found {
+                Some(environment) => target
+                    .apps
+                    .get_opt(&environment.spec.template.provider_app_name)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            let status = app
+                .map(|app| app.data["status"].clone())
+                .unwrap_or_default();
+            if status["health"]["status"] == "Healthy" && status["sync"]["status"] == "Synced" {
+                app_healthy = Some(since.elapsed());
+            }
+        }
+        let status = found.and_then(|e| e.status).unwrap_or_default();
+        let phase = status.phase.unwrap_or(Phase::Cold);
+        let healthy = status.provider.as_ref().and_then(|p| p.health.as_deref()) == Some("Healthy");
+        let back =
+            (phase.is_serving() && healthy) || phase.is_tearing_down() || phase == Phase::Destroyed;
         if back || since.elapsed() >= limit {
-            return since.elapsed().min(limit);
+            return (since.elapsed().min(limit), app_healthy);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -404,16 +437,20 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     );
     let mut faulted = cluster.faulted;
     faulted.extend(gitops.faulted);
+    let mut silent = cluster.silent;
+    silent.extend(gitops.silent);
     let mut recovery = cluster.recovery;
     recovery.extend(gitops.recovery);
+    let after_argo_cd = gitops.after_argo_cd;
     let last_fault = Instant::now();
     for run in workload {
         run.await.expect("a lifecycle");
     }
 
     // Left alone: everything converges.
-    let converged = converge(&environments, &client, Duration::from_secs(180)).await;
+    let converged = converge(&environments, &client, last_fault, Duration::from_secs(180)).await;
     let convergence = last_fault.elapsed();
+    let converging = converged.clone().unwrap_or_default();
     watching.abort();
     supervising.abort();
 
@@ -450,23 +487,37 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // Measured and shown beside its bar, not asserted: a loaded machine is no verdict.
     let bar = Duration::from_secs(LEASE_SECONDS + 5);
     eprintln!(
-        "| fault | injected | longest until progress | counted from | bar {} s |",
+        "| fault | injected | longest until progress | longest after Argo CD said Healthy | counted from | bar {} s |",
         bar.as_secs()
     );
-    eprintln!("|---|---|---|---|---|");
+    eprintln!("|---|---|---|---|---|---|");
     for fault in FAULTS {
         let longest = recovery.get(&fault).copied().unwrap_or_default();
+        let injected = faulted.get(&fault).copied().unwrap_or_default();
+        let injected = match silent.get(&fault) {
+            Some(silent) => format!("{injected} ({silent} silent)"),
+            None => injected.to_string(),
+        };
+        let after_argo_cd = match after_argo_cd.get(&fault) {
+            Some(healthy) => format!("{:.1} s", healthy.as_secs_f64()),
+            None => "–".to_string(),
+        };
         eprintln!(
-            "| {fault:?} | {} | {:.1} s | {} | {} |",
-            faulted.get(&fault).copied().unwrap_or_default(),
+            "| {fault:?} | {injected} | {:.1} s | {after_argo_cd} | {} | {} |",
             longest.as_secs_f64(),
             fault.clock_from(),
             if longest <= bar { "met" } else { "missed" }
         );
     }
     eprintln!(
-        "converged {:.1} s after the last fault; the operator's {deletes} DELETEs and the replicas' {writes} writes checked; violations: {}",
+        "converged {:.1} s after the last fault; of the {} environments not yet converged then, each converged p50 {:.1} s / p99 {:.1} s after it",
         convergence.as_secs_f64(),
+        converging.len(),
+        quantile(&converging, 0.5).as_secs_f64(),
+        quantile(&converging, 0.99).as_secs_f64(),
+    );
+    eprintln!(
+        "the operator's {deletes} DELETEs and the replicas' {writes} writes checked; violations: {}",
         violations.len()
     );
     for violation in &violations {
@@ -684,8 +735,8 @@ struct Target<'a> {
 }
 
 /// Injects `fault`. What takes it back (a restart, a restored connection) runs in the
-/// background; the API server's restart and etcd's thaw are awaited, since nothing
-/// progresses before them. `None` when there was nothing to inject it into (no leader
+/// background; the API server's restart, etcd's thaw and an Application's return to a
+/// healthy rollout are awaited, since nothing progresses before them. `None` when there was nothing to inject it into (no leader
 /// yet, no app).
 async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<Injected> {
     let at = Instant::now();
@@ -693,6 +744,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
         restoring,
         clock_from: at,
         environment: None,
+        silent: false,
     };
     let holder = target
         .leases
@@ -735,13 +787,23 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 leader
             };
             let replica = target.replicas[chosen?].clone();
-            // Some cuts outlast the lease.
+            // Some cuts outlast the lease. Half close every connection, half leave them
+            // open and silent (a partition), which the replica learns of only from its own
+            // timeouts.
             let cut_for = rng.millis(1_000, (LEASE_SECONDS + 1) * 1_000);
-            replica.proxy.cut();
-            Some(in_background(tokio::spawn(async move {
-                tokio::time::sleep(cut_for).await;
-                replica.proxy.restore();
-            })))
+            let silent = rng.below(2) == 0;
+            if silent {
+                replica.proxy.stall();
+            } else {
+                replica.proxy.cut();
+            }
+            Some(Injected {
+                silent,
+                ..in_background(tokio::spawn(async move {
+                    tokio::time::sleep(cut_for).await;
+                    replica.proxy.restore();
+                }))
+            })
         }
         Fault::ApiServerRestart => {
             let down_for = rng.millis(500, 2_500);
@@ -756,6 +818,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 restoring: tokio::spawn(async {}),
                 clock_from: Instant::now(),
                 environment: None,
+                silent: false,
             })
         }
         Fault::EtcdPaused => {
@@ -768,6 +831,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 restoring: tokio::spawn(async {}),
                 clock_from: Instant::now(),
                 environment: None,
+                silent: false,
             })
         }
         Fault::AppDeleted | Fault::AppDegraded | Fault::AppProgressing => {
@@ -791,38 +855,61 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             if serving.is_empty() {
                 return None;
             }
-            let (environment, app) = serving[rng.below(serving.len() as u64) as usize].clone();
-            let of_environment = |restoring| Injected {
-                restoring,
-                clock_from: at,
-                environment: Some(environment),
+            let (name, app) = serving[rng.below(serving.len() as u64) as usize].clone();
+            let of_environment = |clock_from| Injected {
+                restoring: tokio::spawn(async {}),
+                clock_from,
+                environment: Some(name.clone()),
+                silent: false,
             };
-            let apps = target.apps.clone();
             if fault == Fault::AppDeleted {
                 // Its ApplicationSet mints it again.
-                let _ = apps.delete(&app, &DeleteParams::default()).await;
-                return Some(of_environment(tokio::spawn(async {})));
+                let _ = target.apps.delete(&app, &DeleteParams::default()).await;
+                return Some(of_environment(at));
             }
             // Argo CD syncs a rollout whose pods never turn Ready: Progressing, or
-            // Degraded once its progress deadline passed. A while later, back.
-            let path = if fault == Fault::AppDegraded {
-                DEGRADED_PATH
+            // Degraded once its progress deadline passed. Held until the environment shows
+            // it (or ends), a while longer, then back; nothing can serve before that.
+            let (path, health) = if fault == Fault::AppDegraded {
+                (DEGRADED_PATH, "Degraded")
             } else {
-                PROGRESSING_PATH
+                (PROGRESSING_PATH, "Progressing")
             };
             let set_path = |path: &str| Patch::Merge(json!({"spec": {"source": {"path": path}}}));
             // It may be gone meanwhile (its environment torn down): nothing to change.
-            let _ = apps
+            let _ = target
+                .apps
                 .patch(&app, &PatchParams::default(), &set_path(path))
                 .await;
-            let for_a_while = rng.millis(2_000, 6_000);
-            Some(of_environment(tokio::spawn(async move {
-                tokio::time::sleep(for_a_while).await;
-                let _ = apps
-                    .patch(&app, &PatchParams::default(), &set_path(HEALTHY_PATH))
-                    .await;
-            })))
+            shows_health(target.environments, &name, health).await;
+            tokio::time::sleep(rng.millis(1_000, 4_000)).await;
+            let _ = target
+                .apps
+                .patch(&app, &PatchParams::default(), &set_path(HEALTHY_PATH))
+                .await;
+            Some(of_environment(Instant::now()))
         }
+    }
+}
+
+/// Waits (a minute at most) until the environment `name` reports its Application's
+/// health as `health`, or stops serving.
+async fn shows_health(environments: &Api<TestEnvironment>, name: &str, health: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let status = environments
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|e| e.status)
+            .unwrap_or_default();
+        let shown = status.provider.as_ref().and_then(|p| p.health.as_deref()) == Some(health);
+        let serving = status.phase.is_some_and(Phase::is_serving);
+        if shown || !serving {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -971,16 +1058,20 @@ async fn watch_invariants(
     tokio::join!(watching_environments, watching_claims);
 }
 
-/// Waits until every environment is destroyed or gone with its namespace.
+/// Waits until every environment is destroyed or gone with its namespace; for each that
+/// was not yet at the first look, how long after `since` it was seen there.
 async fn converge(
     environments: &Api<TestEnvironment>,
     client: &kube::Client,
+    since: Instant,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<Duration>, String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let deadline = Instant::now() + limit;
+    let mut converging: Option<BTreeSet<String>> = None;
+    let mut times = Vec::new();
     loop {
-        let mut pending = Vec::new();
+        let mut pending = BTreeMap::new();
         for environment in environments
             .list(&Default::default())
             .await
@@ -996,19 +1087,33 @@ async fn converge(
                 .flatten()
                 .is_some();
             if phase != Some(Phase::Destroyed) || namespace_left {
-                pending.push(format!(
-                    "{name}: {phase:?}, namespace left: {namespace_left}"
-                ));
+                pending.insert(name, format!("{phase:?}, namespace left: {namespace_left}"));
             }
         }
+        let converging = converging.get_or_insert_with(|| pending.keys().cloned().collect());
+        converging.retain(|name| {
+            let still = pending.contains_key(name);
+            if !still {
+                times.push(since.elapsed());
+            }
+            still
+        });
         if pending.is_empty() {
-            return Ok(());
+            return Ok(times);
         }
         if Instant::now() >= deadline {
             return Err(format!("not converged after {limit:?}: {pending:?}"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The `p` quantile (0..=1) of `times`, nearest rank; zero for none.
+fn quantile(times: &[Duration], p: f64) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
 }
 
 /// How many DELETEs the operator's identity made here, and each that names something it

@@ -1,7 +1,9 @@
 //! A TCP proxy on 127.0.0.1 that a test puts between an operator and the API server, so
-//! it can cut the operator's connections and keep it cut off for a while, as a network
-//! partition or a load balancer restart would. TLS passes through untouched: the API
-//! server's certificate names 127.0.0.1, whatever the port.
+//! it can cut the operator off for a while: at once, as a load balancer restart does (every
+//! connection closed, new ones refused), or silently, as a network partition does (every
+//! connection, old and new, stays open and carries nothing, so the client learns of it
+//! only from its own timeouts). TLS passes through untouched: the API server's
+//! certificate names 127.0.0.1, whatever the port.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::error::{Error, Result};
@@ -21,10 +24,13 @@ pub struct Proxy {
     accepting: AbortHandle,
 }
 
-#[derive(Default)]
 struct State {
     /// While set, new connections are closed at once and none is forwarded.
     down: AtomicBool,
+    /// While true, connections stay open and carry nothing; when it turns false, the
+    /// connections it held are closed (as a partition's end finds them timed out), so
+    /// nothing held is delivered late.
+    stalled: watch::Sender<bool>,
     /// The forwarding tasks of the open connections.
     connections: Mutex<Vec<AbortHandle>>,
     /// Connections forwarded so far.
@@ -46,7 +52,12 @@ impl Proxy {
         let address = listener
             .local_addr()
             .map_err(|e| Error::io("the proxy's address", e))?;
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            down: AtomicBool::new(false),
+            stalled: watch::Sender::new(false),
+            connections: Mutex::default(),
+            forwarded: AtomicUsize::new(0),
+        });
         let accepting =
             tokio::spawn(accept(listener, targets.into(), state.clone())).abort_handle();
         Ok(Proxy {
@@ -62,14 +73,21 @@ impl Proxy {
         self.drop_connections();
     }
 
+    /// Keeps every connection, open and new, open but forwards nothing, until
+    /// [`Proxy::restore`] closes them.
+    pub fn stall(&self) {
+        self.state.stalled.send_replace(true);
+    }
+
     /// How many connections it has forwarded: proof that the client goes through it.
     pub fn forwarded(&self) -> usize {
         self.state.forwarded.load(Ordering::SeqCst)
     }
 
-    /// Forwards new connections again.
+    /// Forwards new connections again; closes the ones a stall held.
     pub fn restore(&self) {
         self.state.down.store(false, Ordering::SeqCst);
+        self.state.stalled.send_replace(false);
     }
 
     fn drop_connections(&self) {
@@ -98,7 +116,8 @@ async fn accept(listener: TcpListener, targets: Arc<[SocketAddr]>, state: Arc<St
             continue;
         }
         state.forwarded.fetch_add(1, Ordering::SeqCst);
-        let forwarding = tokio::spawn(forward(client, targets.clone())).abort_handle();
+        let stalled = state.stalled.subscribe();
+        let forwarding = tokio::spawn(forward(client, targets.clone(), stalled)).abort_handle();
         let mut connections = state
             .connections
             .lock()
@@ -108,13 +127,33 @@ async fn accept(listener: TcpListener, targets: Arc<[SocketAddr]>, state: Arc<St
     }
 }
 
-async fn forward(mut client: TcpStream, targets: Arc<[SocketAddr]>) {
+/// Forwards `client` to the first of `targets` that accepts, until either side closes or
+/// a stall ends.
+async fn forward(
+    mut client: TcpStream,
+    targets: Arc<[SocketAddr]>,
+    mut stalled: watch::Receiver<bool>,
+) {
+    if *stalled.borrow_and_update() {
+        return held_through_the_stall(&mut stalled).await;
+    }
     for target in targets.iter() {
         if let Ok(mut upstream) = TcpStream::connect(target).await {
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            let stall_began = tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => false,
+                began = stalled.wait_for(|stalled| *stalled) => began.is_ok(),
+            };
+            if stall_began {
+                held_through_the_stall(&mut stalled).await;
+            }
             return;
         }
     }
+}
+
+/// Waits, while the caller keeps its connections open and silent, until the stall ends.
+async fn held_through_the_stall(stalled: &mut watch::Receiver<bool>) {
+    let _ = stalled.wait_for(|stalled| !*stalled).await;
 }
 
 /// A copy of the kubeconfig at `kubeconfig` (JSON, as [`crate::ControlPlane`] writes
@@ -138,6 +177,8 @@ pub fn kubeconfig_via(kubeconfig: &Path, address: SocketAddr, into: PathBuf) -> 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -211,6 +252,33 @@ mod tests {
             "new ones are closed while cut"
         );
         proxy.restore();
+        let mut again = TcpStream::connect(proxy.address).await.unwrap();
+        assert_eq!(round_trip(&mut again).await.unwrap(), b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_stall_keeps_connections_open_and_silent_then_closes_them() {
+        let proxy = Proxy::start(echo().await).await.unwrap();
+        let mut open = TcpStream::connect(proxy.address).await.unwrap();
+        assert_eq!(round_trip(&mut open).await.unwrap(), b"ping");
+        proxy.stall();
+        let mut new = TcpStream::connect(proxy.address).await.unwrap();
+        for stream in [&mut open, &mut new] {
+            let silent = tokio::time::timeout(Duration::from_millis(300), round_trip(stream)).await;
+            assert!(silent.is_err(), "no answer and no close while stalled");
+        }
+        proxy.restore();
+        for stream in [&mut open, &mut new] {
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                    .await
+                    .expect("closed when the stall ends");
+            assert!(
+                rest.is_empty() || closed.is_err(),
+                "nothing held is delivered: {rest:?}"
+            );
+        }
         let mut again = TcpStream::connect(proxy.address).await.unwrap();
         assert_eq!(round_trip(&mut again).await.unwrap(), b"ping");
     }
