@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::join_all;
 use jiff::Timestamp;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -21,10 +21,6 @@ use crate::support::{Operated, events, operated_workspace, phase_of, repo_root, 
 use testmesh_testenv::argocd::progressing_status;
 
 impl Operated {
-    fn claims(&self) -> Api<TestEnvironmentClaim> {
-        Api::namespaced(self.client.clone(), &self.workspace)
-    }
-
     /// A claim for `context` whose template deploys `app` into `namespace`.
     fn claim(
         &self,
@@ -45,26 +41,6 @@ impl Operated {
             }
         }))
         .expect("claim")
-    }
-
-    async fn create_claim(&self, claim: &TestEnvironmentClaim) -> TestEnvironmentClaim {
-        self.claims()
-            .create(&PostParams::default(), claim)
-            .await
-            .expect("create claim")
-    }
-
-    async fn wait_claim(
-        &self,
-        name: &str,
-        phase: ClaimPhase,
-        timeout: Duration,
-    ) -> TestEnvironmentClaim {
-        wait_for(&self.claims(), name, timeout, phase.as_str(), |c| {
-            c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase) == Some(phase)
-        })
-        .await
-        .unwrap_or_else(|| panic!("claim {name} vanished"))
     }
 
     async fn release(&self, name: &str) {

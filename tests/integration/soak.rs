@@ -62,6 +62,9 @@ const PROGRESSING_PATH: &str = "soak-progressing";
 const DEGRADED_PATH: &str = "soak-degraded";
 /// Contexts the claims share.
 const CONTEXTS: usize = 3;
+/// GitOps faults run this many at a time, each on an environment no other is on; as many
+/// long-lived environments stay serving throughout, so there is always one to fault.
+const GITOPS_LANES: usize = 3;
 
 /// A small, seeded generator (splitmix64): the schedule replays from its seed.
 struct Seeded(u64);
@@ -172,6 +175,27 @@ struct Injections {
     after_argo_cd: BTreeMap<Fault, Duration>,
 }
 
+impl Injections {
+    /// Adds what another stream injected.
+    fn absorb(&mut self, other: Injections) {
+        for (fault, count) in other.faulted {
+            *self.faulted.entry(fault).or_default() += count;
+        }
+        for (fault, count) in other.silent {
+            *self.silent.entry(fault).or_default() += count;
+        }
+        for (longest, theirs) in [
+            (&mut self.recovery, other.recovery),
+            (&mut self.after_argo_cd, other.after_argo_cd),
+        ] {
+            for (fault, time) in theirs {
+                let longest = longest.entry(fault).or_default();
+                *longest = (*longest).max(time);
+            }
+        }
+    }
+}
+
 /// Injects `schedule`, one fault at a time, and measures each one's time to progress:
 /// for a cluster fault, until a new environment is picked up; for a GitOps fault, until
 /// its environment serves again with its Application Healthy (or has ended).
@@ -204,6 +228,7 @@ async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seede
             Some(environment) => {
                 let (serving, healthy) =
                     serving_again(target, environment, injected.clock_from).await;
+                busy(target).remove(environment);
                 if let Some(healthy) = healthy {
                     let longest = injections.after_argo_cd.entry(fault).or_default();
                     *longest = (*longest).max(serving.saturating_sub(healthy));
@@ -380,7 +405,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // Spread over about as long as the faults take.
     let cluster_kinds: Vec<Fault> = FAULTS.into_iter().filter(|f| !f.on_gitops_side()).collect();
     let gitops_kinds: Vec<Fault> = FAULTS.into_iter().filter(|f| f.on_gitops_side()).collect();
-    let window = (cluster_kinds.len() * faults_per_kind) as u64 * 3_000;
+    let window = (cluster_kinds.len() * faults_per_kind) as u64 * 4_000;
     let mut workload = Vec::new();
     for i in 0..lifecycles {
         let delay = rng.millis(0, window.max(20_000));
@@ -401,15 +426,27 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     for i in 0..CONTEXTS {
         direct(&environments, &workspace_name, 1000 + i, End::Expire).await;
     }
+    // Environments that serve throughout, so a GitOps fault always finds one; destroyed
+    // once the faults end.
+    for lane in 0..GITOPS_LANES {
+        create_environment(
+            &environments,
+            &workspace_name,
+            &format!("steady-{lane}"),
+            120,
+        )
+        .await;
+    }
 
-    // Faults at random moments, each kind `faults_per_kind` times, in two streams side by
+    // Faults at random moments, each kind `faults_per_kind` times, in streams side by
     // side: the cluster's (replicas, connections, API server, etcd), one at a time so the
-    // time to progress is the fault's own, and the GitOps side's, whose recovery is the
-    // faulted environment's own.
+    // time to progress is the fault's own, and the GitOps side's, `GITOPS_LANES` at a time
+    // on different environments, whose recovery is the faulted environment's own.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &workspace_name);
     // As the kubelet would: a replica that exited by itself (it does when it loses the
     // Lease) is started again.
     let supervising = tokio::spawn(supervise(replicas.clone()));
+    let gitops_busy = Mutex::default();
     let target = Target {
         control_plane,
         replicas: &replicas,
@@ -417,6 +454,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         apps: &apps,
         environments: &environments,
         workspace: &workspace_name,
+        gitops_busy: &gitops_busy,
     };
     let schedule = |kinds: &[Fault], rng: &mut Seeded| {
         let mut schedule: Vec<Fault> = kinds
@@ -431,17 +469,33 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     let mut gitops_rng = Seeded(rng.next());
     let cluster_faults = schedule(&cluster_kinds, &mut rng);
     let gitops_faults = schedule(&gitops_kinds, &mut gitops_rng);
-    let (cluster, gitops) = tokio::join!(
-        fault_stream(cluster_faults, &target, &mut rng),
-        fault_stream(gitops_faults, &target, &mut gitops_rng),
+    let mut lanes: Vec<(Vec<Fault>, Seeded)> = (0..GITOPS_LANES)
+        .map(|_| (Vec::new(), Seeded(gitops_rng.next())))
+        .collect();
+    for (n, fault) in gitops_faults.into_iter().enumerate() {
+        lanes[n % GITOPS_LANES].0.push(fault);
+    }
+    let gitops_streams = futures::future::join_all(
+        lanes
+            .iter_mut()
+            .map(|(faults, rng)| fault_stream(std::mem::take(faults), &target, rng)),
     );
-    let mut faulted = cluster.faulted;
-    faulted.extend(gitops.faulted);
-    let mut silent = cluster.silent;
-    silent.extend(gitops.silent);
-    let mut recovery = cluster.recovery;
-    recovery.extend(gitops.recovery);
-    let after_argo_cd = gitops.after_argo_cd;
+    let (mut injections, gitops) = tokio::join!(
+        fault_stream(cluster_faults, &target, &mut rng),
+        gitops_streams
+    );
+    for lane in gitops {
+        injections.absorb(lane);
+    }
+    let Injections {
+        faulted,
+        silent,
+        recovery,
+        after_argo_cd,
+    } = injections;
+    for lane in 0..GITOPS_LANES {
+        destroy(&environments, &format!("steady-{lane}")).await;
+    }
     let last_fault = Instant::now();
     for run in workload {
         run.await.expect("a lifecycle");
@@ -572,9 +626,14 @@ async fn replica(control_plane: &ControlPlane, workspace: &str, identity: &str) 
     }
 }
 
-/// Creates the environment `name` of its own context, TTL one minute, deploying into
-/// `{workspace}-{name}` by the Application of that name.
-async fn create_short_lived(environments: &Api<TestEnvironment>, workspace: &str, name: &str) {
+/// Creates the environment `name` of its own context, deploying into `{workspace}-{name}`
+/// by the Application of that name.
+async fn create_environment(
+    environments: &Api<TestEnvironment>,
+    workspace: &str,
+    name: &str,
+    ttl_minutes: u32,
+) {
     let environment: TestEnvironment = from_json(json!({
         "apiVersion": "testmesh.io/v1alpha1",
         "kind": "TestEnvironment",
@@ -585,7 +644,7 @@ async fn create_short_lived(environments: &Api<TestEnvironment>, workspace: &str
             "providerAppName": format!("{workspace}-{name}"),
             "providerAppNamespace": argocd::NAMESPACE,
             "namespace": format!("{workspace}-{name}"),
-            "ttlMinutes": 1,
+            "ttlMinutes": ttl_minutes,
         },
     }));
     stored(environments, &environment).await;
@@ -654,7 +713,7 @@ enum End {
 /// An environment created directly (TTL one minute), ended as `end` says once warm.
 async fn direct(environments: &Api<TestEnvironment>, workspace: &str, i: usize, end: End) {
     let name = format!("direct-{i}");
-    create_short_lived(environments, workspace, &name).await;
+    create_environment(environments, workspace, &name, 1).await;
     if let End::Expire = end {
         return;
     }
@@ -732,6 +791,8 @@ struct Target<'a> {
     apps: &'a Api<DynamicObject>,
     environments: &'a Api<TestEnvironment>,
     workspace: &'a str,
+    /// The environments a GitOps fault is on now.
+    gitops_busy: &'a Mutex<BTreeSet<String>>,
 }
 
 /// Injects `fault`. What takes it back (a restart, a restored connection) runs in the
@@ -845,6 +906,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                         .and_then(|s| s.phase)
                         .is_some_and(Phase::is_serving)
                 })
+                .filter(|e| !busy(target).contains(e.metadata.name.as_deref().unwrap_or_default()))
                 .map(|e| {
                     (
                         e.metadata.name.clone().unwrap_or_default(),
@@ -856,6 +918,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 return None;
             }
             let (name, app) = serving[rng.below(serving.len() as u64) as usize].clone();
+            busy(target).insert(name.clone());
             let of_environment = |clock_from| Injected {
                 restoring: tokio::spawn(async {}),
                 clock_from,
@@ -890,6 +953,14 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             Some(of_environment(Instant::now()))
         }
     }
+}
+
+/// The environments a GitOps fault is on now.
+fn busy<'a>(target: &'a Target<'_>) -> std::sync::MutexGuard<'a, BTreeSet<String>> {
+    target
+        .gitops_busy
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Waits (a minute at most) until the environment `name` reports its Application's
@@ -934,7 +1005,7 @@ async fn probe_progress(
     name: &str,
     since: Instant,
 ) -> Duration {
-    create_short_lived(environments, workspace, name).await;
+    create_environment(environments, workspace, name, 1).await;
     let limit = Duration::from_secs(60);
     let progressed = loop {
         let phase = environments

@@ -5,11 +5,12 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use testmesh::resources::TestEnvironment;
+use testmesh::lifecycle::ClaimPhase;
+use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
 use testmesh_testenv::argocd::{self, ArgoCd};
 use testmesh_testenv::flux::{self, Flux};
 use testmesh_testenv::operator::Operator;
@@ -216,6 +217,30 @@ pub fn start_operator(
 }
 
 impl Operated {
+    pub fn claims(&self) -> Api<TestEnvironmentClaim> {
+        Api::namespaced(self.client.clone(), &self.workspace)
+    }
+
+    pub async fn create_claim(&self, claim: &TestEnvironmentClaim) -> TestEnvironmentClaim {
+        self.claims()
+            .create(&PostParams::default(), claim)
+            .await
+            .expect("create claim")
+    }
+
+    pub async fn wait_claim(
+        &self,
+        name: &str,
+        phase: ClaimPhase,
+        timeout: Duration,
+    ) -> TestEnvironmentClaim {
+        wait_for(&self.claims(), name, timeout, phase.as_str(), |c| {
+            c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase) == Some(phase)
+        })
+        .await
+        .unwrap_or_else(|| panic!("claim {name} vanished"))
+    }
+
     /// A TestEnvironment deployed by the Application `app` into `namespace`.
     pub fn environment(
         &self,
