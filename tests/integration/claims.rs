@@ -598,30 +598,10 @@ async fn a_restart_keeps_every_bound_claim_bound() {
     t.create(&t.environment("rb", &namespace, "rebound-app", 30))
         .await;
     t.wait_phase("rb", Phase::Warm, REACTION).await;
-    let named: TestEnvironmentClaim = serde_json::from_value(json!({
-        "apiVersion": "testmesh.io/v1alpha1",
-        "kind": "TestEnvironmentClaim",
-        "metadata": {"name": "named"},
-        "spec": {"context": "rb", "environmentName": "rb"},
-    }))
-    .expect("claim");
-    t.create_claim(&named).await;
-    t.wait_claim("named", ClaimPhase::Bound, REACTION).await;
-    t.wait_phase("rb", Phase::Running, REACTION).await;
+    t.hold_by_name("rb").await;
 
     for restart in 0..3 {
-        let claim_phases = Arc::new(Mutex::new(Vec::new()));
-        let seen = claim_phases.clone();
-        let claims = t.claims();
-        let watching = tokio::spawn(async move {
-            let config = watcher::Config::default().fields("metadata.name=named");
-            let events = watcher(claims, config).applied_objects();
-            let mut events = std::pin::pin!(events);
-            while let Some(Ok(claim)) = events.next().await {
-                let phase = claim.status.as_ref().and_then(|s| s.phase);
-                seen.lock().expect("phases").push(phase);
-            }
-        });
+        let claim_phases = t.record_claim_phases("named");
         t.operator.restart();
         // Settled: the restarted operator has reconciled both (its readiness follows its
         // caches), and a bad decision would have been written by now.
@@ -631,8 +611,7 @@ async fn a_restart_keeps_every_bound_claim_bound() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        watching.abort();
-        let phases = claim_phases.lock().expect("phases").clone();
+        let phases = claim_phases.stop();
         assert!(
             phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
             "restart {restart}: the claim left bound: {phases:?}"

@@ -3,18 +3,13 @@
 //! takeover, a deposed leader stops at once, and a terminated leader hands over without
 //! waiting for the Lease to expire.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::json;
 use testmesh::lifecycle::{ClaimPhase, Phase};
-use testmesh::resources::TestEnvironmentClaim;
 use testmesh_testenv::operator::Operator;
 
 use crate::support::{Operated, REACTION, operated_workspace_with, start_operator, wait_for};
@@ -182,35 +177,15 @@ async fn a_failover_keeps_a_claim_that_names_its_environment_bound() {
     t.create(&t.environment("hc", &namespace, "ha-claim-app", 30))
         .await;
     t.wait_phase("hc", Phase::Warm, REACTION).await;
-    let named: TestEnvironmentClaim = serde_json::from_value(json!({
-        "apiVersion": "testmesh.io/v1alpha1",
-        "kind": "TestEnvironmentClaim",
-        "metadata": {"name": "named"},
-        "spec": {"context": "hc", "environmentName": "hc"},
-    }))
-    .expect("claim");
-    t.create_claim(&named).await;
-    t.wait_claim("named", ClaimPhase::Bound, REACTION).await;
-    t.wait_phase("hc", Phase::Running, REACTION).await;
+    t.hold_by_name("hc").await;
 
-    let claim_phases = Arc::new(Mutex::new(Vec::new()));
-    let seen = claim_phases.clone();
-    let claims = t.claims();
-    let watching = tokio::spawn(async move {
-        let config = watcher::Config::default().fields("metadata.name=named");
-        let mut events = std::pin::pin!(watcher(claims, config).applied_objects());
-        while let Some(Ok(claim)) = events.next().await {
-            let phase = claim.status.as_ref().and_then(|s| s.phase);
-            seen.lock().expect("phases").push(phase);
-        }
-    });
+    let claim_phases = t.record_claim_phases("named");
     t.operator.kill();
     held_by(&t, "replica-b", Duration::from_secs(LEASE_SECONDS * 3)).await;
     // Settled: the new leader has had its caches since it was ready, and a wrong decision
     // on either object would have been written by now.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    watching.abort();
-    let phases = claim_phases.lock().expect("phases").clone();
+    let phases = claim_phases.stop();
     assert!(
         !phases.is_empty() && phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
         "the claim left bound across the failover: {phases:?}"

@@ -3,10 +3,13 @@
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use testmesh::lifecycle::ClaimPhase;
@@ -216,6 +219,20 @@ pub fn start_operator(
     )
 }
 
+/// The phases a claim was seen in, recorded by [`Operated::record_claim_phases`].
+pub struct ClaimPhases {
+    phases: Arc<Mutex<Vec<Option<ClaimPhase>>>>,
+    watching: tokio::task::JoinHandle<()>,
+}
+
+impl ClaimPhases {
+    /// Stops recording; the phases seen, in watch order.
+    pub fn stop(self) -> Vec<Option<ClaimPhase>> {
+        self.watching.abort();
+        self.phases.lock().expect("phases").clone()
+    }
+}
+
 impl Operated {
     pub fn claims(&self) -> Api<TestEnvironmentClaim> {
         Api::namespaced(self.client.clone(), &self.workspace)
@@ -226,6 +243,39 @@ impl Operated {
             .create(&PostParams::default(), claim)
             .await
             .expect("create claim")
+    }
+
+    /// A run holding `environment` through the claim `named`, which names it (context the
+    /// environment's name): bound, the environment running.
+    pub async fn hold_by_name(&self, environment: &str) {
+        let named: TestEnvironmentClaim = serde_json::from_value(serde_json::json!({
+            "apiVersion": "testmesh.io/v1alpha1",
+            "kind": "TestEnvironmentClaim",
+            "metadata": {"name": "named"},
+            "spec": {"context": environment, "environmentName": environment},
+        }))
+        .expect("claim");
+        self.create_claim(&named).await;
+        self.wait_claim("named", ClaimPhase::Bound, REACTION).await;
+        self.wait_phase(environment, testmesh::lifecycle::Phase::Running, REACTION)
+            .await;
+    }
+
+    /// Records every phase the claim `name` is seen in from now on, until
+    /// [`ClaimPhases::stop`].
+    pub fn record_claim_phases(&self, name: &str) -> ClaimPhases {
+        let phases = Arc::new(Mutex::new(Vec::new()));
+        let seen = phases.clone();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let events = watcher(self.claims(), config).applied_objects();
+        let watching = tokio::spawn(async move {
+            let mut events = std::pin::pin!(events);
+            while let Some(Ok(claim)) = events.next().await {
+                let phase = claim.status.as_ref().and_then(|s| s.phase);
+                seen.lock().expect("phases").push(phase);
+            }
+        });
+        ClaimPhases { phases, watching }
     }
 
     pub async fn wait_claim(
