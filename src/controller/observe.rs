@@ -158,10 +158,7 @@ async fn pending_generations(
     let generating: Vec<&DynamicObject> = listed
         .items
         .iter()
-        .filter(|set| {
-            (generators.generates_from_testmesh)(set)
-                && (generators.lists_workspace)(set, workspace)
-        })
+        .filter(|set| (generators.generates_for)(set, workspace))
         .collect();
     let pending = generating
         .iter()

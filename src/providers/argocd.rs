@@ -94,36 +94,45 @@ pub fn application_set_resource() -> ApiResource {
 /// Whether the ApplicationSet `set` generates from the plugin whose ConfigMap is
 /// `config_map`, directly or inside a matrix or merge generator.
 pub fn generates_from(set: &DynamicObject, config_map: &str) -> bool {
-    any_plugin(set, "/plugin/configMapRef/name", config_map)
+    any_plugin(set, &|plugin| names_config_map(plugin, config_map))
 }
 
-/// Whether one of the ApplicationSet `set`'s plugin generators (directly or inside a
-/// matrix or merge generator) asks for the environments of `workspace` (its input
-/// parameter `workspace`).
-pub fn lists_workspace(set: &DynamicObject, workspace: &str) -> bool {
-    any_plugin(set, "/plugin/input/parameters/workspace", workspace)
+/// Whether one of the ApplicationSet `set`'s generators from the plugin whose ConfigMap
+/// is `config_map` (directly or inside a matrix or merge generator) asks for the
+/// environments of `workspace` (its input parameter `workspace`).
+pub fn generates_for(set: &DynamicObject, config_map: &str, workspace: &str) -> bool {
+    any_plugin(set, &|plugin| {
+        names_config_map(plugin, config_map)
+            && plugin
+                .pointer("/input/parameters/workspace")
+                .and_then(Value::as_str)
+                == Some(workspace)
+    })
 }
 
-/// Whether one of `set`'s generators, directly or inside a matrix or merge generator,
-/// has `value` at `pointer`.
-fn any_plugin(set: &DynamicObject, pointer: &str, value: &str) -> bool {
-    fn any(generators: Option<&Value>, pointer: &str, value: &str) -> bool {
+fn names_config_map(plugin: &Value, config_map: &str) -> bool {
+    plugin.pointer("/configMapRef/name").and_then(Value::as_str) == Some(config_map)
+}
+
+/// Whether one of `set`'s plugin generators, directly or inside a matrix or merge
+/// generator, is one `accept` accepts.
+fn any_plugin(set: &DynamicObject, accept: &dyn Fn(&Value) -> bool) -> bool {
+    fn any(generators: Option<&Value>, accept: &dyn Fn(&Value) -> bool) -> bool {
         generators
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .any(|generator| {
-                generator.pointer(pointer).and_then(Value::as_str) == Some(value)
+                generator.get("plugin").is_some_and(accept)
                     || ["matrix", "merge"].iter().any(|combining| {
                         any(
                             generator.pointer(&format!("/{combining}/generators")),
-                            pointer,
-                            value,
+                            accept,
                         )
                     })
             })
     }
-    any(set.data.pointer("/spec/generators"), pointer, value)
+    any(set.data.pointer("/spec/generators"), accept)
 }
 
 /// The applicationset-controller's refresh annotation: while it is set, a generation is

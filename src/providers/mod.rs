@@ -45,6 +45,9 @@ pub trait GitOpsProvider: AppReader + Send + Sync {
     }
 }
 
+/// Whether an ApplicationSet does something for a workspace.
+pub type ForWorkspace = Box<dyn Fn(&DynamicObject, &str) -> bool + Send + Sync>;
+
 /// The kind of object that generates a provider's apps, and which of them generate from
 /// TestMesh.
 pub struct Generators {
@@ -55,8 +58,8 @@ pub struct Generators {
     pub refresh_request: fn(jiff::Timestamp) -> serde_json::Value,
     /// Whether one of them has a generation asked for that has not ended yet.
     pub refresh_pending: fn(&DynamicObject) -> bool,
-    /// Whether one of them asks for the environments of a workspace.
-    pub lists_workspace: fn(&DynamicObject, &str) -> bool,
+    /// Whether one of them generates from TestMesh for the environments of a workspace.
+    pub generates_for: ForWorkspace,
 }
 
 /// Argo CD: environments are deployed by an `Application`.
@@ -97,12 +100,15 @@ impl GitOpsProvider for ArgoCd {
 
     fn generators(&self) -> Option<Generators> {
         let config_map = self.generator_config_map.clone();
+        let for_config_map = config_map.clone();
         Some(Generators {
             resource: argocd::application_set_resource(),
             generates_from_testmesh: Box::new(move |set| argocd::generates_from(set, &config_map)),
             refresh_request: argocd::application_set_refresh,
             refresh_pending: argocd::refresh_pending,
-            lists_workspace: argocd::lists_workspace,
+            generates_for: Box::new(move |set, workspace| {
+                argocd::generates_for(set, &for_config_map, workspace)
+            }),
         })
     }
 }

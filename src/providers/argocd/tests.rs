@@ -1508,18 +1508,42 @@ fn ending_a_retry_is_what_terminate_op_writes() {
 }
 
 #[test]
-fn an_application_set_lists_a_workspace_through_its_plugin_input_anywhere() {
+fn an_application_set_generates_for_a_workspace_through_testmesh_s_plugin_input_anywhere() {
     let set = application_set;
-    let asking =
-        |workspace: &str| json!({"plugin": {"input": {"parameters": {"workspace": workspace}}}});
-    assert!(lists_workspace(&set(json!([asking("team-a")])), "team-a"));
-    assert!(!lists_workspace(&set(json!([asking("team-b")])), "team-a"));
-    assert!(lists_workspace(
-        &set(json!([{"matrix": {"generators": [{"list": {"elements": []}}, asking("team-a")]}}])),
-        "team-a"
-    ));
-    assert!(!lists_workspace(
-        &set(json!([{"list": {"elements": []}}])),
-        "team-a"
-    ));
+    let asking = |config_map: &str, workspace: &str| {
+        json!({"plugin": {
+            "configMapRef": {"name": config_map},
+            "input": {"parameters": {"workspace": workspace}},
+        }})
+    };
+    let cases = [
+        (
+            "asks for it",
+            json!([asking("testmesh-generator", "team-a")]),
+            true,
+        ),
+        (
+            "asks for another",
+            json!([asking("testmesh-generator", "team-b")]),
+            false,
+        ),
+        (
+            "inside a matrix",
+            json!([{"matrix": {"generators": [{"list": {"elements": []}}, asking("testmesh-generator", "team-a")]}}]),
+            true,
+        ),
+        (
+            "another plugin asks for it, TestMesh's for another",
+            json!([{"merge": {"generators": [asking("other", "team-a"), asking("testmesh-generator", "team-b")]}}]),
+            false,
+        ),
+        ("no plugin", json!([{"list": {"elements": []}}]), false),
+    ];
+    for (case, generators, expected) in cases {
+        assert_eq!(
+            generates_for(&set(generators), "testmesh-generator", "team-a"),
+            expected,
+            "{case}"
+        );
+    }
 }
