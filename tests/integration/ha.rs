@@ -34,6 +34,15 @@ async fn first_replica(prefix: &str) -> Operated {
     operated_workspace_with(prefix, |workspace| replica_args(workspace, "replica-a")).await
 }
 
+/// A workspace led by `replica-a`, and `replica-b` started beside it, ready.
+async fn leader_and_standby(prefix: &str) -> (Operated, Operator) {
+    let t = first_replica(prefix).await;
+    held_by(&t, "replica-a", REACTION).await;
+    let standby = replica(&t, "replica-b");
+    wait_for_http(&standby, "/readyz", 200).await;
+    (t, standby)
+}
+
 fn replica(t: &Operated, identity: &str) -> Operator {
     start_operator(
         &t.workspace,
@@ -102,10 +111,7 @@ fn now() -> Timestamp {
 
 #[tokio::test]
 async fn a_crashed_leader_is_replaced_within_the_lease_duration_and_the_lifecycle_completes() {
-    let mut t = first_replica("ha-crash").await;
-    held_by(&t, "replica-a", REACTION).await;
-    let standby = replica(&t, "replica-b");
-    wait_for_http(&standby, "/readyz", 200).await;
+    let (mut t, standby) = leader_and_standby("ha-crash").await;
     assert!(
         standby.get("/metrics").1.contains("testmesh_leader 0"),
         "the standby must not lead"
@@ -169,10 +175,7 @@ async fn a_crashed_leader_is_replaced_within_the_lease_duration_and_the_lifecycl
 /// the environment running, and changes neither.
 #[tokio::test]
 async fn a_failover_keeps_a_claim_that_names_its_environment_bound() {
-    let mut t = first_replica("ha-claim").await;
-    held_by(&t, "replica-a", REACTION).await;
-    let standby = replica(&t, "replica-b");
-    wait_for_http(&standby, "/readyz", 200).await;
+    let (mut t, standby) = leader_and_standby("ha-claim").await;
     let namespace = t.healthy_app("ha-claim-app").await;
     t.create(&t.environment("hc", &namespace, "ha-claim-app", 30))
         .await;
@@ -182,9 +185,22 @@ async fn a_failover_keeps_a_claim_that_names_its_environment_bound() {
     let claim_phases = t.record_claim_phases("named");
     t.operator.kill();
     held_by(&t, "replica-b", Duration::from_secs(LEASE_SECONDS * 3)).await;
-    // Settled: the new leader has had its caches since it was ready, and a wrong decision
-    // on either object would have been written by now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The new leader has reconciled both (its counter goes up once a reconciliation's
+    // writes are done): what it decided is in the API server now.
+    let deadline = std::time::Instant::now() + REACTION;
+    while reconciliations(&standby) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new leader never reconciled the environment and the claim"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let claim = t.claims().get("named").await.expect("claim");
+    assert_eq!(
+        claim.status.and_then(|s| s.phase),
+        Some(ClaimPhase::Bound),
+        "the claim as the new leader left it"
+    );
     let phases = claim_phases.stop();
     assert!(
         !phases.is_empty() && phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
@@ -281,6 +297,17 @@ async fn a_deposed_leader_stops_at_once_and_a_terminated_leader_hands_over_witho
         handover < jiff::SignedDuration::from_secs(LEASE_SECONDS as i64),
         "{other} took {handover:#}: the Lease was not released"
     );
+}
+
+/// How many reconciliations `operator` has finished, from its metrics.
+fn reconciliations(operator: &Operator) -> u64 {
+    operator
+        .get("/metrics")
+        .1
+        .lines()
+        .find_map(|line| line.strip_prefix("testmesh_reconciliations_total "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_default()
 }
 
 async fn wait_for_http(operator: &Operator, path: &str, code: u16) {

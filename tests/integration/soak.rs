@@ -515,21 +515,9 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     let identities: Vec<&str> = replicas.iter().map(|r| r.identity.as_str()).collect();
     let (writes, unleased) = writes_without_the_lease(control_plane, &workspace_name, &identities);
     violations.extend(unleased);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in &hostile {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let intact = namespaces
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-        let app_left = apps
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|app| app.metadata.deletion_timestamp.is_none());
-        if !intact || !app_left {
+        if !untouched(&namespaces, name).await || !untouched(&apps, name).await {
             violations.push(format!("hostile neighbour {name} was touched"));
         }
     }
@@ -1129,6 +1117,18 @@ async fn watch_invariants(
     tokio::join!(watching_environments, watching_claims);
 }
 
+/// Whether `name` exists and is not being deleted.
+async fn untouched<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|object| object.meta().deletion_timestamp.is_none())
+}
+
 /// Waits until every environment is destroyed or gone with its namespace; for each that
 /// was not yet at the first look, how long after `since` it was seen there.
 async fn converge(
@@ -1143,6 +1143,14 @@ async fn converge(
     let mut times = Vec::new();
     loop {
         let mut pending = BTreeMap::new();
+        let existing: BTreeSet<String> = namespaces
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .into_iter()
+            .filter_map(|namespace| namespace.metadata.name)
+            .collect();
         for environment in environments
             .list(&Default::default())
             .await
@@ -1151,12 +1159,7 @@ async fn converge(
         {
             let name = environment.metadata.name.clone().unwrap_or_default();
             let phase = environment.status.as_ref().and_then(|s| s.phase);
-            let namespace_left = namespaces
-                .get_opt(&environment.spec.template.namespace)
-                .await
-                .ok()
-                .flatten()
-                .is_some();
+            let namespace_left = existing.contains(&environment.spec.template.namespace);
             if phase != Some(Phase::Destroyed) || namespace_left {
                 pending.insert(name, format!("{phase:?}, namespace left: {namespace_left}"));
             }
