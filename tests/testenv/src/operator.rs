@@ -195,7 +195,31 @@ impl Drop for Operator {
     }
 }
 
+/// A free address of 127.0.0.1 for the operator to listen on, below the kernel's
+/// ephemeral port range. A port the kernel hands out (bind to port 0) is one any outgoing
+/// connection — a test's client, the API server's — may take between the pick and the
+/// operator's bind (seen: "cannot serve HTTP on …: Address already in use", and the test's
+/// requests answered by another test's operator). Below that range only a listener can
+/// hold it, which the bind here checks for; each pick in this process moves on, so two
+/// operators started at once never share one.
 fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("address")
+    const LOWEST: usize = 10_000;
+    static PICKED: AtomicUsize = AtomicUsize::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST).max(1);
+    // Processes start their walks far apart.
+    let offset = std::process::id() as usize * 389;
+    for _ in 0..span {
+        let picked = PICKED.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(LOWEST + (offset + picked) % span) else {
+            continue;
+        };
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("address");
+        }
+    }
+    panic!("no free port of 127.0.0.1 below {ephemeral}");
 }
