@@ -235,6 +235,7 @@ async fn a_deposed_leader_stops_at_once_and_a_terminated_leader_hands_over_witho
     let exit = t
         .operator
         .wait_exit(Duration::from_secs(LEASE_SECONDS))
+        .await
         .expect("the deposed leader exits");
     let stopped_after = now().duration_since(stolen_at);
     eprintln!("deposed leader stopped {stopped_after:#} after losing the Lease");
@@ -288,6 +289,7 @@ async fn a_deposed_leader_stops_at_once_and_a_terminated_leader_hands_over_witho
     let terminated_at = now();
     let exit = leader_process
         .terminate(Duration::from_secs(10))
+        .await
         .expect("the leader exits on SIGTERM");
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     let lease = held_by(&t, other, Duration::from_secs(LEASE_SECONDS)).await;

@@ -819,7 +819,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             {
                 let mut operator = replica.operator.lock().await;
                 if fault == Fault::TerminateLeader {
-                    operator.terminate(Duration::from_secs(10));
+                    operator.terminate(Duration::from_secs(10)).await;
                 } else {
                     operator.kill();
                 }
@@ -977,7 +977,7 @@ async fn supervise(replicas: Vec<Arc<Replica>>) {
     loop {
         for replica in &replicas {
             let mut operator = replica.operator.lock().await;
-            if operator.wait_exit(Duration::ZERO).is_some() {
+            if operator.wait_exit(Duration::ZERO).await.is_some() {
                 operator.restart();
             }
         }

@@ -106,7 +106,7 @@ impl Operator {
     }
 
     /// SIGTERM, as Kubernetes stops a pod; waits up to `timeout` for the exit.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         let pid = child.id().to_string();
         let signalled = Command::new("kill")
@@ -114,7 +114,7 @@ impl Operator {
             .status()
             .expect("run kill");
         assert!(signalled.success(), "kill -TERM {pid}");
-        let status = self.wait_exit(timeout);
+        let status = self.wait_exit(timeout).await;
         if status.is_some() {
             self.child = None;
         }
@@ -122,7 +122,9 @@ impl Operator {
     }
 
     /// Waits up to `timeout` for the process to exit on its own; its status if it did.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Polls without blocking the async runtime: a graceful shutdown takes seconds, and
+    /// the test's own watches and timers keep running meanwhile.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + timeout;
         loop {
@@ -132,7 +134,7 @@ impl Operator {
             if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
