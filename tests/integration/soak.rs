@@ -3,15 +3,17 @@
 //!
 //! The soak starts a control plane of its own, so it can stop its API server and freeze
 //! its etcd without disturbing other tests. Two replicas behind one Lease, each reaching
-//! the API server through a TCP proxy the test cuts. The workload: environments created directly (short TTLs, left to expire),
-//! destroyed explicitly or deleted with kubectl, and claims — several per context at
-//! once — served one after another; hostile neighbours (look-alike namespaces and
-//! Applications) that must survive. A keeper plays the GitOps side as an ApplicationSet
-//! would: an Application for every environment that has a namespace and is not going.
-//! Faults: kill -9 of the leader and of the standby, SIGTERM of the leader, the leader's
-//! and the standby's connections cut (some longer than the lease), the API server killed
-//! and started again (etcd keeps the data), etcd frozen (SIGSTOP) for longer than the
-//! lease, an Application deleted, an Application Degraded or Progressing for a while.
+//! the API server through a TCP proxy the test cuts. The workload: environments created
+//! directly (short TTLs, left to expire), destroyed explicitly or deleted with kubectl,
+//! and claims — several per context at once — served one after another; hostile
+//! neighbours (look-alike namespaces and Applications) that must survive. The GitOps side
+//! is the real Argo CD: one ApplicationSet with TestMesh as its generator mints every
+//! environment's Application. Faults: kill -9 of the leader and of the standby, SIGTERM of
+//! the leader, the leader's and the standby's connections cut or stalled (some longer
+//! than the lease), the API server killed and started again (etcd keeps the data), etcd
+//! frozen (SIGSTOP) for longer than the lease, an Application deleted, an Application
+//! Degraded or Progressing for a while. The control plane's own faults come once the
+//! GitOps faults are done ([`Fault::on_control_plane`]).
 //!
 //! Invariants: never two runs hold one environment (its `claimedBy`, and the claims'
 //! own phases in watch order); each context's claims are served in creation order; every
@@ -27,6 +29,7 @@
 //! long one; `SOAK_SEED=` replays a schedule (the seed is printed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,6 +141,15 @@ impl Fault {
         )
     }
 
+    /// Whether the fault is the control plane's own (the API server or etcd). These wait
+    /// until the GitOps lanes have ended: after an API server restart the real Argo CD's
+    /// informers reconnect with client-go's reflector backoff (0.8 s doubling to 30 s,
+    /// jittered up to twice that, reset only after two quiet minutes), and a GitOps fault
+    /// timed then times that backoff, not its own recovery.
+    fn on_control_plane(self) -> bool {
+        matches!(self, Fault::ApiServerRestart | Fault::EtcdPaused)
+    }
+
     /// What its time to progress counts from. Nothing progresses while the API server is
     /// down, etcd frozen or the Application pointed at a rollout that cannot serve, so
     /// those count from the restore; every other from the injection.
@@ -163,9 +175,22 @@ struct Injected {
     silent: bool,
 }
 
+/// One injected fault, as the per-fault trace (`soak-faults.tsv`) records it.
+struct Record {
+    stream: String,
+    fault: Fault,
+    /// When its stream began it (the pause before it included), since the soak started.
+    began: Duration,
+    progress: Duration,
+    /// How long its stream spent on it: the pause before it, the injection, the wait for
+    /// progress and the wait for what takes it back.
+    took: Duration,
+}
+
 /// What one stream of faults injected, and the longest time to progress of each kind.
 #[derive(Default)]
 struct Injections {
+    records: Vec<Record>,
     faulted: BTreeMap<Fault, usize>,
     /// Of the cuts, how many were silent.
     silent: BTreeMap<Fault, usize>,
@@ -178,6 +203,7 @@ struct Injections {
 impl Injections {
     /// Adds what another stream injected.
     fn absorb(&mut self, other: Injections) {
+        self.records.extend(other.records);
         for (fault, count) in other.faulted {
             *self.faulted.entry(fault).or_default() += count;
         }
@@ -198,15 +224,41 @@ impl Injections {
 
 /// Injects `schedule`, one fault at a time, and measures each one's time to progress:
 /// for a cluster fault, until a new environment is picked up; for a GitOps fault, until
-/// its environment serves again with its Application Healthy (or has ended).
-async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seeded) -> Injections {
+/// its environment serves again with its Application Healthy (or has ended). The
+/// control plane's faults are taken only once the GitOps lanes have ended
+/// ([`Fault::on_control_plane`]); the replicas' own are taken in order meanwhile.
+async fn fault_stream(
+    stream: &str,
+    mut schedule: Vec<Fault>,
+    target: &Target<'_>,
+    rng: &mut Seeded,
+) -> Injections {
     let mut injections = Injections::default();
     let mut taking_back = None;
-    for (n, fault) in schedule.into_iter().enumerate() {
+    let mut n = 0;
+    while !schedule.is_empty() {
         if let Some(previous) = taking_back.take() {
             let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
         }
-        tokio::time::sleep(rng.millis(200, 1_000)).await;
+        // Its stream was done with the last fault once that fault was taken back (not
+        // while the stream then waits for the GitOps lanes).
+        if let Some(last) = injections.records.last_mut()
+            && last.took.is_zero()
+        {
+            last.took = target.started.elapsed() - last.began;
+        }
+        let gitops_running = target.gitops_lanes_running.load(Ordering::SeqCst) > 0;
+        let Some(next) = schedule
+            .iter()
+            .position(|fault| !(gitops_running && fault.on_control_plane()))
+        else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let fault = schedule.remove(next);
+        n += 1;
+        let began = target.started.elapsed();
+        tokio::time::sleep(rng.millis(100, 500)).await;
         // Nothing to inject it into yet (no leader, no environment serving): a moment later.
         let mut injected = None;
         for _ in 0..60 {
@@ -236,7 +288,7 @@ async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seede
                 serving
             }
             None => {
-                let probe = format!("probe-{n}");
+                let probe = format!("probe-{stream}-{n}");
                 probe_progress(
                     target.environments,
                     target.workspace,
@@ -248,9 +300,21 @@ async fn fault_stream(schedule: Vec<Fault>, target: &Target<'_>, rng: &mut Seede
         };
         let longest = injections.recovery.entry(fault).or_default();
         *longest = (*longest).max(progress);
+        injections.records.push(Record {
+            stream: stream.to_owned(),
+            fault,
+            began,
+            progress,
+            took: Duration::ZERO,
+        });
     }
     if let Some(previous) = taking_back.take() {
         let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
+    }
+    if let Some(last) = injections.records.last_mut()
+        && last.took.is_zero()
+    {
+        last.took = target.started.elapsed() - last.began;
     }
     injections
 }
@@ -405,7 +469,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // Spread over about as long as the faults take.
     let cluster_kinds: Vec<Fault> = FAULTS.into_iter().filter(|f| !f.on_gitops_side()).collect();
     let gitops_kinds: Vec<Fault> = FAULTS.into_iter().filter(|f| f.on_gitops_side()).collect();
-    let window = (cluster_kinds.len() * faults_per_kind) as u64 * 4_000;
+    let window = (cluster_kinds.len() * faults_per_kind) as u64 * 3_000;
     let mut workload = Vec::new();
     for i in 0..lifecycles {
         let delay = rng.millis(0, window.max(20_000));
@@ -441,13 +505,18 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     // Faults at random moments, each kind `faults_per_kind` times, in streams side by
     // side: the cluster's (replicas, connections, API server, etcd), one at a time so the
     // time to progress is the fault's own, and the GitOps side's, `GITOPS_LANES` at a time
-    // on different environments, whose recovery is the faulted environment's own.
+    // on different environments, whose recovery is the faulted environment's own. The
+    // cluster stream keeps the API server's and etcd's faults until the GitOps lanes are
+    // done.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &workspace_name);
     // As the kubelet would: a replica that exited by itself (it does when it loses the
     // Lease) is started again.
     let supervising = tokio::spawn(supervise(replicas.clone()));
     let gitops_busy = Mutex::default();
+    let gitops_lanes_running = AtomicUsize::new(GITOPS_LANES);
     let target = Target {
+        started,
+        gitops_lanes_running: &gitops_lanes_running,
         control_plane,
         replicas: &replicas,
         leases: &leases,
@@ -475,19 +544,30 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     for (n, fault) in gitops_faults.into_iter().enumerate() {
         lanes[n % GITOPS_LANES].0.push(fault);
     }
-    let gitops_streams = futures::future::join_all(
-        lanes
-            .iter_mut()
-            .map(|(faults, rng)| fault_stream(std::mem::take(faults), &target, rng)),
-    );
+    let gitops_streams =
+        futures::future::join_all(lanes.iter_mut().enumerate().map(|(lane, (faults, rng))| {
+            let target = &target;
+            async move {
+                let injections = fault_stream(
+                    &format!("gitops-{lane}"),
+                    std::mem::take(faults),
+                    target,
+                    rng,
+                )
+                .await;
+                target.gitops_lanes_running.fetch_sub(1, Ordering::SeqCst);
+                injections
+            }
+        }));
     let (mut injections, gitops) = tokio::join!(
-        fault_stream(cluster_faults, &target, &mut rng),
+        fault_stream("cluster", cluster_faults, &target, &mut rng),
         gitops_streams
     );
     for lane in gitops {
         injections.absorb(lane);
     }
     let Injections {
+        records,
         faulted,
         silent,
         recovery,
@@ -551,6 +631,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
             if longest <= bar { "met" } else { "missed" }
         );
     }
+    trace_faults(control_plane, &records);
     eprintln!(
         "converged {:.1} s after the last fault; of the {} environments not yet converged then, each converged p50 {:.1} s / p99 {:.1} s after it",
         convergence.as_secs_f64(),
@@ -773,6 +854,10 @@ async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize
 
 /// What a fault can be injected into.
 struct Target<'a> {
+    /// When the soak started (the per-fault trace's clock).
+    started: Instant,
+    /// GitOps lanes not yet done: the control plane's faults wait for none to be left.
+    gitops_lanes_running: &'a AtomicUsize,
     control_plane: &'a ControlPlane,
     replicas: &'a [Arc<Replica>],
     leases: &'a Api<Lease>,
@@ -815,7 +900,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 leader
             };
             let replica = target.replicas[chosen?].clone();
-            let down_for = rng.millis(200, 1_200);
+            let down_for = rng.millis(100, 600);
             {
                 let mut operator = replica.operator.lock().await;
                 if fault == Fault::TerminateLeader {
@@ -836,10 +921,15 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
                 leader
             };
             let replica = target.replicas[chosen?].clone();
-            // Some cuts outlast the lease. Half close every connection, half leave them
-            // open and silent (a partition), which the replica learns of only from its own
-            // timeouts.
-            let cut_for = rng.millis(1_000, (LEASE_SECONDS + 1) * 1_000);
+            // A third of the cuts outlast the lease. Half close every connection, half
+            // leave them open and silent (a partition), which the replica learns of only
+            // from its own timeouts.
+            let lease = LEASE_SECONDS * 1_000;
+            let cut_for = if rng.below(3) == 0 {
+                rng.millis(lease + 200, lease + 1_500)
+            } else {
+                rng.millis(500, 2_500)
+            };
             let silent = rng.below(2) == 0;
             if silent {
                 replica.proxy.stall();
@@ -855,7 +945,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
             })
         }
         Fault::ApiServerRestart => {
-            let down_for = rng.millis(500, 2_500);
+            let down_for = rng.millis(200, 1_500);
             target.control_plane.stop_apiserver();
             tokio::time::sleep(down_for).await;
             target
@@ -872,7 +962,7 @@ async fn inject(fault: Fault, target: &Target<'_>, rng: &mut Seeded) -> Option<I
         }
         Fault::EtcdPaused => {
             let lease = LEASE_SECONDS * 1_000;
-            let paused_for = rng.millis(lease + 300, lease + 1_500);
+            let paused_for = rng.millis(lease + 200, lease + 1_000);
             target.control_plane.pause_etcd().expect("SIGSTOP etcd");
             tokio::time::sleep(paused_for).await;
             target.control_plane.resume_etcd().expect("SIGCONT etcd");
@@ -1180,6 +1270,48 @@ async fn converge(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Writes every fault's record to `soak-faults.tsv` beside the control plane's logs, and
+/// prints how long each stream took and, per kind, the mean time a fault held its
+/// stream: what the soak's length is made of.
+fn trace_faults(control_plane: &ControlPlane, records: &[Record]) {
+    let mut tsv = String::from("stream\tfault\tbegan_s\tprogress_s\ttook_s\n");
+    let mut streams: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut held: BTreeMap<Fault, Vec<Duration>> = BTreeMap::new();
+    for record in records {
+        tsv.push_str(&format!(
+            "{}\t{:?}\t{:.3}\t{:.3}\t{:.3}\n",
+            record.stream,
+            record.fault,
+            record.began.as_secs_f64(),
+            record.progress.as_secs_f64(),
+            record.took.as_secs_f64(),
+        ));
+        *streams.entry(&record.stream).or_default() += record.took;
+        held.entry(record.fault).or_default().push(record.took);
+    }
+    let path = control_plane.log_dir().join("soak-faults.tsv");
+    if let Err(error) = std::fs::write(&path, tsv) {
+        eprintln!("soak: cannot write {}: {error}", path.display());
+    }
+    let streams: Vec<String> = streams
+        .iter()
+        .map(|(stream, took)| format!("{stream} {:.0} s", took.as_secs_f64()))
+        .collect();
+    let held: Vec<String> = held
+        .iter()
+        .map(|(fault, took)| {
+            let mean = took.iter().sum::<Duration>() / took.len().max(1) as u32;
+            format!("{fault:?} {:.1} s", mean.as_secs_f64())
+        })
+        .collect();
+    eprintln!(
+        "streams busy: {}; a fault held its stream, mean: {} (each fault: {})",
+        streams.join(", "),
+        held.join(", "),
+        path.display()
+    );
 }
 
 /// The `p` quantile (0..=1) of `times`, nearest rank; zero for none.
