@@ -19,8 +19,9 @@
 //! own phases in watch order); each context's claims are served in creation order; every
 //! DELETE the operator makes names a namespace it created, an Application of one of the
 //! workspace's environments, or its routing ConfigMap; after the faults stop, every
-//! environment is destroyed (or gone) with its namespace, none is stuck, and the hostile
-//! neighbours are untouched; and no replica wrote anything while it did not hold the
+//! environment is destroyed (or gone) with its namespace, none is stuck, no namespace
+//! with TestMesh's label is left but the look-alikes, and the hostile neighbours are
+//! untouched; and no replica wrote anything while it did not hold the
 //! Lease (the audit log: each write by a replica's User-Agent against that replica's
 //! last successful Lease write before it, which holds for one lease duration unless the
 //! other replica took the Lease since).
@@ -41,7 +42,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use testmesh::lifecycle::{ClaimPhase, Phase};
-use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
+use testmesh::resources::{MANAGED_BY, MANAGED_BY_LABEL, TestEnvironment, TestEnvironmentClaim};
 use testmesh_testenv::argocd::{self, RealArgoCd};
 use testmesh_testenv::git::GitRepository;
 use testmesh_testenv::kwok::Kwok;
@@ -582,7 +583,14 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     }
 
     // Left alone: everything converges.
-    let converged = converge(&environments, &client, last_fault, Duration::from_secs(180)).await;
+    let converged = converge(
+        &environments,
+        &client,
+        &hostile,
+        last_fault,
+        Duration::from_secs(180),
+    )
+    .await;
     let convergence = last_fault.elapsed();
     let converging = converged.clone().unwrap_or_default();
     watching.abort();
@@ -1219,11 +1227,14 @@ where
         .is_some_and(|object| object.meta().deletion_timestamp.is_none())
 }
 
-/// Waits until every environment is destroyed or gone with its namespace; for each that
-/// was not yet at the first look, how long after `since` it was seen there.
+/// Waits until every environment is destroyed or gone with its namespace, and no
+/// namespace with TestMesh's label is left but the `hostile` look-alikes (one an
+/// environment deleted with kubectl left behind has no environment to list it); for each
+/// that was not yet there at the first look, how long after `since` it was seen there.
 async fn converge(
     environments: &Api<TestEnvironment>,
     client: &kube::Client,
+    hostile: &[String],
     since: Instant,
     limit: Duration,
 ) -> Result<Vec<Duration>, String> {
@@ -1233,25 +1244,43 @@ async fn converge(
     let mut times = Vec::new();
     loop {
         let mut pending = BTreeMap::new();
-        let existing: BTreeSet<String> = namespaces
+        let existing: Vec<Namespace> = namespaces
             .list(&Default::default())
             .await
             .map_err(|e| e.to_string())?
-            .items
-            .into_iter()
-            .filter_map(|namespace| namespace.metadata.name)
+            .items;
+        let existing_names: BTreeSet<&str> = existing
+            .iter()
+            .filter_map(|namespace| namespace.metadata.name.as_deref())
             .collect();
+        let mut of_environments = BTreeSet::new();
         for environment in environments
             .list(&Default::default())
             .await
             .map_err(|e| e.to_string())?
             .items
         {
+            of_environments.insert(environment.spec.template.namespace.clone());
             let name = environment.metadata.name.clone().unwrap_or_default();
             let phase = environment.status.as_ref().and_then(|s| s.phase);
-            let namespace_left = existing.contains(&environment.spec.template.namespace);
+            let namespace_left =
+                existing_names.contains(environment.spec.template.namespace.as_str());
             if phase != Some(Phase::Destroyed) || namespace_left {
                 pending.insert(name, format!("{phase:?}, namespace left: {namespace_left}"));
+            }
+        }
+        for namespace in &existing {
+            let name = namespace.metadata.name.clone().unwrap_or_default();
+            let managed = namespace
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(MANAGED_BY_LABEL))
+                .is_some_and(|by| by == MANAGED_BY);
+            if managed && !hostile.contains(&name) && !of_environments.contains(&name) {
+                pending
+                    .entry(format!("namespace {name}"))
+                    .or_insert_with(|| "TestMesh's label, no environment's".to_owned());
             }
         }
         let converging = converging.get_or_insert_with(|| pending.keys().cloned().collect());
