@@ -24,7 +24,10 @@
 //! `TESTMESH_BENCH_SCALE` (e.g. `0.1`) shrinks the counts and the idle window for a quick
 //! look. `TESTMESH_BENCH_ONLY=argocd` runs the floor and the real Argo CD part alone (no
 //! peer, so no `make peer-tools`); `TESTMESH_BENCH_ONLY=stand-in` everything else;
-//! `TESTMESH_BENCH_ONLY=claims` the floor, the claim burst and the hand-over alone.
+//! `TESTMESH_BENCH_ONLY=claims` the floor, the claim burst and the hand-over alone;
+//! `TESTMESH_BENCH_ONLY=memory` the floor and the 10,000 held environments' memory alone
+//! (with `TESTMESH_OPERATOR_HEAPTRACK=<path>`, under heaptrack: see the testenv's
+//! operator).
 
 #[path = "claims/mod.rs"]
 mod claims_burst;
@@ -438,12 +441,14 @@ fn now() -> Timestamp {
 }
 
 /// Which parts run: `TESTMESH_BENCH_ONLY=argocd` or `=stand-in` picks one, unset both;
-/// `=claims` runs the claim burst and queue hand-over alone (a part of the stand-in's).
+/// `=claims` runs the claim burst and queue hand-over alone, `=memory` the 10,000 held
+/// environments' memory alone (parts of the stand-in's).
 #[derive(Clone, Copy, Debug)]
 struct Parts {
     real_argocd: bool,
     stand_in: bool,
     claims_only: bool,
+    memory_only: bool,
 }
 
 impl Parts {
@@ -453,24 +458,34 @@ impl Parts {
                 real_argocd: true,
                 stand_in: true,
                 claims_only: false,
+                memory_only: false,
             },
             Ok("argocd") => Parts {
                 real_argocd: true,
                 stand_in: false,
                 claims_only: false,
+                memory_only: false,
             },
             Ok("stand-in") => Parts {
                 real_argocd: false,
                 stand_in: true,
                 claims_only: false,
+                memory_only: false,
             },
             Ok("claims") => Parts {
                 real_argocd: false,
                 stand_in: false,
                 claims_only: true,
+                memory_only: false,
+            },
+            Ok("memory") => Parts {
+                real_argocd: false,
+                stand_in: false,
+                claims_only: false,
+                memory_only: true,
             },
             Ok(other) => {
-                panic!("TESTMESH_BENCH_ONLY={other}: expected argocd, stand-in or claims")
+                panic!("TESTMESH_BENCH_ONLY={other}: expected argocd, stand-in, claims or memory")
             }
         }
     }
@@ -614,6 +629,15 @@ async fn main() {
     } else {
         None
     };
+    let memory_only = if parts.memory_only {
+        let w = &stand_in_workspace;
+        let many = scaled(scale, 10_000);
+        let (rss, took) = hold(&w.argo, &w.environments, &w.ws, &w.seen, &w.operator, many).await;
+        let (_, peak) = memory_mib(w.operator.pid().expect("operator pid"));
+        Some((many, rss, peak, took))
+    } else {
+        None
+    };
     stand_in_workspace.operator.kill();
     let operator_log = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/operator.log");
     std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench")).expect("dir");
@@ -654,6 +678,19 @@ async fn main() {
         .or(claims_only.as_ref())
     {
         print_claims(claims, &floor);
+    }
+    if let Some((many, rss, peak, took)) = memory_only {
+        scalar(
+            &format!("{many} environments held: operator RSS"),
+            many,
+            format!("{rss:.1} MiB (peak {peak:.1})"),
+            "<= 64 MiB",
+            rss <= 64.0,
+        );
+        println!(
+            "  {many} environments created and warm in {:.0} s",
+            took.as_secs_f64()
+        );
     }
     if let Some(s) = &stand_in {
         print_figures(&s.figures.iter().collect::<Vec<_>>(), &floor);
@@ -962,17 +999,11 @@ async fn stand_in(
 
     // 10,000 environments held: memory, restart, idle.
     let many = scaled(10_000);
-    let creating = Instant::now();
-    create_many(argo, environments, ws, "held", many, 600, true).await;
-    seen.count("held-", many, 15 * minute, |s| {
-        s.phase == Some(Phase::Warm) && s.revision.as_deref() == Some(REVISION)
-    })
-    .await;
+    let (rss_held, creating) = hold(argo, environments, ws, seen, operator, many).await;
     notes.push(format!(
         "{many} environments created and warm in {:.0} s",
-        creating.elapsed().as_secs_f64()
+        creating.as_secs_f64()
     ));
-    let (rss_held, _) = memory_mib(operator.pid().expect("operator pid"));
 
     operator.kill();
     let write_floor_seconds = write_floor(control_plane, environments, many).await;
@@ -1047,6 +1078,26 @@ async fn stand_in(
         cpu_seconds,
         peer,
     }
+}
+
+/// Creates `many` environments named `held-…` and waits until the operator holds them
+/// all warm; the operator's resident memory then (MiB), and how long that took.
+async fn hold(
+    argo: &ArgoCd,
+    environments: &Api<TestEnvironment>,
+    ws: &str,
+    seen: &Environments,
+    operator: &Operator,
+    many: usize,
+) -> (f64, Duration) {
+    let creating = Instant::now();
+    create_many(argo, environments, ws, "held", many, 600, true).await;
+    seen.count("held-", many, Duration::from_secs(15 * 60), |s| {
+        s.phase == Some(Phase::Warm) && s.revision.as_deref() == Some(REVISION)
+    })
+    .await;
+    let (rss, _) = memory_mib(operator.pid().expect("operator pid"));
+    (rss, creating.elapsed())
 }
 
 /// The operator's reconcile concurrency (`RECONCILE_CONCURRENCY` in the controller), at

@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 
 use crate::ControlPlane;
 
+/// `TESTMESH_OPERATOR_HEAPTRACK=<path>`: every operator started records its allocations
+/// with heaptrack (Debian's `heaptrack`) into `<path>.<n>`, its raw trace; read it with
+/// `/usr/lib/heaptrack/libexec/heaptrack_interpret < <path>.0 | gzip > heap.gz` and
+/// `heaptrack_print heap.gz`. What is still allocated when the operator is killed is the
+/// "leaked" of the print: its live heap at that moment.
+pub const HEAPTRACK_ENV: &str = "TESTMESH_OPERATOR_HEAPTRACK";
+/// Where Debian's heaptrack keeps the library it preloads.
+const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
+/// Operators started under heaptrack in this process: one trace each.
+static HEAPTRACK_RUNS: AtomicUsize = AtomicUsize::new(0);
+
 /// An operator process; killed when dropped, with its log printed if the test failed.
 pub struct Operator {
     binary: PathBuf,
@@ -81,8 +92,19 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .expect("operator log");
-        let child = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--"])
+        let mut command = Command::new("setpriv");
+        command.args(["--pdeathsig", "KILL", "--"]);
+        if let Ok(raw) = std::env::var(HEAPTRACK_ENV) {
+            // The profiler is preloaded into the operator alone: `env` sets it for the
+            // exec that follows, not for setpriv.
+            let number = HEAPTRACK_RUNS.fetch_add(1, Ordering::Relaxed);
+            command.args([
+                "env".to_owned(),
+                format!("LD_PRELOAD={HEAPTRACK_PRELOAD}"),
+                format!("DUMP_HEAPTRACK_OUTPUT={raw}.{number}"),
+            ]);
+        }
+        let child = command
             .arg(&self.binary)
             .args(&self.args)
             .arg(format!("--http-address={}", self.http))
