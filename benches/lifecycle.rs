@@ -440,54 +440,39 @@ fn now() -> Timestamp {
     Timestamp::try_from(SystemTime::now()).expect("clock")
 }
 
-/// Which parts run: `TESTMESH_BENCH_ONLY=argocd` or `=stand-in` picks one, unset both;
-/// `=claims` runs the claim burst and queue hand-over alone, `=memory` the 10,000 held
-/// environments' memory alone (parts of the stand-in's).
-#[derive(Clone, Copy, Debug)]
-struct Parts {
-    real_argocd: bool,
-    stand_in: bool,
-    claims_only: bool,
-    memory_only: bool,
+/// Which parts run (`TESTMESH_BENCH_ONLY`): unset, all; `argocd` the real Argo CD part;
+/// `stand-in` everything else; `claims` the claim burst and queue hand-over alone,
+/// `memory` the 10,000 held environments' memory alone (parts of the stand-in's). The
+/// floor always runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Parts {
+    All,
+    RealArgoCd,
+    StandIn,
+    Claims,
+    Memory,
 }
 
 impl Parts {
     fn from_env() -> Parts {
         match std::env::var("TESTMESH_BENCH_ONLY").as_deref() {
-            Err(_) | Ok("") => Parts {
-                real_argocd: true,
-                stand_in: true,
-                claims_only: false,
-                memory_only: false,
-            },
-            Ok("argocd") => Parts {
-                real_argocd: true,
-                stand_in: false,
-                claims_only: false,
-                memory_only: false,
-            },
-            Ok("stand-in") => Parts {
-                real_argocd: false,
-                stand_in: true,
-                claims_only: false,
-                memory_only: false,
-            },
-            Ok("claims") => Parts {
-                real_argocd: false,
-                stand_in: false,
-                claims_only: true,
-                memory_only: false,
-            },
-            Ok("memory") => Parts {
-                real_argocd: false,
-                stand_in: false,
-                claims_only: false,
-                memory_only: true,
-            },
+            Err(_) | Ok("") => Parts::All,
+            Ok("argocd") => Parts::RealArgoCd,
+            Ok("stand-in") => Parts::StandIn,
+            Ok("claims") => Parts::Claims,
+            Ok("memory") => Parts::Memory,
             Ok(other) => {
                 panic!("TESTMESH_BENCH_ONLY={other}: expected argocd, stand-in, claims or memory")
             }
         }
+    }
+
+    fn real_argocd(self) -> bool {
+        matches!(self, Parts::All | Parts::RealArgoCd)
+    }
+
+    fn stand_in(self) -> bool {
+        matches!(self, Parts::All | Parts::StandIn)
     }
 }
 
@@ -550,7 +535,7 @@ async fn main() {
     argocd::install_crds(&client).await;
     // Argo CD and kwok start before the floor, so that it is measured beside them.
     let gitops = parts
-        .real_argocd
+        .real_argocd()
         .then(|| tokio::task::spawn_blocking(move || real_argocd::GitOps::start(control_plane)));
     let workspace = with_temp_namespace(&client, "bench")
         .await
@@ -619,17 +604,17 @@ async fn main() {
         }
         None => None,
     };
-    let stand_in = if parts.stand_in {
+    let stand_in = if parts.stand_in() {
         Some(stand_in(control_plane, &mut stand_in_workspace, scale, &floor).await)
     } else {
         None
     };
-    let claims_only = if parts.claims_only {
+    let claims_only = if parts == Parts::Claims {
         Some(claims_burst::measure(&stand_in_workspace, scale, floor.percentile(99.0)).await)
     } else {
         None
     };
-    let memory_only = if parts.memory_only {
+    let memory_only = if parts == Parts::Memory {
         let w = &stand_in_workspace;
         let many = scaled(scale, 10_000);
         let (rss, took) = hold(&w.argo, &w.environments, &w.ws, &w.seen, &w.operator, many).await;
@@ -761,7 +746,7 @@ async fn main() {
 
     let report = json!({
         "scale": scale,
-        "parts": {"real_argocd": parts.real_argocd, "stand_in": parts.stand_in},
+        "parts": {"real_argocd": parts.real_argocd(), "stand_in": parts.stand_in()},
         "floor": {"n": floor.samples.len(), "p50_ms": floor_p50, "p99_ms": floor_p99},
         "figures": figures.iter().map(|f| json!({
             "name": f.name, "n": f.samples.len(), "bar": f.bar, "met": f.met(),
