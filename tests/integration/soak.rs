@@ -16,7 +16,8 @@
 //! GitOps faults are done ([`Fault::on_control_plane`]).
 //!
 //! Invariants: never two runs hold one environment (its `claimedBy`, and the claims'
-//! own phases in watch order); each context's claims are served in creation order; every
+//! own phases in watch order); each context's claims are served in creation order; each
+//! claim is served or fails with a reason ([`Outcome`]); every
 //! DELETE the operator makes names a namespace it created, an Application of one of the
 //! workspace's environments, or its routing ConfigMap; after the faults stop, every
 //! environment is destroyed (or gone) with its namespace, none is stuck, no namespace
@@ -481,10 +482,11 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         workload.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             match kind {
-                0 | 1 => claim_run(&claims, &ws, i).await,
+                0 | 1 => return Some(claim_run(&claims, &ws, i).await),
                 2 => direct(&environments, &ws, i, End::Destroy).await,
                 _ => direct(&environments, &ws, i, End::Delete).await,
             }
+            None
         }));
     }
     // Every environment left to expire by its TTL, too.
@@ -578,8 +580,15 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         destroy(&environments, &format!("steady-{lane}")).await;
     }
     let last_fault = Instant::now();
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut unserved = Vec::new();
     for run in workload {
-        run.await.expect("a lifecycle");
+        match run.await.expect("a lifecycle") {
+            Some(Outcome::Served) => *outcomes.entry("served").or_default() += 1,
+            Some(Outcome::Failed) => *outcomes.entry("failed with a reason").or_default() += 1,
+            Some(Outcome::Violation(violation)) => unserved.push(violation),
+            None => {}
+        }
     }
 
     // Left alone: everything converges.
@@ -597,6 +606,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     supervising.abort();
 
     let mut violations = seen.lock().expect("seen").violations.clone();
+    violations.extend(unserved);
     violations.extend(converged.err().into_iter());
     let (deletes, foreign) = foreign_deletes(control_plane, &workspace_name, &hostile);
     violations.extend(foreign);
@@ -611,7 +621,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     }
 
     eprintln!(
-        "soak: seed {seed}, {lifecycles} lifecycles (+{CONTEXTS} left to expire), {:.0} s",
+        "soak: seed {seed}, {lifecycles} lifecycles (+{CONTEXTS} left to expire), {:.0} s; claims: {outcomes:?}",
         started.elapsed().as_secs_f64()
     );
     // Measured and shown beside its bar, not asserted: a loaded machine is no verdict.
@@ -818,7 +828,7 @@ async fn direct(environments: &Api<TestEnvironment>, workspace: &str, i: usize, 
 }
 
 /// A run: a claim for one of the shared contexts, held a moment once bound, released.
-async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize) {
+async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize) -> Outcome {
     let context = format!("c{}", i % CONTEXTS);
     let name = format!("run-{i}");
     let claim: TestEnvironmentClaim = from_json(json!({
@@ -837,27 +847,74 @@ async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize
         },
     }));
     stored(claims, &claim).await;
-    let served = tokio::time::timeout(Duration::from_secs(120), async {
+    let outcome = tokio::time::timeout(CLAIM_WAIT, async {
         loop {
-            let phase = claims
+            let status = claims
                 .get_opt(&name)
                 .await
                 .ok()
                 .flatten()
-                .and_then(|c| c.status.and_then(|s| s.phase));
-            match phase {
-                Some(ClaimPhase::Bound) => return true,
-                Some(phase) if phase.is_final() => return false,
+                .and_then(|c| c.status)
+                .unwrap_or_default();
+            match status.phase {
+                Some(ClaimPhase::Bound) => return Outcome::Served,
+                Some(phase) if phase.is_final() => return Outcome::ended(&name, phase, &status),
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
     })
     .await
-    .unwrap_or(false);
-    if served {
+    .unwrap_or_else(|_| {
+        Outcome::Violation(format!(
+            "{name} neither served nor failed within {CLAIM_WAIT:?}"
+        ))
+    });
+    if outcome == Outcome::Served {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     removed(claims, &name).await;
+    outcome
+}
+
+/// How long a run waits for its claim to be served or to fail. An Application whose
+/// status write Argo CD lost to an API server restart keeps its old health until Argo
+/// CD's periodic refresh (`timeout.reconciliation`, 120 s plus up to 60 s of jitter by
+/// default): its environment rightly stays provisioning, and the claim pending, that long.
+const CLAIM_WAIT: Duration = Duration::from_secs(240);
+
+/// How a run's claim ended, as far as the invariants go: it is served, or it fails with
+/// its reason in its `Ready` condition.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Served,
+    /// A claim that failed, saying why.
+    Failed,
+    Violation(String),
+}
+
+impl Outcome {
+    /// The outcome of the claim `name` that ended in `phase` before it was served.
+    fn ended(
+        name: &str,
+        phase: ClaimPhase,
+        status: &testmesh::resources::TestEnvironmentClaimStatus,
+    ) -> Outcome {
+        let reason = status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == "Ready")
+            .filter(|ready| !ready.reason.is_empty() && !ready.message.is_empty());
+        match (phase, reason) {
+            (ClaimPhase::Failed, Some(_)) => Outcome::Failed,
+            (ClaimPhase::Failed, None) => Outcome::Violation(format!(
+                "{name} failed without a reason in its Ready condition"
+            )),
+            (phase, _) => Outcome::Violation(format!(
+                "{name} ended {} before it was served",
+                phase.as_str()
+            )),
+        }
+    }
 }
 
 /// What a fault can be injected into.
