@@ -12,7 +12,9 @@ use kube::api::{Api, PostParams};
 use testmesh::lifecycle::{ClaimPhase, Phase};
 use testmesh_testenv::operator::Operator;
 
-use crate::support::{Operated, REACTION, operated_workspace_with, start_operator, wait_for};
+use crate::support::{
+    Operated, REACTION, operated_workspace_with, start_operator, wait_for, wait_reconciliations,
+};
 
 /// Short enough to keep the tests quick: renewals every 0.8 s, deadline 4 s.
 const LEASE_SECONDS: u64 = 6;
@@ -185,16 +187,8 @@ async fn a_failover_keeps_a_claim_that_names_its_environment_bound() {
     let claim_phases = t.record_claim_phases("named");
     t.operator.kill();
     held_by(&t, "replica-b", Duration::from_secs(LEASE_SECONDS * 3)).await;
-    // The new leader has reconciled both (its counter goes up once a reconciliation's
-    // writes are done): what it decided is in the API server now.
-    let deadline = std::time::Instant::now() + REACTION;
-    while reconciliations(&standby) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the new leader never reconciled the environment and the claim"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The new leader has reconciled both the environment and the claim.
+    wait_reconciliations(&standby, 2).await;
     let claim = t.claims().get("named").await.expect("claim");
     assert_eq!(
         claim.status.and_then(|s| s.phase),
@@ -299,17 +293,6 @@ async fn a_deposed_leader_stops_at_once_and_a_terminated_leader_hands_over_witho
         handover < jiff::SignedDuration::from_secs(LEASE_SECONDS as i64),
         "{other} took {handover:#}: the Lease was not released"
     );
-}
-
-/// How many reconciliations `operator` has finished, from its metrics.
-fn reconciliations(operator: &Operator) -> u64 {
-    operator
-        .get("/metrics")
-        .1
-        .lines()
-        .find_map(|line| line.strip_prefix("testmesh_reconciliations_total "))
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap_or_default()
 }
 
 async fn wait_for_http(operator: &Operator, path: &str, code: u16) {

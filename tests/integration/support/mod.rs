@@ -219,6 +219,29 @@ pub fn start_operator(
     )
 }
 
+/// Waits (at most [`REACTION`]) until `operator` answers and has finished `at_least`
+/// reconciliations since it started — environments' and claims' together, from its
+/// `testmesh_reconciliations_total`, which counts one once its writes are done: what it
+/// decided is in the API server then.
+pub async fn wait_reconciliations(operator: &Operator, at_least: u64) {
+    let finished = || {
+        let (_, metrics) = operator.try_get("/metrics").unwrap_or_default();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("testmesh_reconciliations_total "))
+            .and_then(|count| count.trim().parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + REACTION;
+    while finished() < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator never finished {at_least} reconciliations"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The phases a claim was seen in, recorded by [`Operated::record_claim_phases`].
 pub struct ClaimPhases {
     phases: Arc<Mutex<Vec<Option<ClaimPhase>>>>,

@@ -169,29 +169,28 @@ impl Operator {
     /// The status code of GET `path` on the operator's HTTP server, or `None` while it
     /// does not answer (starting, restarting).
     pub fn probe(&self, path: &str) -> Option<u16> {
-        let mut stream = TcpStream::connect(self.http).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        response.split_whitespace().nth(1)?.parse().ok()
+        self.try_get(path).map(|(code, _)| code)
     }
 
     /// GET a path of the operator's HTTP server; (status code, body).
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.http).expect("connect to operator");
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+        self.try_get(path)
+            .unwrap_or_else(|| panic!("the operator does not answer GET {path}"))
+    }
+
+    /// GET a path of the operator's HTTP server; (status code, body), or `None` while it
+    /// does not answer (starting, restarting).
+    pub fn try_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(self.http).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut response = String::new();
-        stream.read_to_string(&mut response).expect("response");
-        let code = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
         let body = response
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
-        (code, body)
+        Some((code, body))
     }
 
     /// The process id, while it runs.
