@@ -42,8 +42,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use testmesh::lifecycle::{ClaimPhase, Phase};
-use testmesh::resources::{MANAGED_BY, MANAGED_BY_LABEL, TestEnvironment, TestEnvironmentClaim};
+use testmesh::lifecycle::{ClaimPhase, Phase, conditions};
+use testmesh::resources::{
+    MANAGED_BY, MANAGED_BY_LABEL, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus,
+};
 use testmesh_testenv::argocd::{self, RealArgoCd};
 use testmesh_testenv::git::GitRepository;
 use testmesh_testenv::kwok::Kwok;
@@ -897,15 +899,11 @@ enum Outcome {
 
 impl Outcome {
     /// The outcome of the claim `name` that ended in `phase` before it was served.
-    fn ended(
-        name: &str,
-        phase: ClaimPhase,
-        status: &testmesh::resources::TestEnvironmentClaimStatus,
-    ) -> Outcome {
+    fn ended(name: &str, phase: ClaimPhase, status: &TestEnvironmentClaimStatus) -> Outcome {
         let reason = status
             .conditions
             .iter()
-            .find(|condition| condition.type_ == "Ready")
+            .find(|condition| condition.type_ == conditions::READY)
             .filter(|ready| !ready.reason.is_empty() && !ready.message.is_empty());
         match (phase, reason) {
             (ClaimPhase::Failed, Some(_)) => Outcome::Failed,
