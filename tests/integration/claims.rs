@@ -608,16 +608,7 @@ async fn a_restart_keeps_every_bound_claim_bound() {
         // Settled: the restarted operator has reconciled the environment and the claim,
         // so a bad decision would have been written by now.
         wait_reconciliations(&t.operator, 2).await;
-        let phases = claim_phases.stop();
-        assert!(
-            !phases.is_empty() && phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
-            "restart {restart}: the claim left bound (or was never seen): {phases:?}"
-        );
-        let env = t.environments.get("rb").await.expect("environment");
-        assert_eq!(
-            crate::support::phase_of(Some(&env)),
-            Some(Phase::Running),
-            "restart {restart}: the run still holds it"
-        );
+        t.assert_still_held("rb", claim_phases, &format!("restart {restart}"))
+            .await;
     }
 }

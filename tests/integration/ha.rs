@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
-use testmesh::lifecycle::{ClaimPhase, Phase};
+use testmesh::lifecycle::Phase;
 use testmesh_testenv::operator::Operator;
 
 use crate::support::{
@@ -189,23 +189,8 @@ async fn a_failover_keeps_a_claim_that_names_its_environment_bound() {
     held_by(&t, "replica-b", Duration::from_secs(LEASE_SECONDS * 3)).await;
     // The new leader has reconciled both the environment and the claim.
     wait_reconciliations(&standby, 2).await;
-    let claim = t.claims().get("named").await.expect("claim");
-    assert_eq!(
-        claim.status.and_then(|s| s.phase),
-        Some(ClaimPhase::Bound),
-        "the claim as the new leader left it"
-    );
-    let phases = claim_phases.stop();
-    assert!(
-        !phases.is_empty() && phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
-        "the claim left bound across the failover: {phases:?}"
-    );
-    let environment = t.environments.get("hc").await.expect("environment");
-    assert_eq!(
-        crate::support::phase_of(Some(&environment)),
-        Some(Phase::Running),
-        "the run still holds it"
-    );
+    t.assert_still_held("hc", claim_phases, "across the failover")
+        .await;
     drop(standby);
 }
 

@@ -284,6 +284,33 @@ impl Operated {
             .await;
     }
 
+    /// Asserts that the run of [`Operated::hold_by_name`] still holds `environment` `when`
+    /// (a restart, a failover): its claim is bound now and was seen in no other phase
+    /// while `recorded`, and the environment is running.
+    pub async fn assert_still_held(&self, environment: &str, recorded: ClaimPhases, when: &str) {
+        let claim = self.claims().get("named").await.expect("claim");
+        assert_eq!(
+            claim.status.and_then(|s| s.phase),
+            Some(ClaimPhase::Bound),
+            "{when}: the claim as the operator left it"
+        );
+        let phases = recorded.stop();
+        assert!(
+            !phases.is_empty() && phases.iter().all(|p| *p == Some(ClaimPhase::Bound)),
+            "{when}: the claim left bound (or was never seen): {phases:?}"
+        );
+        let held = self
+            .environments
+            .get(environment)
+            .await
+            .expect("environment");
+        assert_eq!(
+            phase_of(Some(&held)),
+            Some(testmesh::lifecycle::Phase::Running),
+            "{when}: the run still holds it"
+        );
+    }
+
     /// Records every phase the claim `name` is seen in from now on, until
     /// [`ClaimPhases::stop`].
     pub fn record_claim_phases(&self, name: &str) -> ClaimPhases {
