@@ -17,8 +17,11 @@
 //!
 //! Invariants: never two runs hold one environment (its `claimedBy`, and the claims'
 //! own phases in watch order); each context's claims are served in creation order; a
-//! claim that ends unserved fails with a reason ([`Outcome`]); every
-//! DELETE the operator makes names a namespace it created, an Application of one of the
+//! claim is served or fails with a reason within the provisioning timeout plus the
+//! faults' slack, not counting its wait for a teardown that waits on another controller
+//! ([`claim_run`]); no environment stays provisioning past that bound ([`overdue`]); every
+//! DELETE the operator makes names a namespace carrying its ownership proof
+//! ([`foreign_of`]), an Application of one of the
 //! workspace's environments, or its routing ConfigMap; after the faults stop, every
 //! environment is destroyed (or gone) with its namespace, none is stuck, no namespace
 //! with TestMesh's label is left but the look-alikes, and the hostile neighbours are
@@ -42,9 +45,11 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use testmesh::lifecycle::{ClaimPhase, Phase, conditions};
+use testmesh::lifecycle::conditions::{self, reason};
+use testmesh::lifecycle::{ClaimPhase, Phase};
 use testmesh::resources::{
-    MANAGED_BY, MANAGED_BY_LABEL, TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus,
+    ENVIRONMENT_ANNOTATION, ENVIRONMENT_UID_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
+    TestEnvironment, TestEnvironmentClaim, TestEnvironmentClaimStatus,
 };
 use testmesh_testenv::argocd::{self, RealArgoCd};
 use testmesh_testenv::git::GitRepository;
@@ -370,6 +375,8 @@ async fn serving_again(
 #[derive(Default)]
 struct Seen {
     violations: Vec<String>,
+    /// Each environment's UIDs (a name is used once, but a watch sees what it sees).
+    environment_uids: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[tokio::test]
@@ -484,7 +491,7 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         workload.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             match kind {
-                0 | 1 => return Some(claim_run(&claims, &ws, i).await),
+                0 | 1 => return Some(claim_run(&claims, &environments, &ws, i).await),
                 2 => direct(&environments, &ws, i, End::Destroy).await,
                 _ => direct(&environments, &ws, i, End::Delete).await,
             }
@@ -584,12 +591,16 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     let last_fault = Instant::now();
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut misended = Vec::new();
+    let mut waits = Vec::new();
     for run in workload {
         match run.await.expect("a lifecycle") {
             Some(Outcome::Served) => *outcomes.entry("served").or_default() += 1,
             Some(Outcome::Failed) => *outcomes.entry("failed with a reason").or_default() += 1,
-            Some(Outcome::Unanswered) => {
-                *outcomes.entry("pending after the wait").or_default() += 1;
+            Some(Outcome::WaitingForTeardown(wait)) => {
+                *outcomes
+                    .entry("still waiting for another controller's teardown")
+                    .or_default() += 1;
+                waits.push(wait);
             }
             Some(Outcome::Violation(violation)) => misended.push(violation),
             None => {}
@@ -610,10 +621,14 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
     watching.abort();
     supervising.abort();
 
-    let mut violations = seen.lock().expect("seen").violations.clone();
+    let (mut violations, environment_uids) = {
+        let seen = seen.lock().expect("seen");
+        (seen.violations.clone(), seen.environment_uids.clone())
+    };
     violations.extend(misended);
     violations.extend(converged.err().into_iter());
-    let (deletes, foreign) = foreign_deletes(control_plane, &workspace_name, &hostile);
+    let (deletes, foreign) =
+        foreign_deletes(control_plane, &workspace_name, &hostile, &environment_uids);
     violations.extend(foreign);
     let identities: Vec<&str> = replicas.iter().map(|r| r.identity.as_str()).collect();
     let (writes, unleased) = writes_without_the_lease(control_plane, &workspace_name, &identities);
@@ -629,6 +644,9 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         "soak: seed {seed}, {lifecycles} lifecycles (+{CONTEXTS} left to expire), {:.0} s; claims: {outcomes:?}",
         started.elapsed().as_secs_f64()
     );
+    for wait in &waits {
+        eprintln!("gave up on {wait}");
+    }
     // Measured and shown beside its bar, not asserted: a loaded machine is no verdict.
     let bar = Duration::from_secs(LEASE_SECONDS + 5);
     eprintln!(
@@ -702,6 +720,7 @@ async fn replica(control_plane: &ControlPlane, workspace: &str, identity: &str) 
         format!("--identity={identity}"),
         "--missing-grace=10m".to_owned(),
         "--degraded-grace=10m".to_owned(),
+        format!("--provisioning-timeout={}s", PROVISIONING_TIMEOUT.as_secs()),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let operator = Operator::start_with(
@@ -833,7 +852,16 @@ async fn direct(environments: &Api<TestEnvironment>, workspace: &str, i: usize, 
 }
 
 /// A run: a claim for one of the shared contexts, held a moment once bound, released.
-async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize) -> Outcome {
+/// It waits as long as the claim is held up by the operator for at most
+/// [`PROVISIONING_TIMEOUT`] + [`FAULT_SLACK`]; the time it waits for a teardown that
+/// waits on Argo CD or the namespace controller ([`waits_on_others_teardown`]) is not the
+/// operator's to bound, and is waited out up to [`CLAIM_WAIT`] in all.
+async fn claim_run(
+    claims: &Api<TestEnvironmentClaim>,
+    environments: &Api<TestEnvironment>,
+    workspace: &str,
+    i: usize,
+) -> Outcome {
     let context = format!("c{}", i % CONTEXTS);
     let name = format!("run-{i}");
     let claim: TestEnvironmentClaim = from_json(json!({
@@ -852,24 +880,50 @@ async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize
         },
     }));
     stored(claims, &claim).await;
-    let outcome = tokio::time::timeout(CLAIM_WAIT, async {
-        loop {
-            let status = claims
-                .get_opt(&name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.status)
-                .unwrap_or_default();
-            match status.phase {
-                Some(ClaimPhase::Bound) => return Outcome::Served,
-                Some(phase) if phase.is_final() => return Outcome::ended(&name, phase, &status),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
+    let created = Instant::now();
+    let mut on_teardown = Duration::ZERO;
+    let mut polled = created;
+    let outcome = loop {
+        let status = claims
+            .get_opt(&name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.status)
+            .unwrap_or_default();
+        match status.phase {
+            Some(ClaimPhase::Bound) => break Outcome::Served,
+            Some(phase) if phase.is_final() => break Outcome::ended(&name, phase, &status),
+            _ => {}
         }
-    })
-    .await
-    .unwrap_or(Outcome::Unanswered);
+        let teardown = waits_on_others_teardown(environments, &status).await;
+        let now = Instant::now();
+        if teardown.is_some() {
+            on_teardown += now - polled;
+        }
+        polled = now;
+        let waited = now - created;
+        let operators_share = waited.saturating_sub(on_teardown);
+        if operators_share > PROVISIONING_TIMEOUT + FAULT_SLACK {
+            let ready = ready_condition(&status)
+                .map(|c| format!("{}: {}", c.reason, c.message))
+                .unwrap_or_else(|| "no Ready condition".to_owned());
+            break Outcome::Violation(format!(
+                "{name} neither served nor failed after {:.0} s, {:.0} s of them not waiting on another controller's teardown ({ready})",
+                waited.as_secs_f64(),
+                operators_share.as_secs_f64(),
+            ));
+        }
+        if waited > CLAIM_WAIT {
+            break Outcome::WaitingForTeardown(format!(
+                "{name}: {:.0} s of {:.0} s waiting for {}",
+                on_teardown.as_secs_f64(),
+                waited.as_secs_f64(),
+                teardown.unwrap_or_else(|| "a teardown".to_owned()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     if outcome == Outcome::Served {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -877,35 +931,92 @@ async fn claim_run(claims: &Api<TestEnvironmentClaim>, workspace: &str, i: usize
     outcome
 }
 
-/// How long a run waits for its claim to be served or to fail. An Application whose
-/// status write Argo CD lost to an API server restart keeps its old health until Argo
-/// CD's periodic refresh (`timeout.reconciliation`, 120 s plus up to 60 s of jitter by
-/// default): its environment rightly stays provisioning, and the claim pending, that long.
-const CLAIM_WAIT: Duration = Duration::from_secs(240);
+/// The soak's provisioning timeout (the replicas' `--provisioning-timeout`): an
+/// environment whose Application Argo CD keeps from turning Healthy fails within it, and
+/// the claims waiting on it with it. Argo CD does so for minutes at times: an Application
+/// whose status write it lost to an API server restart keeps its old health until its
+/// periodic refresh (`timeout.reconciliation`, 120 s plus up to 60 s of jitter), and its
+/// ApplicationSet controller's informers stay stale while the API server restarts every
+/// half minute.
+const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What the faults may add to a deadline the operator keeps: the outages it has to wait
+/// out (the API server down, etcd frozen, its connection cut, a leader replaced) and its
+/// watches' backoff after them.
+const FAULT_SLACK: Duration = Duration::from_secs(60);
+
+/// How long a run waits in all for a claim held up by a teardown that waits on another
+/// controller: Argo CD deleting the Application (and pruning what it deployed), its
+/// ApplicationSet generating without it, the namespace controller emptying the
+/// namespace. TestMesh documents no bound for those; the run then gives up, as a CI job's
+/// `--wait` would.
+const CLAIM_WAIT: Duration = Duration::from_secs(300);
+
+/// The claim's `Ready` condition.
+fn ready_condition(
+    status: &TestEnvironmentClaimStatus,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == conditions::READY)
+}
+
+/// The teardown a pending claim waits for (`WaitingForTeardown`) when that teardown waits
+/// on another controller — Argo CD deleting the Application, its ApplicationSet
+/// generating without it, or the namespace controller — as the environment's `Destroyed`
+/// condition says: "c0-4 (WaitingForAppDeletion)". `None` while the claim waits on the
+/// operator itself.
+async fn waits_on_others_teardown(
+    environments: &Api<TestEnvironment>,
+    status: &TestEnvironmentClaimStatus,
+) -> Option<String> {
+    let ready = ready_condition(status)?;
+    if ready.reason != reason::WAITING_FOR_TEARDOWN {
+        return None;
+    }
+    // "environment NAME of this context is being torn down; …"
+    let environment = ready
+        .message
+        .strip_prefix("environment ")?
+        .split(' ')
+        .next()?;
+    let destroyed = environments
+        .get_opt(environment)
+        .await
+        .ok()
+        .flatten()?
+        .status?
+        .conditions
+        .into_iter()
+        .find(|condition| condition.type_ == conditions::DESTROYED)?;
+    [
+        reason::WAITING_FOR_APP_DELETION,
+        reason::WAITING_FOR_GENERATOR,
+        reason::NAMESPACE_TERMINATING,
+    ]
+    .contains(&destroyed.reason.as_str())
+    .then(|| format!("{environment} ({})", destroyed.reason))
+}
 
 /// How a run's claim ended: served, or failed with its reason in its `Ready` condition —
-/// or still pending after [`CLAIM_WAIT`], which is counted and printed but not yet held
-/// as a violation: in the full soak's control-plane phase, Argo CD's stale informers
-/// keep claim contexts' new Applications from turning Healthy for minutes, and only the
-/// provisioning timeout (30 minutes) would end those claims (see the README).
+/// or still pending after [`CLAIM_WAIT`] on a teardown that waits on another controller.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Served,
     /// A claim that failed, saying why.
     Failed,
-    Unanswered,
+    /// How long it waited, and for which teardown.
+    WaitingForTeardown(String),
     Violation(String),
 }
 
 impl Outcome {
     /// The outcome of the claim `name` that ended in `phase` before it was served.
     fn ended(name: &str, phase: ClaimPhase, status: &TestEnvironmentClaimStatus) -> Outcome {
-        let reason = status
-            .conditions
-            .iter()
-            .find(|condition| condition.type_ == conditions::READY)
+        let why = ready_condition(status)
             .filter(|ready| !ready.reason.is_empty() && !ready.message.is_empty());
-        match (phase, reason) {
+        match (phase, why) {
             (ClaimPhase::Failed, Some(_)) => Outcome::Failed,
             (ClaimPhase::Failed, None) => Outcome::Violation(format!(
                 "{name} failed without a reason in its Ready condition"
@@ -1179,17 +1290,48 @@ async fn watch_invariants(
     let env_seen = seen.clone();
     let watching_environments = async move {
         let mut events = std::pin::pin!(
-            watcher(environments, watcher::Config::default())
+            watcher(environments.clone(), watcher::Config::default())
                 .default_backoff()
                 .applied_objects()
         );
-        while let Some(Ok(environment)) = events.next().await {
-            let name = environment.metadata.name.clone().unwrap_or_default();
-            let status = environment.status.unwrap_or_default();
-            let mut seen = env_seen.lock().expect("seen");
-            if status.claimed_by.len() > 1 {
-                seen.violations
-                    .push(format!("{name} held by {:?} at once", status.claimed_by));
+        // The environments last seen provisioning, with their `provisioningStartedAt`.
+        let mut provisioning: BTreeMap<String, Timestamp> = BTreeMap::new();
+        let mut sweeps = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                event = events.next() => {
+                    // An error (the API server is down) is retried by the backoff.
+                    let environment = match event {
+                        Some(Ok(environment)) => environment,
+                        Some(Err(_)) => continue,
+                        None => return,
+                    };
+                    let name = environment.metadata.name.clone().unwrap_or_default();
+                    if let Some(uid) = environment.metadata.uid.clone() {
+                        let mut seen = env_seen.lock().expect("seen");
+                        seen.environment_uids.entry(name.clone()).or_default().insert(uid);
+                    }
+                    let status = environment.status.unwrap_or_default();
+                    match (status.phase, status.provisioning_started_at) {
+                        (Some(Phase::Provisioning), Some(started)) => {
+                            provisioning.insert(name.clone(), started.0);
+                        }
+                        _ => {
+                            provisioning.remove(&name);
+                        }
+                    }
+                    if status.claimed_by.len() > 1 {
+                        env_seen.lock().expect("seen").violations.push(format!(
+                            "{name} held by {:?} at once",
+                            status.claimed_by
+                        ));
+                    }
+                }
+                _ = sweeps.tick() => {
+                    for name in overdue(&environments, &mut provisioning).await {
+                        env_seen.lock().expect("seen").violations.push(name);
+                    }
+                }
             }
         }
     };
@@ -1204,7 +1346,9 @@ async fn watch_invariants(
         let mut relisted: BTreeSet<String> = BTreeSet::new();
         let mut events =
             std::pin::pin!(watcher(claims, watcher::Config::default()).default_backoff());
-        while let Some(Ok(event)) = events.next().await {
+        while let Some(event) = events.next().await {
+            // An error (the API server is down) is retried by the backoff.
+            let Ok(event) = event else { continue };
             let (claim, deleted) = match event {
                 watcher::Event::Init => {
                     relisted.clear();
@@ -1271,6 +1415,48 @@ async fn watch_invariants(
         }
     };
     tokio::join!(watching_environments, watching_claims);
+}
+
+/// Of the environments last seen `provisioning`, those still provisioning
+/// [`PROVISIONING_TIMEOUT`] + [`FAULT_SLACK`] after their `provisioningStartedAt`, read
+/// afresh (the watch may lag an outage), each as a violation; once said, or once seen
+/// otherwise, they are forgotten.
+async fn overdue(
+    environments: &Api<TestEnvironment>,
+    provisioning: &mut BTreeMap<String, Timestamp>,
+) -> Vec<String> {
+    let bound = PROVISIONING_TIMEOUT + FAULT_SLACK;
+    let now = Timestamp::now();
+    let age =
+        |started: Timestamp| Duration::try_from(now.duration_since(started)).unwrap_or_default();
+    let mut violations = Vec::new();
+    let suspects: Vec<String> = provisioning
+        .iter()
+        .filter(|(_, started)| age(**started) > bound)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in suspects {
+        let Ok(fresh) = environments.get_opt(&name).await else {
+            continue; // Not answered (an outage): asked again at the next sweep.
+        };
+        provisioning.remove(&name);
+        let status = fresh.and_then(|e| e.status).unwrap_or_default();
+        if let (Some(Phase::Provisioning), Some(started)) =
+            (status.phase, status.provisioning_started_at)
+        {
+            let since = age(started.0);
+            if since > bound {
+                violations.push(format!(
+                    "{name} still provisioning {:.0} s after it started, past the {} s provisioning timeout",
+                    since.as_secs_f64(),
+                    PROVISIONING_TIMEOUT.as_secs()
+                ));
+            } else {
+                provisioning.insert(name, started.0);
+            }
+        }
+    }
+    violations
 }
 
 /// Whether `name` exists and is not being deleted.
@@ -1409,37 +1595,66 @@ fn quantile(times: &[Duration], p: f64) -> Duration {
     sorted.get(rank - 1).copied().unwrap_or_default()
 }
 
-/// How many DELETEs the operator's identity made here, and each that names something it
-/// does not own.
+/// How many DELETEs the operator made in the workspace, and each of an object it could
+/// not prove was its own ([`foreign_of`]).
 fn foreign_deletes(
     control_plane: &ControlPlane,
     workspace: &str,
     hostile: &[String],
+    environment_uids: &BTreeMap<String, BTreeSet<String>>,
 ) -> (usize, Vec<String>) {
     let requests = control_plane.audited_requests().expect("audit log");
-    let operator =
-        |r: &&testmesh_testenv::AuditedRequest| r.user == "testmesh-operator" && r.code < 300;
-    let created: BTreeSet<String> = requests
+    foreign_of(&requests, workspace, hostile, environment_uids)
+}
+
+/// Of the operator's DELETEs in `requests` (the workspace's objects, and namespaces named
+/// after it), how many there were, and each of an object that did not carry the
+/// operator's ownership proof: a namespace whose `testmesh.io/environment` annotation
+/// names one of the workspace's environments and whose `testmesh.io/environment-uid`
+/// is that environment's UID (as the soak's watch saw it; the audit log records the
+/// deleted namespace whole — its create may be missing from the log, when the API
+/// server was killed before it wrote it); an Application of an environment (not a
+/// hostile neighbour's); the routing ConfigMap; the Lease.
+fn foreign_of(
+    requests: &[AuditedRequest],
+    workspace: &str,
+    hostile: &[String],
+    environment_uids: &BTreeMap<String, BTreeSet<String>>,
+) -> (usize, Vec<String>) {
+    let deletes: Vec<&AuditedRequest> = requests
         .iter()
-        .filter(operator)
-        .filter(|r| r.verb == "create" && r.resource == "namespaces")
-        .filter_map(|r| r.name.clone())
-        .collect();
-    let deletes: Vec<_> = requests
-        .iter()
-        .filter(operator)
-        .filter(|r| r.verb == "delete")
+        .filter(|r| r.user == "testmesh-operator" && r.code < 300 && r.verb == "delete")
         .filter(|r| {
             r.namespace.as_deref() == Some(workspace)
                 || r.name.as_deref().is_some_and(|n| n.starts_with(workspace))
         })
         .collect();
+    let proven_namespace = |request: &AuditedRequest| {
+        let annotation = |key: &str| {
+            request
+                .response_object
+                .as_ref()?
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    key.replace('~', "~0").replace('/', "~1")
+                ))?
+                .as_str()
+        };
+        let environment = annotation(ENVIRONMENT_ANNOTATION)
+            .and_then(|e| e.strip_prefix(&format!("{workspace}/")));
+        let uid = annotation(ENVIRONMENT_UID_ANNOTATION);
+        environment.zip(uid).is_some_and(|(environment, uid)| {
+            environment_uids
+                .get(environment)
+                .is_some_and(|uids| uids.contains(uid))
+        })
+    };
     let foreign = deletes
         .iter()
         .filter_map(|r| {
             let name = r.name.clone().unwrap_or_default();
             let owned = match r.resource.as_str() {
-                "namespaces" => created.contains(&name),
+                "namespaces" => proven_namespace(r),
                 "applications" => !hostile.contains(&name),
                 "configmaps" => name == "testmesh-routing",
                 "leases" => true,
@@ -1527,6 +1742,7 @@ fn a_write_counts_as_leased_only_within_a_lease_duration_of_its_replicas_own_las
         code: 200,
         received_at: format!("2026-12-06T00:00:{at}Z"),
         request_uri: String::new(),
+        response_object: None,
     };
     let renewed = |at, identity| write(at, identity, "leases", LEASE_NAME);
     let status = |at, identity| write(at, identity, "testenvironments", "e");
@@ -1691,4 +1907,48 @@ fn application_set(workspace: &str, repo_url: &str) -> serde_json::Value {
             },
         },
     })
+}
+
+#[test]
+fn a_namespace_delete_is_the_operators_only_with_its_environments_uid_whether_or_not_its_create_was_logged()
+ {
+    let delete = |name: &str, environment: &str, uid: &str| AuditedRequest {
+        user: "testmesh-operator".to_owned(),
+        user_agent: "testmesh/0.1.0 (a)".to_owned(),
+        verb: "delete".to_owned(),
+        resource: "namespaces".to_owned(),
+        subresource: None,
+        namespace: None,
+        name: Some(name.to_owned()),
+        code: 200,
+        received_at: "2026-12-06T00:00:00Z".to_owned(),
+        request_uri: String::new(),
+        response_object: Some(json!({"metadata": {"name": name, "annotations": {
+            ENVIRONMENT_ANNOTATION: environment,
+            ENVIRONMENT_UID_ANNOTATION: uid,
+        }}})),
+    };
+    let uids = BTreeMap::from([("c1-1".to_owned(), BTreeSet::from(["u-1".to_owned()]))]);
+    let check = |requests: &[AuditedRequest]| foreign_of(requests, "ws", &[], &uids);
+    // No create in the log (the API server was killed before writing it): still its own.
+    assert_eq!(check(&[delete("ws-c1", "ws/c1-1", "u-1")]), (1, vec![]));
+    let bare = AuditedRequest {
+        response_object: Some(json!({"metadata": {"name": "ws-c1"}})),
+        ..delete("ws-c1", "ws/c1-1", "u-1")
+    };
+    for (why, request) in [
+        ("another UID", delete("ws-c1", "ws/c1-1", "u-2")),
+        ("another workspace's", delete("ws-c1", "other/c1-1", "u-1")),
+        (
+            "an environment never seen",
+            delete("ws-c1", "ws/c2-1", "u-1"),
+        ),
+        ("no annotations", bare),
+    ] {
+        assert_eq!(
+            check(&[request]).1,
+            ["the operator deleted namespaces ws-c1"],
+            "{why}"
+        );
+    }
 }

@@ -418,6 +418,7 @@ impl ControlPlane {
                 code: event.response_status.map_or(0, |s| s.code),
                 received_at: event.request_received_timestamp,
                 request_uri: event.request_uri,
+                response_object: event.response_object,
             })
             .collect())
     }
@@ -647,6 +648,12 @@ const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  # The namespaces the operator deletes, as the API server answered: whole, with the
+  # annotations that prove whose they were.
+  - level: RequestResponse
+    users: ["testmesh-operator"]
+    verbs: ["delete"]
+    resources: [{group: "", resources: ["namespaces"]}]
   - level: Metadata
     verbs: ["create", "update", "patch", "delete", "deletecollection"]
   - level: Metadata
@@ -772,6 +779,9 @@ pub struct AuditedRequest {
     /// name of a non-resource request such as discovery (`/api`, `/apis`), which has
     /// an empty `resource`.
     pub request_uri: String,
+    /// The object the API server answered with, where the audit policy records it: the
+    /// namespaces [`OPERATOR_USER`] deletes.
+    pub response_object: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -789,6 +799,8 @@ struct AuditEvent {
     request_received_timestamp: String,
     #[serde(default, rename = "requestURI")]
     request_uri: String,
+    #[serde(default)]
+    response_object: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
