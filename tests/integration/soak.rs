@@ -1336,85 +1336,113 @@ async fn watch_invariants(
         }
     };
     let watching_claims = async move {
-        // Claim → its environment, while bound; per context, the claims waiting with
-        // their queue key (creation second, name), in watch order.
-        let mut bound: HashMap<String, String> = HashMap::new();
-        let mut waiting: HashMap<String, BTreeMap<String, (Timestamp, String)>> = HashMap::new();
-        let mut served: BTreeSet<String> = BTreeSet::new();
-        // A relist (after the API server came back) hands on what exists, not what went
-        // meanwhile: claims it no longer lists are forgotten once it is done.
-        let mut relisted: BTreeSet<String> = BTreeSet::new();
+        let mut claims_seen = ClaimsSeen::default();
         let mut events =
             std::pin::pin!(watcher(claims, watcher::Config::default()).default_backoff());
         while let Some(event) = events.next().await {
             // An error (the API server is down) is retried by the backoff.
             let Ok(event) = event else { continue };
-            let (claim, deleted) = match event {
-                watcher::Event::Init => {
-                    relisted.clear();
-                    continue;
-                }
-                watcher::Event::InitDone => {
-                    bound.retain(|name, _| relisted.contains(name));
-                    for queue in waiting.values_mut() {
-                        queue.retain(|name, _| relisted.contains(name));
-                    }
-                    continue;
-                }
-                watcher::Event::InitApply(claim) => {
-                    relisted.insert(claim.metadata.name.clone().unwrap_or_default());
-                    (claim, false)
-                }
-                watcher::Event::Apply(claim) => (claim, false),
-                watcher::Event::Delete(claim) => (claim, true),
-            };
-            let name = claim.metadata.name.clone().unwrap_or_default();
-            let status = claim.status.clone().unwrap_or_default();
-            let queue = waiting.entry(claim.spec.context.clone()).or_default();
-            let key = (
-                claim
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
-                name.clone(),
-            );
-            let mut seen = seen.lock().expect("seen");
-            match (deleted, status.phase, status.environment_name) {
-                (false, Some(ClaimPhase::Bound), Some(environment)) => {
-                    if let Some((other, _)) = bound
-                        .iter()
-                        .find(|(other, env)| **env == environment && **other != name)
-                    {
-                        let message = format!("{name} and {other} bound to {environment} at once");
-                        seen.violations.push(message);
-                    }
-                    queue.remove(&name);
-                    if served.insert(name.clone())
-                        && let Some((_, (_, ahead))) =
-                            queue.iter().find(|(_, waiting)| **waiting < key)
-                    {
-                        seen.violations.push(format!(
-                            "{name} served before {ahead}, which waited for context {} since before it",
-                            claim.spec.context
-                        ));
-                    }
-                    bound.insert(name, environment);
-                }
-                (false, phase, _)
-                    if !phase.is_some_and(ClaimPhase::is_final) && !served.contains(&name) =>
-                {
-                    queue.insert(name.clone(), key);
-                    bound.remove(&name);
-                }
-                _ => {
-                    queue.remove(&name);
-                    bound.remove(&name);
-                }
-            }
+            let violations = claims_seen.on(event);
+            seen.lock().expect("seen").violations.extend(violations);
         }
     };
     tokio::join!(watching_environments, watching_claims);
+}
+
+/// What the claims' watch has seen, checked as it goes: which claim holds which
+/// environment, and per context the claims waiting, in creation order.
+#[derive(Default)]
+struct ClaimsSeen {
+    /// Claim → its environment, while bound.
+    bound: HashMap<String, String>,
+    /// Per context, the claims waiting with their queue key (creation second, name).
+    waiting: HashMap<String, BTreeMap<String, (Timestamp, String)>>,
+    served: BTreeSet<String>,
+    /// During a relist (the watch broke, e.g. the API server restarted): the claims
+    /// listed so far. A relist hands on what exists, not what went meanwhile, so they are
+    /// taken in once it is done and the claims it no longer holds are forgotten — a claim
+    /// deleted during the outage must not seem to hold its environment beside the next.
+    relisting: Option<Vec<TestEnvironmentClaim>>,
+}
+
+impl ClaimsSeen {
+    /// Takes in one watch event; the violations it shows.
+    fn on(&mut self, event: watcher::Event<TestEnvironmentClaim>) -> Vec<String> {
+        match event {
+            watcher::Event::Init => {
+                self.relisting = Some(Vec::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(claim) => {
+                self.relisting.get_or_insert_default().push(claim);
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let listed = self.relisting.take().unwrap_or_default();
+                let names: BTreeSet<String> = listed
+                    .iter()
+                    .map(|claim| claim.metadata.name.clone().unwrap_or_default())
+                    .collect();
+                self.bound.retain(|name, _| names.contains(name));
+                for queue in self.waiting.values_mut() {
+                    queue.retain(|name, _| names.contains(name));
+                }
+                listed
+                    .into_iter()
+                    .flat_map(|claim| self.changed(claim, false))
+                    .collect()
+            }
+            watcher::Event::Apply(claim) => self.changed(claim, false),
+            watcher::Event::Delete(claim) => self.changed(claim, true),
+        }
+    }
+
+    fn changed(&mut self, claim: TestEnvironmentClaim, deleted: bool) -> Vec<String> {
+        let mut violations = Vec::new();
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let status = claim.status.clone().unwrap_or_default();
+        let queue = self.waiting.entry(claim.spec.context.clone()).or_default();
+        let key = (
+            claim
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+            name.clone(),
+        );
+        match (deleted, status.phase, status.environment_name) {
+            (false, Some(ClaimPhase::Bound), Some(environment)) => {
+                if let Some((other, _)) = self
+                    .bound
+                    .iter()
+                    .find(|(other, env)| **env == environment && **other != name)
+                {
+                    violations.push(format!("{name} and {other} bound to {environment} at once"));
+                }
+                queue.remove(&name);
+                if self.served.insert(name.clone())
+                    && let Some((_, (_, ahead))) = queue.iter().find(|(_, waiting)| **waiting < key)
+                {
+                    violations.push(format!(
+                        "{name} served before {ahead}, which waited for context {} since before it",
+                        claim.spec.context
+                    ));
+                }
+                self.bound.insert(name, environment);
+            }
+            (false, phase, _)
+                if !phase.is_some_and(ClaimPhase::is_final) && !self.served.contains(&name) =>
+            {
+                queue.insert(name.clone(), key);
+                self.bound.remove(&name);
+            }
+            _ => {
+                queue.remove(&name);
+                self.bound.remove(&name);
+            }
+        }
+        violations
+    }
 }
 
 /// Of the environments last seen `provisioning`, those still provisioning
@@ -1951,4 +1979,67 @@ fn a_namespace_delete_is_the_operators_only_with_its_environments_uid_whether_or
             "{why}"
         );
     }
+}
+
+#[test]
+fn a_claim_deleted_while_the_watch_was_broken_does_not_seem_to_hold_its_environment_beside_the_next()
+ {
+    use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+    let claim = |name: &str, created: &str, phase: &str| -> TestEnvironmentClaim {
+        from_json(json!({
+            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironmentClaim",
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"context": "c1"},
+            "status": {"phase": phase, "environmentName": "c1-3"},
+        }))
+    };
+    let (a, b) = ("2026-12-06T08:26:16Z", "2026-12-06T08:26:27Z");
+    let violations = |events: Vec<watcher::Event<TestEnvironmentClaim>>| {
+        let mut seen = ClaimsSeen::default();
+        events
+            .into_iter()
+            .flat_map(|event| seen.on(event))
+            .collect::<Vec<_>>()
+    };
+
+    // run-199 held c1-3; its deletion fell into an outage; the relist shows run-181 bound.
+    let relisted = violations(vec![
+        Apply(claim("run-199", a, "bound")),
+        Apply(claim("run-181", b, "pending")),
+        Init,
+        InitApply(claim("run-181", b, "bound")),
+        InitDone,
+    ]);
+    assert_eq!(relisted, Vec::<String>::new());
+    let watched = violations(vec![
+        Apply(claim("run-199", a, "bound")),
+        Apply(claim("run-181", b, "pending")),
+        Delete(claim("run-199", a, "bound")),
+        Apply(claim("run-181", b, "bound")),
+    ]);
+    assert_eq!(watched, Vec::<String>::new());
+
+    // Both bound at once, in a relist or in the watch: seen either way.
+    let relisted = violations(vec![
+        Init,
+        InitApply(claim("run-199", a, "bound")),
+        InitApply(claim("run-181", b, "bound")),
+        InitDone,
+    ]);
+    assert_eq!(relisted, ["run-181 and run-199 bound to c1-3 at once"]);
+    let watched = violations(vec![
+        Apply(claim("run-199", a, "bound")),
+        Apply(claim("run-181", b, "bound")),
+    ]);
+    assert_eq!(watched, ["run-181 and run-199 bound to c1-3 at once"]);
+
+    // Out of creation order: the later claim served while the earlier one waits.
+    let watched = violations(vec![
+        Apply(claim("run-199", a, "pending")),
+        Apply(claim("run-181", b, "bound")),
+    ]);
+    assert_eq!(
+        watched,
+        ["run-181 served before run-199, which waited for context c1 since before it"]
+    );
 }
