@@ -963,10 +963,13 @@ fn ready_condition(
 }
 
 /// The teardown a pending claim waits for (`WaitingForTeardown`) when that teardown waits
-/// on another controller — Argo CD deleting the Application, its ApplicationSet
-/// generating without it, or the namespace controller — as the environment's `Destroyed`
-/// condition says: "c0-4 (WaitingForAppDeletion)". `None` while the claim waits on the
-/// operator itself.
+/// on another controller: Argo CD deleting the Application or its ApplicationSet
+/// generating without it, as the environment's `Destroyed` condition says, or the
+/// namespace controller emptying the namespace TestMesh deleted — seen on the namespace
+/// itself, since the environment says `TearingDown` until the namespace controller
+/// reports what blocks it (in one full run it started on a namespace 78 s after the
+/// delete, its informers stale after API server restarts). As "c0-4
+/// (WaitingForAppDeletion)"; `None` while the claim waits on the operator itself.
 async fn waits_on_others_teardown(
     environments: &Api<TestEnvironment>,
     status: &TestEnvironmentClaimStatus,
@@ -976,27 +979,37 @@ async fn waits_on_others_teardown(
         return None;
     }
     // "environment NAME of this context is being torn down; …"
-    let environment = ready
+    let name = ready
         .message
         .strip_prefix("environment ")?
         .split(' ')
         .next()?;
-    let destroyed = environments
-        .get_opt(environment)
-        .await
-        .ok()
-        .flatten()?
-        .status?
+    let environment = environments.get_opt(name).await.ok().flatten()?;
+    let destroyed = environment
+        .status
+        .as_ref()?
         .conditions
-        .into_iter()
+        .iter()
         .find(|condition| condition.type_ == conditions::DESTROYED)?;
-    [
+    if [
         reason::WAITING_FOR_APP_DELETION,
         reason::WAITING_FOR_GENERATOR,
         reason::NAMESPACE_TERMINATING,
     ]
     .contains(&destroyed.reason.as_str())
-    .then(|| format!("{environment} ({})", destroyed.reason))
+    {
+        return Some(format!("{name} ({})", destroyed.reason));
+    }
+    let namespace = &environment.spec.template.namespace;
+    let namespaces: Api<Namespace> = Api::all(environments.clone().into_client());
+    namespaces
+        .get_opt(namespace)
+        .await
+        .ok()
+        .flatten()?
+        .metadata
+        .deletion_timestamp
+        .map(|_| format!("{name} (namespace {namespace} terminating)"))
 }
 
 /// How a run's claim ended: served, or failed with its reason in its `Ready` condition —
