@@ -210,6 +210,16 @@ struct Injections {
 }
 
 impl Injections {
+    /// The last fault has been taken back at `now` (since the soak started): how long it
+    /// held its stream, unless that is known already.
+    fn taken_back(&mut self, now: Duration) {
+        if let Some(last) = self.records.last_mut()
+            && last.took.is_zero()
+        {
+            last.took = now - last.began;
+        }
+    }
+
     /// Adds what another stream injected.
     fn absorb(&mut self, other: Injections) {
         self.records.extend(other.records);
@@ -251,11 +261,7 @@ async fn fault_stream(
         }
         // Its stream was done with the last fault once that fault was taken back (not
         // while the stream then waits for the GitOps lanes).
-        if let Some(last) = injections.records.last_mut()
-            && last.took.is_zero()
-        {
-            last.took = target.started.elapsed() - last.began;
-        }
+        injections.taken_back(target.started.elapsed());
         let gitops_running = target.gitops_lanes_running.load(Ordering::SeqCst) > 0;
         let Some(next) = schedule
             .iter()
@@ -320,11 +326,7 @@ async fn fault_stream(
     if let Some(previous) = taking_back.take() {
         let _ = tokio::time::timeout(Duration::from_secs(30), previous).await;
     }
-    if let Some(last) = injections.records.last_mut()
-        && last.took.is_zero()
-    {
-        last.took = target.started.elapsed() - last.began;
-    }
+    injections.taken_back(target.started.elapsed());
     injections
 }
 
@@ -905,7 +907,7 @@ async fn claim_run(
         let waited = now - created;
         let operators_share = waited.saturating_sub(on_teardown);
         if operators_share > PROVISIONING_TIMEOUT + FAULT_SLACK {
-            let ready = ready_condition(&status)
+            let ready = conditions::find(&status.conditions, conditions::READY)
                 .map(|c| format!("{}: {}", c.reason, c.message))
                 .unwrap_or_else(|| "no Ready condition".to_owned());
             break Outcome::Violation(format!(
@@ -952,16 +954,6 @@ const FAULT_SLACK: Duration = Duration::from_secs(60);
 /// `--wait` would.
 const CLAIM_WAIT: Duration = Duration::from_secs(300);
 
-/// The claim's `Ready` condition.
-fn ready_condition(
-    status: &TestEnvironmentClaimStatus,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    status
-        .conditions
-        .iter()
-        .find(|condition| condition.type_ == conditions::READY)
-}
-
 /// The teardown a pending claim waits for (`WaitingForTeardown`) when that teardown waits
 /// on another controller: Argo CD deleting the Application or its ApplicationSet
 /// generating without it, as the environment's `Destroyed` condition says, or the
@@ -974,7 +966,7 @@ async fn waits_on_others_teardown(
     environments: &Api<TestEnvironment>,
     status: &TestEnvironmentClaimStatus,
 ) -> Option<String> {
-    let ready = ready_condition(status)?;
+    let ready = conditions::find(&status.conditions, conditions::READY)?;
     if ready.reason != reason::WAITING_FOR_TEARDOWN {
         return None;
     }
@@ -985,12 +977,10 @@ async fn waits_on_others_teardown(
         .split(' ')
         .next()?;
     let environment = environments.get_opt(name).await.ok().flatten()?;
-    let destroyed = environment
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|condition| condition.type_ == conditions::DESTROYED)?;
+    let destroyed = conditions::find(
+        &environment.status.as_ref()?.conditions,
+        conditions::DESTROYED,
+    )?;
     if [
         reason::WAITING_FOR_APP_DELETION,
         reason::WAITING_FOR_GENERATOR,
@@ -1027,7 +1017,7 @@ enum Outcome {
 impl Outcome {
     /// The outcome of the claim `name` that ended in `phase` before it was served.
     fn ended(name: &str, phase: ClaimPhase, status: &TestEnvironmentClaimStatus) -> Outcome {
-        let why = ready_condition(status)
+        let why = conditions::find(&status.conditions, conditions::READY)
             .filter(|ready| !ready.reason.is_empty() && !ready.message.is_empty());
         match (phase, why) {
             (ClaimPhase::Failed, Some(_)) => Outcome::Failed,
@@ -1320,11 +1310,11 @@ async fn watch_invariants(
                         None => return,
                     };
                     let name = environment.metadata.name.clone().unwrap_or_default();
-                    if let Some(uid) = environment.metadata.uid.clone() {
-                        let mut seen = env_seen.lock().expect("seen");
+                    let status = environment.status.unwrap_or_default();
+                    let mut seen = env_seen.lock().expect("seen");
+                    if let Some(uid) = environment.metadata.uid {
                         seen.environment_uids.entry(name.clone()).or_default().insert(uid);
                     }
-                    let status = environment.status.unwrap_or_default();
                     match (status.phase, status.provisioning_started_at) {
                         (Some(Phase::Provisioning), Some(started)) => {
                             provisioning.insert(name.clone(), started.0);
@@ -1334,10 +1324,8 @@ async fn watch_invariants(
                         }
                     }
                     if status.claimed_by.len() > 1 {
-                        env_seen.lock().expect("seen").violations.push(format!(
-                            "{name} held by {:?} at once",
-                            status.claimed_by
-                        ));
+                        seen.violations
+                            .push(format!("{name} held by {:?} at once", status.claimed_by));
                     }
                 }
                 _ = sweeps.tick() => {
@@ -1671,16 +1659,8 @@ fn foreign_of(
         })
         .collect();
     let proven_namespace = |request: &AuditedRequest| {
-        let annotation = |key: &str| {
-            request
-                .response_object
-                .as_ref()?
-                .pointer(&format!(
-                    "/metadata/annotations/{}",
-                    key.replace('~', "~0").replace('/', "~1")
-                ))?
-                .as_str()
-        };
+        let annotation =
+            |key: &str| request.response_object.as_ref()?["metadata"]["annotations"][key].as_str();
         let environment = annotation(ENVIRONMENT_ANNOTATION)
             .and_then(|e| e.strip_prefix(&format!("{workspace}/")));
         let uid = annotation(ENVIRONMENT_UID_ANNOTATION);
