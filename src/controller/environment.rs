@@ -81,8 +81,8 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         .at(Step::Observe)?;
     let mut now = Timestamp::now();
     let mut decision = decide(environment, &world.observed, &ctx.timing, now);
-    // Writing anything but the status, entering teardown and letting a run go are
-    // decided again on a fresh read.
+    // Writing anything but the status and letting a run go are decided again on a fresh
+    // read (entering teardown writes its status first and deletes on a fresh pass).
     let mut fresh = false;
     if decision.needs_fresh_read(&current) {
         world = observe::observe(environment, &uid, ctx, Source::ApiServer)
@@ -143,15 +143,20 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         }
     }
 
-    if !plan.after_status.is_empty() && !fresh {
-        // Decided from the cache after creating the namespace: decided again, fresh.
-        return Ok(Action::requeue(Duration::ZERO));
-    }
-    if let Some(retry) = apply_each(&plan.after_status, environment, &uid, &world, ctx)
+    // Decided from the cache (entering teardown, or right after creating the namespace):
+    // what acts on the observation waits for the next pass, which decides it fresh.
+    let (now_effects, deferred): (Vec<Effect>, Vec<Effect>) = plan
+        .after_status
+        .iter()
+        .partition(|effect| fresh || !effect.acts_on_observation());
+    if let Some(retry) = apply_each(&now_effects, environment, &uid, &world, ctx)
         .await
         .at(Step::Apply)?
     {
         return Ok(retry);
+    }
+    if !deferred.is_empty() {
+        return Ok(Action::requeue(Duration::ZERO));
     }
     if plan.status_first {
         return Ok(Action::requeue(Duration::ZERO));

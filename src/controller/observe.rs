@@ -10,7 +10,7 @@
 //! twice.
 //!
 //! A fresh read asks for everything at once, not one request after another: it stands
-//! between an expiry or a release and its first write. What it reads fresh is what the
+//! between a release and its first write. What it reads fresh is what the
 //! operator creates, deletes or hands on — the namespace, the app, the claims, the
 //! routing ConfigMap. Services and EndpointSlices, which it never writes and which only
 //! shape the routing it reports and publishes (a publish is conditional on the

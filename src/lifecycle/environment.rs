@@ -259,6 +259,14 @@ impl Effect {
             | Effect::DeleteNamespace => false,
         }
     }
+
+    /// Whether this effect acts on what the observation read, so is applied only once
+    /// that was read fresh. The generator's refresh is the one that does not: it reads
+    /// the ApplicationSets it asks when it asks them, and it asks them to list what the
+    /// status just written says, which that write's resourceVersion made true.
+    pub fn acts_on_observation(self) -> bool {
+        self != Effect::RefreshGenerator
+    }
 }
 
 /// In which order the reconciler writes a decision: the product's sequencing rules.
@@ -332,16 +340,31 @@ impl Decision {
 
     /// Whether this decision, made from the caches, must be made again from a fresh read
     /// before anything is written: it writes something other than the environment's own
-    /// status (creates, deletes, publishes, asks the provider to sync), it enters
-    /// teardown, or it lets go of a run that held the environment. A cache that has not
-    /// seen an object yet proves nothing about its absence, and acting on a stale view is
-    /// how operators delete twice or hand one environment to two runs.
+    /// status (creates, deletes, publishes, asks the provider to sync), or it lets go of
+    /// a run that held the environment. A cache that has not seen an object yet proves
+    /// nothing about its absence, and acting on a stale view is how operators delete
+    /// twice or hand one environment to two runs.
+    ///
+    /// What counts is what this pass writes ([`Decision::plan`]). Entering teardown
+    /// without letting a run go writes its status first ([`Plan::status_first`]) and
+    /// decides every delete again on the next pass, fresh; and nothing a fresh read
+    /// returns could change the status it writes. An idle environment expires by its own
+    /// status (no claim can bind an expired one, and only the claims it holds count), a
+    /// destroy or delete is on the object itself, and a run's binding is a write to this
+    /// status, which the write's resourceVersion would refuse. So teardown starts one
+    /// status write after `expiresAt`, not after a round of reads.
     pub fn needs_fresh_read(&self, current: &TestEnvironmentStatus) -> bool {
         let lets_go = current
             .claimed_by
             .iter()
             .any(|holder| !self.status.claimed_by.contains(holder));
-        !self.effects.is_empty() || self.enters_teardown(current) || lets_go
+        let plan = self.plan(current);
+        let acts_on_observation = plan
+            .before_status
+            .iter()
+            .chain(&plan.after_status)
+            .any(|effect| effect.acts_on_observation());
+        acts_on_observation || lets_go
     }
 }
 

@@ -2235,11 +2235,12 @@ fn ready_waits_for_an_endpoint_behind_every_url_into_the_namespace() {
 }
 
 #[test]
-fn writes_beyond_the_status_teardown_and_letting_a_run_go_are_decided_fresh() {
+fn writes_beyond_the_status_and_letting_a_run_go_are_decided_fresh_but_not_entering_teardown() {
     let running = environment()
         .in_phase(Phase::Running)
         .last_used(CREATED)
         .held_by_status("run");
+    let expired = CREATED + minutes(60);
     let cases = [
         (
             "still held: a status write at most",
@@ -2260,10 +2261,16 @@ fn writes_beyond_the_status_teardown_and_letting_a_run_go_are_decided_fresh() {
             true,
         ),
         (
-            "entering teardown",
+            "destroy asked for: the status first, its deletes decided fresh on the next pass",
             healthy_warm(),
             world().teardown(TeardownRequest::Destroy),
-            true,
+            false,
+        ),
+        (
+            "deleted: the status first too",
+            healthy_warm(),
+            world().teardown(TeardownRequest::Delete),
+            false,
         ),
         ("warm and nothing to do", healthy_warm(), world(), false),
     ];
@@ -2274,6 +2281,36 @@ fn writes_beyond_the_status_teardown_and_letting_a_run_go_are_decided_fresh() {
             fresh,
             "{case}"
         );
+    }
+
+    // Expiry: decided by the stored status alone, whatever the claims seen.
+    let cooling = environment().in_phase(Phase::Cooling).last_used(CREATED);
+    let current = cooling.0.status.clone().unwrap_or_default();
+    for world in [world(), world().waiting(&["late-run"])] {
+        let decision = cooling.decide(&world, expired);
+        assert_eq!(decision.phase(), Phase::Destroying);
+        assert!(
+            decision.status.claimed_by.is_empty(),
+            "an expired one binds nobody"
+        );
+        assert!(!decision.needs_fresh_read(&current));
+        assert!(
+            decision.plan(&current).status_first,
+            "no delete before the status"
+        );
+    }
+    // Deleted under a run: letting the run go needs proof, teardown or not.
+    let current = running.0.status.clone().unwrap_or_default();
+    for (world, fresh) in [
+        (
+            world().held_by("run").teardown(TeardownRequest::Delete),
+            false,
+        ),
+        (world().teardown(TeardownRequest::Delete), true),
+    ] {
+        let deleted = running.decide(&world, expired);
+        assert!(deleted.phase().is_tearing_down());
+        assert_eq!(deleted.needs_fresh_read(&current), fresh, "{world:?}");
     }
 }
 
