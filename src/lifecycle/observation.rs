@@ -280,6 +280,25 @@ fn serves(slice: &EndpointSlice, service: &str) -> bool {
         })
 }
 
+/// The workspace's claims for a decision taken on a fresh read: the cached claims, with
+/// each claim the environment's status names as a holder as the API server just returned
+/// it (`fresh`: its name, and the claim or `None` when there is none). Letting a run go
+/// needs proof that its claim is gone or done, and a holder read by name is that proof;
+/// who waits, and in what order, is read from the cache, as every binding is — a claim
+/// the cache has not seen yet waits one event longer, never breaks exclusivity, which the
+/// environment's status write guards with its resourceVersion.
+pub fn with_fresh_holders(
+    cached: Vec<Arc<TestEnvironmentClaim>>,
+    fresh: Vec<(String, Option<Arc<TestEnvironmentClaim>>)>,
+) -> Vec<Arc<TestEnvironmentClaim>> {
+    let mut claims: Vec<Arc<TestEnvironmentClaim>> = cached
+        .into_iter()
+        .filter(|claim| !fresh.iter().any(|(name, _)| *name == claim.name_any()))
+        .collect();
+    claims.extend(fresh.into_iter().filter_map(|(_, claim)| claim));
+    claims
+}
+
 /// The claims that hold the environment and still want it, and those waiting for it in
 /// queue order.
 fn claims_of(

@@ -332,6 +332,43 @@ fn reading(policy: &NamespacePolicy) -> Reading<'_, Reader> {
 }
 
 #[test]
+fn a_fresh_read_proves_the_holders_and_takes_the_waiting_claims_from_the_cache() {
+    let mut released = (*claim("stale-holder", "pr-1", 1)).clone();
+    released.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::from_second(2_000).unwrap()));
+    let cached = vec![
+        claim("stale-holder", "pr-1", 1),
+        claim("gone-holder", "pr-1", 2),
+        claim("waiting", "pr-1", 10),
+    ];
+    let fresh = vec![
+        ("stale-holder".to_owned(), Some(Arc::new(released))),
+        ("gone-holder".to_owned(), None),
+        (
+            "unseen-holder".to_owned(),
+            Some(claim("unseen-holder", "pr-1", 3)),
+        ),
+    ];
+    let claims = with_fresh_holders(cached, fresh);
+    let gathered = Gathered {
+        claims,
+        ..Gathered::default()
+    };
+    let policy = NamespacePolicy::default();
+    let environment = environment(&["stale-holder", "gone-holder", "unseen-holder"]);
+    let observed = observed(&environment, "uid-1", &gathered, &reading(&policy));
+    assert_eq!(
+        observed.holders,
+        ["unseen-holder"],
+        "read fresh: one is being deleted, one is gone, one the cache had not seen yet"
+    );
+    assert_eq!(
+        observed.waiting,
+        ["waiting"],
+        "the waiting come from the cache"
+    );
+}
+
+#[test]
 fn holders_are_the_claims_still_wanting_it_and_the_rest_wait_in_creation_order() {
     let claims = vec![
         claim("late", "pr-1", 30),
