@@ -27,7 +27,8 @@
 //! `TESTMESH_BENCH_ONLY=claims` the floor, the claim burst and the hand-over alone;
 //! `TESTMESH_BENCH_ONLY=memory` the floor and the 10,000 held environments' memory alone
 //! (with `TESTMESH_OPERATOR_HEAPTRACK=<path>`, under heaptrack: see the testenv's
-//! operator).
+//! operator). `TESTMESH_BENCH_OPERATOR=<path>` measures that operator binary instead of
+//! this build's — the static musl binary `make dist` ships, say.
 
 #[path = "claims/mod.rs"]
 mod claims_burst;
@@ -424,16 +425,29 @@ fn received_at(request: &AuditedRequest) -> Timestamp {
 
 /// Resident and peak resident memory of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
+    let [rss, peak] = status_mib(pid, ["VmRSS:", "VmHWM:"]);
+    (rss, peak)
+}
+
+/// Fields of a process's `/proc/<pid>/status`, in MiB (NaN where absent).
+fn status_mib<const N: usize>(pid: u32, names: [&str; N]) -> [f64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    })
+}
+
+/// The operator binary measured: `TESTMESH_BENCH_OPERATOR`, else this build's.
+fn operator_binary() -> String {
+    std::env::var("TESTMESH_BENCH_OPERATOR")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_testmesh").to_owned())
 }
 
 fn now() -> Timestamp {
@@ -545,12 +559,7 @@ async fn main() {
         .expect("argocd namespace");
     let ws = workspace.name().to_owned();
     chart::install_teardown_finalizer_policy(&client, &ws).await;
-    let operator = Operator::start(
-        env!("CARGO_BIN_EXE_testmesh"),
-        &ws,
-        argo_namespace.name(),
-        &[],
-    );
+    let operator = Operator::start(&operator_binary(), &ws, argo_namespace.name(), &[]);
     let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), &ws);
     let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &ws);
     let seen = Environments::default();
@@ -618,8 +627,15 @@ async fn main() {
         let w = &stand_in_workspace;
         let many = scaled(scale, 10_000);
         let (rss, took) = hold(&w.argo, &w.environments, &w.ws, &w.seen, &w.operator, many).await;
-        let (_, peak) = memory_mib(w.operator.pid().expect("operator pid"));
-        Some((many, rss, peak, took))
+        let pid = w.operator.pid().expect("operator pid");
+        let (_, peak) = memory_mib(pid);
+        Some((
+            many,
+            rss,
+            peak,
+            status_mib(pid, ["RssAnon:", "RssFile:"]),
+            took,
+        ))
     } else {
         None
     };
@@ -664,12 +680,15 @@ async fn main() {
     {
         print_claims(claims, &floor);
     }
-    if let Some((many, rss, peak, took)) = memory_only {
+    if let Some((many, rss, peak, [anon, file], took)) = memory_only {
         memory_scalar(
             &format!("{many} environments held: operator RSS"),
             many,
             format!("{rss:.1} MiB (peak {peak:.1})"),
             rss,
+        );
+        println!(
+            "  of which {anon:.1} MiB anonymous (heap, stacks) and {file:.1} MiB of the binary's mapped pages"
         );
         println!(
             "  {many} environments created and warm in {:.0} s",
@@ -698,7 +717,7 @@ async fn main() {
             &format!("parallel-write floor: {many} status writes"),
             many,
             format!(
-                "{:.1} s at concurrency {WRITE_FLOOR_CONCURRENCY}",
+                "{:.1} s at concurrency {OPERATOR_CONCURRENCY}",
                 s.write_floor_seconds
             ),
         );
@@ -1083,11 +1102,11 @@ async fn hold(
 }
 
 /// The operator's reconcile concurrency (`RECONCILE_CONCURRENCY` in the controller), at
-/// which the parallel-write floor writes.
-const WRITE_FLOOR_CONCURRENCY: usize = 16;
+/// which the parallel-write floor and the burst's floor write.
+const OPERATOR_CONCURRENCY: usize = 16;
 
 /// The parallel-write floor: seconds for this API server to take `writes` status writes
-/// from this client, `WRITE_FLOOR_CONCURRENCY` at a time, each as the operator writes a
+/// from this client, `OPERATOR_CONCURRENCY` at a time, each as the operator writes a
 /// status (server-side apply of the whole status, forced) and each a real change (a new
 /// revision). They go to environments of a namespace no operator watches, made like the
 /// held ones (a held environment's status), up to 1,000 of them written round-robin, so
@@ -1127,7 +1146,7 @@ async fn write_floor(
     let started = Instant::now();
     futures::stream::iter(0..writes)
         .map(Ok::<usize, kube::Error>)
-        .try_for_each_concurrent(WRITE_FLOOR_CONCURRENCY, |i| async move {
+        .try_for_each_concurrent(OPERATOR_CONCURRENCY, |i| async move {
             let name = format!("floor-{:05}", i % objects);
             let mut status = serde_json::to_value(template).expect("status");
             status["provider"]["revision"] = json!(format!("floor-{i}"));
@@ -1222,8 +1241,27 @@ fn print_claims(claims: &claims_burst::Figures, floor: &Figure) {
             claims.environments,
             format!("{:.2} s", round.cpu_seconds),
         );
+        unbarred_scalar(
+            &format!("  {label}: API writes per claim"),
+            claims.environments,
+            format!("{:.1}", round.writes_per_claim),
+        );
     }
-    print_figures(&[&claims.hand_over], floor);
+    unbarred_scalar(
+        "  the same writes, this client alone: claims/s",
+        claims.environments,
+        format!("{:.0}", claims.burst_floor),
+    );
+    print_figures(
+        &[&claims.hand_over, &claims.fresh_reads, &claims.chain_floor],
+        floor,
+    );
+    let chain_p99 = claims.chain_floor.percentile(99.0);
+    unbarred_scalar(
+        "  hand-over p99 / its requests' p99",
+        claims.hand_over.samples.len(),
+        format!("{:.2}", claims.hand_over.percentile(99.0) / chain_p99),
+    );
 }
 
 /// Rows of the table: each figure's percentiles, and as multiples of the floor's.

@@ -7,14 +7,31 @@
 //! Every instant is this client's (its watches, its requests); the closest peer,
 //! kubernetes-sigs/agent-sandbox, publishes p50 92 ms / p99 376 ms at 45 claims/s for
 //! binding its warm sandboxes.
+//!
+//! Beside them, what this API server allows, measured the same way: the writes each
+//! claim cost (every write the audit log has in a round, over its claims), the claims per
+//! second this client sustains making those writes itself at the operator's concurrency,
+//! and the hand-over's requests made by this client alone, one after another — both in a
+//! namespace no operator watches.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, PostParams};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
 use testmesh::lifecycle::Phase;
+use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
+use testmesh_testenv::{ControlPlane, OPERATOR_USER, with_temp_namespace};
 
-use super::{CONCURRENCY, Figure, StandInWorkspace, claim, cpu_seconds, create_many, scaled};
+use super::{
+    CONCURRENCY, Figure, OPERATOR_CONCURRENCY, StandInWorkspace, claim, cpu_seconds, create_many,
+    environment, now, received_at, scaled,
+};
 
 /// Warm environments (one per context) and claims per round, before the scale.
 const BURST: usize = 200;
@@ -29,6 +46,9 @@ pub struct Round {
     pub claims_per_second: f64,
     /// The operator's CPU seconds from the first create to the last Ready.
     pub cpu_seconds: f64,
+    /// Every write the API server took from the first create to the last Ready (the
+    /// claims' creates among them), over the claims.
+    pub writes_per_claim: f64,
 }
 
 impl Round {
@@ -44,7 +64,15 @@ impl Round {
 pub struct Figures {
     pub environments: usize,
     pub rounds: Vec<Round>,
+    /// Claims per second with the unpaced round's writes made by this client alone (see
+    /// [`burst_floor`]).
+    pub burst_floor: f64,
     pub hand_over: Figure,
+    /// The operator's fresh reads of claims during the hand-overs, as the API server took
+    /// them.
+    pub fresh_reads: Figure,
+    /// The hand-over's requests made by this client alone (see [`chain_floor`]).
+    pub chain_floor: Figure,
 }
 
 /// The burst rounds and the queue hand-over; tears their environments down before it
@@ -83,6 +111,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         let names: Vec<String> = (0..count).map(|i| format!("b{round}-{i:05}")).collect();
         let cpu_before = cpu_seconds(pid);
         let first_sent = Instant::now();
+        let window_from = now();
         let create = |i: usize| {
             let name = names[i].clone();
             async move {
@@ -118,6 +147,10 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
                 .push(ready.duration_since(*sent_at).as_secs_f64() * 1e3);
         }
         let cpu = cpu_seconds(pid) - cpu_before;
+        let window_to = window_from
+            .checked_add(last_ready.duration_since(first_sent))
+            .expect("instant");
+        let writes = writes_between(window_from, window_to);
         // Bound as this client's environment watch sees it, so that the release below is
         // not mistaken for done by a watch that lags behind the claims'.
         let prefix = format!("b{round}-");
@@ -131,6 +164,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
             latency,
             claims_per_second: count as f64 / span,
             cpu_seconds: cpu,
+            writes_per_claim: writes as f64 / count as f64,
         });
         // Released, and every environment free again, before the next round.
         futures::stream::iter(&names)
@@ -144,6 +178,8 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         seen.count("burst-", count, 5 * minute, |s| s.claimed_by.is_empty())
             .await;
     }
+
+    let burst_floor = burst_floor(count).await;
 
     // Queue hand-over: one environment, claims queued on its context in creation order.
     create_many(argo, environments, ws, "queue", 1, 600, true).await;
@@ -164,6 +200,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         vec![(99.0, limit)],
     );
     claim_ready.wait(&names[0], minute).await;
+    let hand_overs_from = now();
     for pair in names.windows(2) {
         let released = Instant::now();
         claims
@@ -175,6 +212,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
             .samples
             .push(next_ready.duration_since(released).as_secs_f64() * 1e3);
     }
+    let fresh_reads = claim_reads_between(hand_overs_from, now());
     claims
         .delete(&names[queued - 1], &DeleteParams::default())
         .await
@@ -202,11 +240,199 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
     })
     .await;
 
+    let chain_floor = chain_floor(queued - 1).await;
+
     Figures {
         environments: count,
         rounds,
+        burst_floor,
         hand_over,
+        fresh_reads,
+        chain_floor,
     }
+}
+
+/// The operator's reads of claims (GETs and LISTs) received from `from` to `to`: its
+/// fresh reads (its cache is fed by a watch), each from received to answered, per the
+/// audit log.
+fn claim_reads_between(from: Timestamp, to: Timestamp) -> Figure {
+    let mut reads = Figure::unbarred("  of which the operator's fresh claim reads");
+    reads.samples = ControlPlane::shared()
+        .audited_requests()
+        .expect("audit log")
+        .iter()
+        .filter(|request| {
+            request.user == OPERATOR_USER
+                && ["get", "list"].contains(&request.verb.as_str())
+                && request.resource == "testenvironmentclaims"
+                && (from..=to).contains(&received_at(request))
+        })
+        .map(|request| {
+            let completed: Timestamp = request.completed_at.parse().expect("audit timestamp");
+            completed.duration_since(received_at(request)).as_secs_f64() * 1e3
+        })
+        .collect();
+    reads
+}
+
+/// Every write the API server's audit log has from `from` to `to`.
+fn writes_between(from: Timestamp, to: Timestamp) -> usize {
+    ControlPlane::shared()
+        .audited_writes()
+        .expect("audit log")
+        .iter()
+        .filter(|request| (from..=to).contains(&received_at(request)))
+        .count()
+}
+
+/// The unpaced round without the operator: for each of `count` claims, this client
+/// makes the writes a claim costs, one after another — the claim created, the
+/// environment's status naming it and the claim's saying it is bound (server-side apply,
+/// as the operator writes them), an Event after each — the operator's reconcile
+/// concurrency of claims at a time, in a namespace no operator watches. Claims per second.
+async fn burst_floor(count: usize) -> f64 {
+    let client = ControlPlane::shared().admin_client().await.expect("client");
+    let namespace = with_temp_namespace(&client, "bench-burst-floor")
+        .await
+        .expect("namespace");
+    let ws = namespace.name();
+    let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), ws);
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), ws);
+    let events: Api<Event> = Api::namespaced(client, ws);
+    let names: Vec<String> = (0..count).map(|i| format!("f-{i:05}")).collect();
+    futures::stream::iter(&names)
+        .for_each_concurrent(CONCURRENCY, |name| {
+            let environments = &environments;
+            async move {
+                environments
+                    .create(
+                        &PostParams::default(),
+                        &environment(name, &format!("{ws}-{name}"), 600),
+                    )
+                    .await
+                    .expect("environment");
+            }
+        })
+        .await;
+    let apply = PatchParams::apply("bench-burst-floor").force();
+    let status = |kind: &str, status: serde_json::Value| {
+        Patch::Apply(json!({"apiVersion": "testmesh.io/v1alpha1", "kind": kind, "status": status}))
+    };
+    let event = |regarding: &str, kind: &str| Event {
+        metadata: ObjectMeta {
+            // Named as kube-runtime names its events: the object's name and the time.
+            name: Some(format!(
+                "{regarding}.{:x}",
+                Timestamp::now().as_nanosecond()
+            )),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(Timestamp::now())),
+        action: Some("PhaseChange".into()),
+        reason: Some("Bound".into()),
+        note: Some("pending → bound".into()),
+        type_: Some("Normal".into()),
+        reporting_controller: Some("bench-burst-floor".into()),
+        reporting_instance: Some("bench".into()),
+        regarding: Some(ObjectReference {
+            api_version: Some("testmesh.io/v1alpha1".into()),
+            kind: Some(kind.into()),
+            name: Some(regarding.into()),
+            namespace: Some(ws.to_owned()),
+            ..ObjectReference::default()
+        }),
+        ..Event::default()
+    };
+    let started = Instant::now();
+    futures::stream::iter(&names)
+        .for_each_concurrent(OPERATOR_CONCURRENCY, |name| {
+            let (environments, claims, events) = (&environments, &claims, &events);
+            let (apply, status, event) = (&apply, &status, &event);
+            async move {
+                let run = format!("run-{name}");
+                claims
+                    .create(&PostParams::default(), &claim(&run, name))
+                    .await
+                    .expect("claim");
+                let held = status("TestEnvironment", json!({"claimedBy": [run]}));
+                environments
+                    .patch_status(name, apply, &held)
+                    .await
+                    .expect("environment status");
+                events
+                    .create(&PostParams::default(), &event(name, "TestEnvironment"))
+                    .await
+                    .expect("event");
+                let bound = status(
+                    "TestEnvironmentClaim",
+                    json!({"phase": "bound", "environmentName": name}),
+                );
+                claims
+                    .patch_status(&run, apply, &bound)
+                    .await
+                    .expect("claim status");
+                events
+                    .create(&PostParams::default(), &event(&run, "TestEnvironmentClaim"))
+                    .await
+                    .expect("event");
+            }
+        })
+        .await;
+    let claims_per_second = count as f64 / started.elapsed().as_secs_f64();
+    namespace
+        .cleanup()
+        .await
+        .expect("delete burst floor namespace");
+    claims_per_second
+}
+
+/// The least a hand-over can cost on this API server: the requests it is made of, by
+/// this client, each sent when the one before has returned — the run's claim deleted, the
+/// environment's status naming the next claim, the next claim's status saying it is
+/// bound — `samples` times, in a namespace no operator watches. The operator adds its
+/// fresh read, its decisions and the watch deliveries between them.
+async fn chain_floor(samples: usize) -> Figure {
+    let client = ControlPlane::shared().admin_client().await.expect("client");
+    let namespace = with_temp_namespace(&client, "bench-chain-floor")
+        .await
+        .expect("namespace");
+    let environments: Api<TestEnvironment> = Api::namespaced(client.clone(), namespace.name());
+    let claims: Api<TestEnvironmentClaim> = Api::namespaced(client, namespace.name());
+    environments
+        .create(
+            &PostParams::default(),
+            &environment("chain", &format!("{}-chain", namespace.name()), 600),
+        )
+        .await
+        .expect("environment");
+    let names: Vec<String> = (0..=samples).map(|i| format!("c-{i:05}")).collect();
+    for name in &names {
+        claims
+            .create(&PostParams::default(), &claim(name, "chain"))
+            .await
+            .expect("claim");
+    }
+    let mut chain = Figure::unbarred("queue: the same requests, this client alone");
+    for pair in names.windows(2) {
+        let started = Instant::now();
+        claims
+            .delete(&pair[0], &DeleteParams::default())
+            .await
+            .expect("release");
+        let held = json!({"status": {"claimedBy": [pair[1]]}});
+        environments
+            .patch_status("chain", &PatchParams::default(), &Patch::Merge(&held))
+            .await
+            .expect("environment status");
+        let bound = json!({"status": {"phase": "bound", "environmentName": "chain"}});
+        claims
+            .patch_status(&pair[1], &PatchParams::default(), &Patch::Merge(&bound))
+            .await
+            .expect("claim status");
+        chain.samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    namespace.cleanup().await.expect("delete chain namespace");
+    chain
 }
 
 impl Figures {
@@ -223,8 +449,12 @@ impl Figures {
             "rounds": self.rounds.iter().map(|r| serde_json::json!({
                 "pace_per_second": r.pace, "latency": figure(&r.latency),
                 "claims_per_second": r.claims_per_second, "operator_cpu_seconds": r.cpu_seconds,
+                "writes_per_claim": r.writes_per_claim,
             })).collect::<Vec<_>>(),
+            "burst_floor_claims_per_second": self.burst_floor,
             "hand_over": figure(&self.hand_over),
+            "hand_over_fresh_claim_reads": figure(&self.fresh_reads),
+            "hand_over_chain_floor": figure(&self.chain_floor),
         })
     }
 }

@@ -531,7 +531,7 @@ pub async fn measure(
     let claims: Api<TestEnvironmentClaim> = Api::namespaced(client.clone(), &ws);
     let apps = gitops.argocd.applications(client);
     let watches = Watches::start(client, &environments, &claims, &apps, &revision);
-    let mut operator = Operator::start(env!("CARGO_BIN_EXE_testmesh"), &ws, argocd::NAMESPACE, &[]);
+    let mut operator = Operator::start(&super::operator_binary(), &ws, argocd::NAMESPACE, &[]);
     let part = Part {
         client: client.clone(),
         ws,

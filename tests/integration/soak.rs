@@ -1762,6 +1762,7 @@ fn a_write_counts_as_leased_only_within_a_lease_duration_of_its_replicas_own_las
         name: Some(name.to_owned()),
         code: 200,
         received_at: format!("2026-12-06T00:00:{at}Z"),
+        completed_at: format!("2026-12-06T00:00:{at}Z"),
         request_uri: String::new(),
         response_object: None,
     };
@@ -1943,6 +1944,7 @@ fn a_namespace_delete_is_the_operators_only_with_its_environments_uid_whether_or
         name: Some(name.to_owned()),
         code: 200,
         received_at: "2026-12-06T00:00:00Z".to_owned(),
+        completed_at: "2026-12-06T00:00:00Z".to_owned(),
         request_uri: String::new(),
         response_object: Some(json!({"metadata": {"name": name, "annotations": {
             ENVIRONMENT_ANNOTATION: environment,

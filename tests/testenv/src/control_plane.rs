@@ -417,6 +417,7 @@ impl ControlPlane {
                 name: event.object_ref.name,
                 code: event.response_status.map_or(0, |s| s.code),
                 received_at: event.request_received_timestamp,
+                completed_at: event.stage_timestamp,
                 request_uri: event.request_uri,
                 response_object: event.response_object,
             })
@@ -775,6 +776,8 @@ pub struct AuditedRequest {
     pub code: u16,
     /// When the API server received the request (RFC 3339, microseconds).
     pub received_at: String,
+    /// When it had sent the whole response (RFC 3339, microseconds).
+    pub completed_at: String,
     /// Path and query as sent, e.g. `/api/v1/namespaces?labelSelector=…`; the only
     /// name of a non-resource request such as discovery (`/api`, `/apis`), which has
     /// an empty `resource`.
@@ -797,6 +800,8 @@ struct AuditEvent {
     response_status: Option<AuditResponseStatus>,
     #[serde(default)]
     request_received_timestamp: String,
+    #[serde(default)]
+    stage_timestamp: String,
     #[serde(default, rename = "requestURI")]
     request_uri: String,
     #[serde(default)]
