@@ -591,16 +591,18 @@ async fn a_soak_of_lifecycles_under_faults_keeps_every_invariant() {
         destroy(&environments, &format!("steady-{lane}")).await;
     }
     let last_fault = Instant::now();
-    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut misended = Vec::new();
     let mut waits = Vec::new();
     for run in workload {
         match run.await.expect("a lifecycle") {
-            Some(Outcome::Served) => *outcomes.entry("served").or_default() += 1,
-            Some(Outcome::Failed) => *outcomes.entry("failed with a reason").or_default() += 1,
+            Some(Outcome::Served) => *outcomes.entry("served".into()).or_default() += 1,
+            Some(Outcome::Failed(reason)) => {
+                *outcomes.entry(format!("failed: {reason}")).or_default() += 1;
+            }
             Some(Outcome::WaitingForTeardown(wait)) => {
                 *outcomes
-                    .entry("still waiting for another controller's teardown")
+                    .entry("still waiting for another controller's teardown".into())
                     .or_default() += 1;
                 waits.push(wait);
             }
@@ -1007,8 +1009,8 @@ async fn waits_on_others_teardown(
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Served,
-    /// A claim that failed, saying why.
-    Failed,
+    /// A claim that failed, saying why: its `Ready` reason.
+    Failed(String),
     /// How long it waited, and for which teardown.
     WaitingForTeardown(String),
     Violation(String),
@@ -1020,7 +1022,7 @@ impl Outcome {
         let why = conditions::find(&status.conditions, conditions::READY)
             .filter(|ready| !ready.reason.is_empty() && !ready.message.is_empty());
         match (phase, why) {
-            (ClaimPhase::Failed, Some(_)) => Outcome::Failed,
+            (ClaimPhase::Failed, Some(ready)) => Outcome::Failed(ready.reason.clone()),
             (ClaimPhase::Failed, None) => Outcome::Violation(format!(
                 "{name} failed without a reason in its Ready condition"
             )),
