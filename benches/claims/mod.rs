@@ -26,7 +26,7 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use testmesh::lifecycle::Phase;
 use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
-use testmesh_testenv::{ControlPlane, OPERATOR_USER, with_temp_namespace};
+use testmesh_testenv::{AuditedRequest, ControlPlane, OPERATOR_USER, with_temp_namespace};
 
 use super::{
     CONCURRENCY, Figure, OPERATOR_CONCURRENCY, StandInWorkspace, claim, cpu_seconds, create_many,
@@ -47,8 +47,11 @@ pub struct Round {
     /// The operator's CPU seconds from the first create to the last Ready.
     pub cpu_seconds: f64,
     /// Every write the API server took from the first create to the last Ready (the
-    /// claims' creates among them), over the claims.
+    /// claims' creates among them), over the claims: read from the audit log once the
+    /// rounds are done.
     pub writes_per_claim: f64,
+    /// From the first create to the last Ready.
+    window: (Timestamp, Timestamp),
 }
 
 impl Round {
@@ -150,7 +153,6 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         let window_to = window_from
             .checked_add(last_ready.duration_since(first_sent))
             .expect("instant");
-        let writes = writes_between(window_from, window_to);
         // Bound as this client's environment watch sees it, so that the release below is
         // not mistaken for done by a watch that lags behind the claims'.
         let prefix = format!("b{round}-");
@@ -164,7 +166,8 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
             latency,
             claims_per_second: count as f64 / span,
             cpu_seconds: cpu,
-            writes_per_claim: writes as f64 / count as f64,
+            writes_per_claim: f64::NAN,
+            window: (window_from, window_to),
         });
         // Released, and every environment free again, before the next round.
         futures::stream::iter(&names)
@@ -212,7 +215,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
             .samples
             .push(next_ready.duration_since(released).as_secs_f64() * 1e3);
     }
-    let fresh_reads = claim_reads_between(hand_overs_from, now());
+    let hand_overs = (hand_overs_from, now());
     claims
         .delete(&names[queued - 1], &DeleteParams::default())
         .await
@@ -242,6 +245,15 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
 
     let chain_floor = chain_floor(queued - 1).await;
 
+    // The audit log, read once for every window.
+    let audited = ControlPlane::shared()
+        .audited_requests()
+        .expect("audit log");
+    for round in &mut rounds {
+        round.writes_per_claim = writes_between(&audited, round.window) as f64 / count as f64;
+    }
+    let fresh_reads = claim_reads_between(&audited, hand_overs);
+
     Figures {
         environments: count,
         rounds,
@@ -252,35 +264,33 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
     }
 }
 
-/// The operator's reads of claims (GETs and LISTs) received from `from` to `to`: its
-/// fresh reads (its cache is fed by a watch), each from received to answered, per the
-/// audit log.
-fn claim_reads_between(from: Timestamp, to: Timestamp) -> Figure {
+/// The operator's reads of claims (GETs and LISTs) received within `(from, to)`: its
+/// fresh reads (its cache is fed by a watch), each from received to answered.
+fn claim_reads_between(audited: &[AuditedRequest], (from, to): (Timestamp, Timestamp)) -> Figure {
     let mut reads = Figure::unbarred("  of which the operator's fresh claim reads");
-    reads.samples = ControlPlane::shared()
-        .audited_requests()
-        .expect("audit log")
+    reads.samples = audited
         .iter()
         .filter(|request| {
             request.user == OPERATOR_USER
                 && ["get", "list"].contains(&request.verb.as_str())
                 && request.resource == "testenvironmentclaims"
-                && (from..=to).contains(&received_at(request))
         })
-        .map(|request| {
-            let completed: Timestamp = request.completed_at.parse().expect("audit timestamp");
-            completed.duration_since(received_at(request)).as_secs_f64() * 1e3
+        .filter_map(|request| {
+            let received = received_at(request);
+            (from..=to).contains(&received).then(|| {
+                let completed: Timestamp = request.completed_at.parse().expect("audit timestamp");
+                completed.duration_since(received).as_secs_f64() * 1e3
+            })
         })
         .collect();
     reads
 }
 
-/// Every write the API server's audit log has from `from` to `to`.
-fn writes_between(from: Timestamp, to: Timestamp) -> usize {
-    ControlPlane::shared()
-        .audited_writes()
-        .expect("audit log")
+/// How many writes the audit log has received within `(from, to)`.
+fn writes_between(audited: &[AuditedRequest], (from, to): (Timestamp, Timestamp)) -> usize {
+    audited
         .iter()
+        .filter(|request| request.is_write())
         .filter(|request| (from..=to).contains(&received_at(request)))
         .count()
 }

@@ -155,10 +155,7 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     {
         return Ok(retry);
     }
-    if !deferred.is_empty() {
-        return Ok(Action::requeue(Duration::ZERO));
-    }
-    if plan.status_first {
+    if !deferred.is_empty() || plan.status_first {
         return Ok(Action::requeue(Duration::ZERO));
     }
     if deleting && decision.phase() == Phase::Destroyed {

@@ -389,7 +389,7 @@ impl ControlPlane {
         Ok(self
             .audited_requests()?
             .into_iter()
-            .filter(|request| WRITE_VERBS.contains(&request.verb.as_str()))
+            .filter(AuditedRequest::is_write)
             .collect())
     }
 
@@ -785,6 +785,13 @@ pub struct AuditedRequest {
     /// The object the API server answered with, where the audit policy records it: the
     /// namespaces [`OPERATOR_USER`] deletes.
     pub response_object: Option<serde_json::Value>,
+}
+
+impl AuditedRequest {
+    /// Whether it changed something: a create, update, patch or delete.
+    pub fn is_write(&self) -> bool {
+        WRITE_VERBS.contains(&self.verb.as_str())
+    }
 }
 
 #[derive(serde::Deserialize)]
