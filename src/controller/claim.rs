@@ -17,7 +17,7 @@ use super::observe::{Source, cached_in, listed_in};
 use super::{Context, backoff_key};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
-use crate::lifecycle::{ClaimPhase, claims, ttl};
+use crate::lifecycle::{ClaimPhase, claims};
 use crate::resources::{
     CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TEARDOWN_FINALIZER, TestEnvironment,
     TestEnvironmentClaim, TestEnvironmentSpec,
@@ -88,10 +88,8 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
                 .await;
         }
     }
-    Ok(match decision.wake_at {
-        Some(at) => Action::requeue(ttl::until(at, Timestamp::now())),
-        None => Action::await_change(),
-    })
+    ctx.claim_wakeups.set(claim, decision.wake_at);
+    Ok(Action::await_change())
 }
 
 /// The claim's decision from the workspace's environments and claims.

@@ -13,6 +13,7 @@ use super::backoff::Backoff;
 use super::events::Recorder;
 use super::informers::Cache;
 use super::packed::Packed;
+use super::wakeups::Wakeups;
 use crate::lifecycle::environment::Timing;
 use crate::lifecycle::policy::NamespacePolicy;
 use crate::metrics::Metrics;
@@ -34,6 +35,10 @@ pub struct Context {
     pub caches: Caches,
     /// Consecutive failures of each object's reconciliation.
     pub backoff: Backoff,
+    /// When each environment is next due by the clock.
+    pub environment_wakeups: Wakeups<TestEnvironment>,
+    /// When each claim is next due by the clock.
+    pub claim_wakeups: Wakeups<TestEnvironmentClaim>,
 }
 
 /// An object's key in [`Context::backoff`]: its kind, namespace and name.

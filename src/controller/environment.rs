@@ -17,7 +17,7 @@ use super::observe::{self, Source};
 use super::{Context, backoff_key};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::environment::{Effect, Retention, decide};
-use crate::lifecycle::{self, Phase, conditions, ttl};
+use crate::lifecycle::{self, Phase, conditions};
 use crate::resources::{TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus};
 
 /// How soon to look again after the world moved under a decision.
@@ -167,10 +167,8 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
     {
         return Ok(action);
     }
-    Ok(match decision.wake_at {
-        Some(at) => Action::requeue(ttl::until(at, Timestamp::now())),
-        None => Action::await_change(),
-    })
+    ctx.environment_wakeups.set(environment, decision.wake_at);
+    Ok(Action::await_change())
 }
 
 /// Applies `effects` in order; a quick retry when the world moved under one of them.
@@ -234,7 +232,8 @@ async fn retention(
     match lifecycle::environment::retention(status, ctx.retention, now) {
         Retention::Kept => return Ok(None),
         Retention::Until(delete_at) => {
-            return Ok(Some(Action::requeue(ttl::until(delete_at, now))));
+            ctx.environment_wakeups.set(environment, Some(delete_at));
+            return Ok(Some(Action::await_change()));
         }
         Retention::Over => {}
     }

@@ -14,6 +14,7 @@ mod informers;
 mod observe;
 mod packed;
 mod triggers;
+mod wakeups;
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -45,6 +46,7 @@ use packed::Packed;
 use triggers::{
     claims_of_environment, environment_of_namespace, environments_of_app, environments_of_claim,
 };
+use wakeups::Wakeups;
 
 pub use apply::FIELD_MANAGER;
 use context::backoff_key;
@@ -95,10 +97,19 @@ pub async fn run(
     metrics.count_phases_of(environments.clone());
 
     let index = SharedIndex::default();
+    let environment_wakeups = Wakeups::<TestEnvironment>::default();
+    let claim_wakeups = Wakeups::<TestEnvironmentClaim>::default();
+    let environment_clock = environment_wakeups
+        .clone()
+        .fire(environment_refs.clone(), shutdown.clone());
+    let claim_clock = claim_wakeups
+        .clone()
+        .fire(claim_refs.clone(), shutdown.clone());
 
     let environment_cache = {
         let claims = claims.clone();
         let index = index.clone();
+        let wakeups = environment_wakeups.clone();
         controlled_informer(
             "TestEnvironment",
             environments_api,
@@ -108,7 +119,10 @@ pub async fn run(
             move |environment, change| {
                 match change {
                     Change::Applied => index.write().applied(environment),
-                    Change::Deleted => index.write().deleted(environment),
+                    Change::Deleted => {
+                        index.write().deleted(environment);
+                        wakeups.set(environment, None);
+                    }
                 }
                 claims_of_environment(&claims, environment)
             },
@@ -116,13 +130,19 @@ pub async fn run(
     };
     let claim_cache = {
         let index = index.clone();
+        let wakeups = claim_wakeups.clone();
         controlled_informer(
             "TestEnvironmentClaim",
             claims_api,
             claim_writer,
             claim_refs,
             environment_refs.clone(),
-            move |claim, _| environments_of_claim(&index.read(), claim),
+            move |claim, change| {
+                if change == Change::Deleted {
+                    wakeups.set(claim, None);
+                }
+                environments_of_claim(&index.read(), claim)
+            },
         )
     };
     let dependents = Dependents {
@@ -174,6 +194,8 @@ pub async fn run(
             routing_maps,
         },
         backoff: backoff::Backoff::default(),
+        environment_wakeups,
+        claim_wakeups,
     });
 
     let environments_done = environment_controller
@@ -188,7 +210,14 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(claim::reconcile, claim::error_policy, ctx)
         .for_each(log_outcome);
-    futures::join!(environments_done, claims_done);
+    // The clocks are part of this future, so they stop with the controllers: at
+    // `shutdown`, or when a lost Lease drops it all.
+    futures::join!(
+        environments_done,
+        claims_done,
+        environment_clock,
+        claim_clock
+    );
 }
 
 /// The index of the environments that read other kinds' objects, and where to send the
@@ -250,7 +279,7 @@ fn app_informers(
                     &resource.kind,
                     apps_api,
                     watcher::Config::default(),
-                    reflector::store::Writer::new(resource.clone()),
+                    reflector::store::Writer::default(),
                     move |mut app: DynamicObject| {
                         trim(&mut app);
                         Packed::pack(&app)

@@ -81,7 +81,7 @@ pub async fn observe(
     let app = async {
         Ok::<_, crate::error::Error>(match cached_apps {
             Some(cache) => cache
-                .get(&ObjectRef::new_with(&spec.provider_app_name, resource).within(app_namespace))
+                .get(&ObjectRef::new(&spec.provider_app_name).within(app_namespace))
                 .map(|packed| packed.unpack().map(Arc::new))
                 .transpose()?,
             None => app_api
