@@ -8,11 +8,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::DynamicObject;
+use kube::runtime::reflector::Store;
 
 use super::backoff::Backoff;
 use super::events::Recorder;
 use super::informers::Cache;
-use super::packed::Packed;
+use super::packed::PackedStore;
 use super::wakeups::Wakeups;
 use crate::lifecycle::environment::Timing;
 use crate::lifecycle::policy::NamespacePolicy;
@@ -52,27 +53,27 @@ pub fn backoff_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
 }
 
 /// A provider's apps (Argo CD Applications or Flux Kustomizations).
-pub type AppCache = Cache<Packed<DynamicObject>>;
+pub type AppCache = Cache<PackedStore<DynamicObject>>;
 
 /// The informers' caches: everything a reconciliation normally reads.
 #[derive(Clone)]
 pub struct Caches {
-    pub environments: Cache<TestEnvironment>,
-    pub claims: Cache<TestEnvironmentClaim>,
+    pub environments: Cache<Store<TestEnvironment>>,
+    pub claims: Cache<Store<TestEnvironmentClaim>>,
     /// Namespaces labelled as TestMesh's (a namespace missing here may still exist).
-    pub namespaces: Cache<Packed<Namespace>>,
+    pub namespaces: Cache<PackedStore<Namespace>>,
     /// Argo CD Applications and Flux Kustomizations, by provider; each is filled once its
     /// CRD is installed.
     pub apps: Vec<(Provider, Arc<OnceLock<AppCache>>)>,
     /// Every Service of the cluster, reduced to what routing reads: its name, ports and
     /// whether it selects pods.
-    pub services: Cache<Packed<Service>>,
+    pub services: Cache<PackedStore<Service>>,
     /// Every EndpointSlice of the cluster, reduced to its Service and whether each
     /// endpoint is ready: Ready waits for an endpoint behind every URL into the namespace.
-    pub endpoint_slices: Cache<Packed<EndpointSlice>>,
+    pub endpoint_slices: Cache<PackedStore<EndpointSlice>>,
     /// The ConfigMaps named `testmesh-routing`: the operator's, and anyone else's it must
     /// not write over.
-    pub routing_maps: Cache<Packed<ConfigMap>>,
+    pub routing_maps: Cache<PackedStore<ConfigMap>>,
 }
 
 impl Caches {

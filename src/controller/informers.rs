@@ -14,25 +14,23 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{Lookup, ObjectRef, Store, reflector};
+use kube::runtime::reflector::{Lookup, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-/// A cache of one kind, and whether it has listed everything once.
-pub struct Cache<K: Lookup + 'static>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    pub store: Store<K>,
+/// A cache of one kind — `store` holds the objects: kube's typed `Store` for the
+/// controllers' own kinds (their controllers read it), a [`PackedStore`] for the rest —
+/// and whether it has listed everything once.
+///
+/// [`PackedStore`]: super::packed::PackedStore
+pub struct Cache<H> {
+    pub store: H,
     synced: watch::Receiver<bool>,
 }
 
-impl<K: Lookup + Clone + 'static> Cache<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
+impl<H> Cache<H> {
     /// True once the first list is complete; before that an absent object proves nothing.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
@@ -42,22 +40,37 @@ where
     pub async fn synced(&self) {
         let _ = self.synced.clone().wait_for(|synced| *synced).await;
     }
-
-    /// The object, if cached.
-    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
-        self.store.get(key)
-    }
 }
 
-impl<K: Lookup + 'static> Clone for Cache<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
+impl<H: Clone> Clone for Cache<H> {
     fn clone(&self) -> Self {
         Cache {
             store: self.store.clone(),
             synced: self.synced.clone(),
         }
+    }
+}
+
+/// What keeps an informer's cache: it takes in each watch event before the event is
+/// handed on (a relist's objects replace what it held only at the relist's end).
+pub trait Keeper<S>: Send + 'static {
+    fn take(&mut self, event: &watcher::Event<S>);
+
+    /// Everything it holds now.
+    fn held(&self) -> Vec<Arc<S>>;
+}
+
+impl<K> Keeper<K> for Writer<K>
+where
+    K: Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    fn take(&mut self, event: &watcher::Event<K>) {
+        self.apply_watcher_event(event);
+    }
+
+    fn held(&self) -> Vec<Arc<K>> {
+        self.as_reader().state()
     }
 }
 
@@ -80,25 +93,23 @@ pub enum Change {
     Deleted,
 }
 
-/// Starts watching `api` into `writer`'s cache, keeping of each object what `keep` makes
-/// of it; `on_change` runs once the cache holds the change (for a list, when it is
-/// complete). Watch errors are retried with
-/// backoff and logged, never passed on (a GitOps controller that is not installed must
-/// not slow anything else down).
-pub fn spawn<K, S>(
+/// Starts watching `api` into the cache `keeper` keeps and `store` reads, keeping of each
+/// object what `keep` makes of it; `on_change` runs once the cache holds the change (for
+/// a list, when it is complete). Watch errors are retried with backoff and logged, never
+/// passed on (a GitOps controller that is not installed must not slow anything else
+/// down).
+pub fn spawn<K, S, H>(
     kind: &str,
     api: Api<K>,
     config: watcher::Config,
-    writer: Writer<S>,
+    (keeper, store): (impl Keeper<S>, H),
     mut keep: impl FnMut(K) -> S + Send + 'static,
     on_change: OnChange<S>,
-) -> Cache<S>
+) -> Cache<H>
 where
     K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
-    S: Lookup + Clone + Send + Sync + 'static,
-    S::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    S: Lookup + Send + Sync + 'static,
 {
-    let store = writer.as_reader();
     let (flag, synced) = watch::channel(false);
     let kind = kind.to_owned();
     let objects = watcher(api, config.page_size(LIST_PAGE))
@@ -112,12 +123,12 @@ where
                 keep(object)
             })
         });
-    let events = reflector(writer, objects);
-    tokio::spawn(hand_on(events, store.clone(), on_change, flag, kind));
+    tokio::spawn(hand_on(objects, keeper, on_change, flag, kind));
     Cache { store, synced }
 }
 
-/// Hands each change the cache took on to `on_change`, and says when the cache is synced.
+/// Has `keeper` take in each event, then hands the change on to `on_change`, and says when
+/// the cache is synced.
 ///
 /// The cache swaps to a (re)list's objects only once the list is complete, so they are
 /// handed on then — a reconciliation triggered by a listed object earlier would read the
@@ -125,26 +136,30 @@ where
 /// relist after a broken watch is the only news of what went meanwhile).
 async fn hand_on<S, E>(
     events: impl Stream<Item = Result<watcher::Event<S>, E>>,
-    cache: Store<S>,
+    mut keeper: impl Keeper<S>,
     mut on_change: OnChange<S>,
     flag: watch::Sender<bool>,
     kind: String,
 ) where
-    S: Lookup + Clone + Send + Sync + 'static,
-    S::DynamicType: Eq + std::hash::Hash + Clone,
+    S: Lookup,
     E: std::fmt::Display,
 {
     let mut events = std::pin::pin!(events);
     // What the cache held when the current (re)list began.
     let mut before_list = Vec::new();
     while let Some(event) = events.next().await {
+        if let Ok(event) = &event {
+            if let watcher::Event::Init = event {
+                before_list = keeper.held();
+            }
+            keeper.take(event);
+        }
         match event {
             Ok(watcher::Event::Apply(object)) => on_change(&object, Change::Applied),
             Ok(watcher::Event::Delete(object)) => on_change(&object, Change::Deleted),
-            Ok(watcher::Event::Init) => before_list = cache.state(),
-            Ok(watcher::Event::InitApply(_)) => {}
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
             Ok(watcher::Event::InitDone) => {
-                let listed = cache.state();
+                let listed = keeper.held();
                 let kept: HashSet<_> = listed.iter().map(|o| key_of(o.as_ref())).collect();
                 for gone in before_list.drain(..) {
                     if !kept.contains(&key_of(gone.as_ref())) {
@@ -199,15 +214,12 @@ pub fn trigger<K>(
 /// Starts an informer with `start` once the CRD `crd` exists, and keeps it in `cache`: a
 /// GitOps controller that is not installed costs one quiet watch, not a failing list every
 /// few seconds.
-pub async fn once_installed<K>(
+pub async fn once_installed<H>(
     crds: Api<CustomResourceDefinition>,
     crd: String,
-    cache: Arc<OnceLock<Cache<K>>>,
-    start: impl FnOnce() -> Cache<K>,
-) where
-    K: Lookup + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
+    cache: Arc<OnceLock<Cache<H>>>,
+    start: impl FnOnce() -> Cache<H>,
+) {
     let config = watcher::Config::default().fields(&format!("metadata.name={crd}"));
     let events = watcher(crds, config).default_backoff().applied_objects();
     let mut events = std::pin::pin!(events);
@@ -261,14 +273,7 @@ mod tests {
         });
         let stream = futures::stream::iter(events.into_iter().map(Ok::<_, watcher::Error>));
         let (flag, _synced) = watch::channel(false);
-        hand_on(
-            reflector(writer, stream),
-            cache,
-            on_change,
-            flag,
-            "ConfigMap".into(),
-        )
-        .await;
+        hand_on(stream, writer, on_change, flag, "ConfigMap".into()).await;
         seen.lock().unwrap().clone()
     }
 

@@ -42,7 +42,7 @@ use crate::resources::{
 use events::Recorder;
 use index::SharedIndex;
 use informers::{Cache, Change};
-use packed::Packed;
+use packed::{Packed, PackedStore};
 use triggers::{
     claims_of_environment, environment_of_namespace, environments_of_app, environments_of_claim,
 };
@@ -234,13 +234,13 @@ fn namespace_informer(
     client: &Client,
     dependents: &Dependents,
     scope: Option<String>,
-) -> Cache<Packed<Namespace>> {
+) -> Cache<PackedStore<Namespace>> {
     let refs = dependents.refs.clone();
     informers::spawn(
         "Namespace",
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-        reflector::store::Writer::default(),
+        PackedStore::new(),
         // Its labels only selected it; its spec is the namespace controller's.
         |mut namespace: Namespace| {
             namespace.labels_mut().clear();
@@ -279,7 +279,7 @@ fn app_informers(
                     &resource.kind,
                     apps_api,
                     watcher::Config::default(),
-                    reflector::store::Writer::default(),
+                    PackedStore::new(),
                     move |mut app: DynamicObject| {
                         trim(&mut app);
                         Packed::pack(&app)
@@ -309,13 +309,13 @@ fn app_informers(
 
 /// Every Service, reduced to what routing reads of it; a change reconciles the
 /// environments routing through its namespace.
-fn service_informer(client: &Client, dependents: &Dependents) -> Cache<Packed<Service>> {
+fn service_informer(client: &Client, dependents: &Dependents) -> Cache<PackedStore<Service>> {
     let dependents = dependents.clone();
     informers::spawn(
         "Service",
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
-        reflector::store::Writer::default(),
+        PackedStore::new(),
         |service: Service| Packed::pack(&observe::routing_only(service)),
         Box::new(move |service: &Packed<Service>, _| {
             let namespace = service.namespace().unwrap_or_default();
@@ -332,13 +332,13 @@ fn service_informer(client: &Client, dependents: &Dependents) -> Cache<Packed<Se
 fn endpoint_slice_informer(
     client: &Client,
     dependents: &Dependents,
-) -> Cache<Packed<EndpointSlice>> {
+) -> Cache<PackedStore<EndpointSlice>> {
     let dependents = dependents.clone();
     informers::spawn(
         "EndpointSlice",
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default(),
-        reflector::store::Writer::default(),
+        PackedStore::new(),
         |slice: EndpointSlice| Packed::pack(&observe::readiness_only(slice)),
         Box::new(move |slice: &Packed<EndpointSlice>, _| {
             let namespace = slice.namespace().unwrap_or_default();
@@ -352,14 +352,14 @@ fn endpoint_slice_informer(
 
 /// The ConfigMaps named like the routing one; a change reconciles the environments
 /// deployed in its namespace.
-fn routing_map_informer(client: &Client, dependents: &Dependents) -> Cache<Packed<ConfigMap>> {
+fn routing_map_informer(client: &Client, dependents: &Dependents) -> Cache<PackedStore<ConfigMap>> {
     let dependents = dependents.clone();
     informers::spawn(
         "ConfigMap",
         Api::<ConfigMap>::all(client.clone()),
         // Someone else's of that name too: the operator must not create its own over it.
         watcher::Config::default().fields(&format!("metadata.name={ROUTING_CONFIG_MAP}")),
-        reflector::store::Writer::default(),
+        PackedStore::new(),
         // The label proves it the operator's, whose data is compared with the policy;
         // of anyone else's only its existence matters.
         |mut config_map: ConfigMap| {
@@ -393,7 +393,7 @@ fn controlled_informer<K, O>(
     own: mpsc::UnboundedSender<ObjectRef<K>>,
     concerned: mpsc::UnboundedSender<ObjectRef<O>>,
     mut concerns: impl FnMut(&K, Change) -> Vec<ObjectRef<O>> + Send + 'static,
-) -> Cache<K>
+) -> Cache<reflector::Store<K>>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -408,7 +408,10 @@ where
         kind,
         api,
         watcher::Config::default(),
-        writer,
+        {
+            let store = writer.as_reader();
+            (writer, store)
+        },
         |object| object,
         Box::new(move |object: &K, change| {
             // First, as it may file the object in the index: a reconciliation of it
@@ -429,8 +432,8 @@ fn crd_name(resource: &kube::discovery::ApiResource) -> String {
 
 /// Ready once the environment and claim caches have listed everything.
 async fn report_ready(
-    environments: Cache<TestEnvironment>,
-    claims: Cache<TestEnvironmentClaim>,
+    environments: Cache<reflector::Store<TestEnvironment>>,
+    claims: Cache<reflector::Store<TestEnvironmentClaim>>,
     ready: Arc<AtomicBool>,
 ) {
     futures::join!(environments.synced(), claims.synced());

@@ -27,7 +27,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -81,7 +81,8 @@ pub async fn observe(
     let app = async {
         Ok::<_, crate::error::Error>(match cached_apps {
             Some(cache) => cache
-                .get(&ObjectRef::new(&spec.provider_app_name).within(app_namespace))
+                .store
+                .get(Some(app_namespace), &spec.provider_app_name)
                 .map(|packed| packed.unpack().map(Arc::new))
                 .transpose()?,
             None => app_api
@@ -185,7 +186,7 @@ async fn read_namespace(
     let name = &environment.spec.template.namespace;
     let cache = &ctx.caches.namespaces;
     if source == Source::Cache && cache.is_synced() {
-        if let Some(namespace) = cache.get(&ObjectRef::new(name)) {
+        if let Some(namespace) = cache.store.get(None, name) {
             return Ok(Some(Arc::new(namespace.unpack()?)));
         }
         let destroyed = environment.status.as_ref().and_then(|s| s.phase) == Some(Phase::Destroyed);
@@ -208,7 +209,8 @@ async fn read_routing_map(
     let maps = &ctx.caches.routing_maps;
     if source == Source::Cache && maps.is_synced() {
         Ok(maps
-            .get(&ObjectRef::new(ROUTING_CONFIG_MAP).within(namespace))
+            .store
+            .get(Some(namespace), ROUTING_CONFIG_MAP)
             .map(|config_map| config_map.unpack())
             .transpose()?)
     } else {
@@ -234,9 +236,8 @@ async fn gather_routing(
         if cache.is_synced() {
             cache
                 .store
-                .state()
+                .in_namespace(namespace)
                 .iter()
-                .filter(|slice| slice.namespace() == Some(namespace))
                 .map(|slice| slice.unpack().map(Arc::new))
                 .collect::<Result<_, _>>()?
         } else {
@@ -264,9 +265,8 @@ async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<Arc<Service>>
     if cache.is_synced() {
         Ok(cache
             .store
-            .state()
+            .in_namespace(namespace)
             .iter()
-            .filter(|service| service.namespace() == Some(namespace))
             .map(|service| service.unpack().map(Arc::new))
             .collect::<Result<_, _>>()?)
     } else {

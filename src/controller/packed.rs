@@ -1,69 +1,104 @@
-//! Objects as the caches keep them: a name to find them by, and the rest as JSON text.
+//! Objects as the caches keep them — a `namespace/name` to find them by and the rest as
+//! JSON text, in one allocation — and the store that holds them in `namespace/name`
+//! order.
 //!
 //! The caches hold one namespace, at most one routing ConfigMap and one provider app per
-//! environment, and are read by key: one object per reconciliation. Held as Rust values
-//! they cost far more than their text: an Argo CD Application as a `DynamicObject` is a
+//! environment, and every Service and EndpointSlice of the cluster; they are read by key
+//! (one object per reconciliation) or by namespace. Held as Rust values the objects cost
+//! far more than their text: an Argo CD Application as a `DynamicObject` is a
 //! `serde_json::Value` tree with a map node per nested object (about 9 KiB), and even a
 //! namespace carries a full `ObjectMeta` and a B-tree node for two annotations (about
 //! 1.5 KiB). Kept as the compact text they serialize to (after the informer's trim) they
 //! cost a few hundred bytes, and a reconciliation parses back the one it reads in
-//! microseconds. TestEnvironments and claims are not packed: the triggers scan them.
+//! microseconds.
+//!
+//! Nor are they held in kube's reflector store: it keys each object by an `ObjectRef` of
+//! five strings' worth (96 bytes in a hash table at most 7/8 full, plus the name and
+//! namespace allocated again), about 250 bytes an object beside its text — 5 MiB for
+//! 10,000 environments' namespaces and apps. A B-tree of the packed objects themselves,
+//! ordered by their key, costs a pointer each, finds one by name, and lists a namespace as
+//! one range instead of a scan of every Service of the cluster. TestEnvironments and
+//! claims stay in kube's typed stores: their controllers read those.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
+use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kube::Resource;
 use kube::runtime::reflector::Lookup;
+use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// An object of kind `K`, packed into JSON text.
+use super::informers::Keeper;
+
+/// An object of kind `K`, packed into JSON text behind its `namespace/name` key.
 pub struct Packed<K> {
-    name: Box<str>,
-    namespace: Option<Box<str>>,
-    /// The whole object, as compact JSON.
-    body: Box<str>,
+    /// The key, then the whole object as compact JSON.
+    text: Box<str>,
+    key_len: usize,
     kind: PhantomData<fn() -> K>,
 }
 
 impl<K: Resource + Serialize + DeserializeOwned> Packed<K> {
     pub fn pack(object: &K) -> Packed<K> {
         let meta = object.meta();
+        let mut text = key(
+            meta.namespace.as_deref(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        let key_len = text.len();
+        // Kubernetes objects always serialize (their maps have string keys); were one
+        // not to, reading it back fails the reconciliation with the error.
+        match serde_json::to_string(object) {
+            Ok(body) => text.push_str(&body),
+            Err(error) => {
+                tracing::error!(%error, name = meta.name.as_deref(), "cannot cache object");
+            }
+        }
         Packed {
-            name: meta.name.as_deref().unwrap_or_default().into(),
-            namespace: meta.namespace.as_deref().map(Into::into),
-            // Kubernetes objects always serialize (their maps have string keys); were one
-            // not to, reading it back fails the reconciliation with the error.
-            body: serde_json::to_string(object)
-                .unwrap_or_else(|error| {
-                    tracing::error!(%error, name = meta.name.as_deref(), "cannot cache object");
-                    String::new()
-                })
-                .into_boxed_str(),
+            text: text.into_boxed_str(),
+            key_len,
             kind: PhantomData,
         }
     }
 
+    /// The object as it was packed.
+    pub fn unpack(&self) -> Result<K, serde_json::Error> {
+        serde_json::from_str(&self.text[self.key_len..])
+    }
+}
+
+impl<K> Packed<K> {
+    /// `namespace/name` (`/name` for an object of no namespace).
+    fn key(&self) -> &str {
+        &self.text[..self.key_len]
+    }
+
     pub fn name(&self) -> &str {
-        &self.name
+        self.key().split_once('/').map_or("", |(_, name)| name)
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
+        self.key()
+            .split_once('/')
+            .map(|(namespace, _)| namespace)
+            .filter(|namespace| !namespace.is_empty())
     }
+}
 
-    /// The object as it was packed.
-    pub fn unpack(&self) -> Result<K, serde_json::Error> {
-        serde_json::from_str(&self.body)
-    }
+/// An object's key: neither a namespace nor a name can hold a `/`.
+fn key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
 }
 
 impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
         Packed {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            body: self.body.clone(),
+            text: self.text.clone(),
+            key_len: self.key_len,
             kind: PhantomData,
         }
     }
@@ -72,19 +107,14 @@ impl<K> Clone for Packed<K> {
 impl<K> std::fmt::Debug for Packed<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Packed")
-            .field("name", &self.name)
-            .field("namespace", &self.namespace)
-            .field("bytes", &self.body.len())
+            .field("key", &self.key())
+            .field("bytes", &(self.text.len() - self.key_len))
             .finish()
     }
 }
 
-/// Keyed by namespace and name alone, so a cache of packed objects is looked up with
-/// references that carry no kind (`ObjectRef::new(name).within(namespace)`): each cache
-/// holds one kind, and a kind in every key — for apps a whole `ApiResource`, five strings
-/// known only at run time — cost 3.5 MiB with 10,000 apps. The kind strings below only
-/// serve a reference's `Display`. The resourceVersion and UID are left out of the key:
-/// lookups ignore them.
+/// What a relist compares by: the namespace and name. The kind strings only serve a
+/// reference's `Display`, and no reference to a packed object is displayed.
 impl<K> Lookup for Packed<K> {
     type DynamicType = ();
 
@@ -105,11 +135,11 @@ impl<K> Lookup for Packed<K> {
     }
 
     fn name(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(&self.name))
+        Some(Cow::Borrowed(Packed::name(self)))
     }
 
     fn namespace(&self) -> Option<Cow<'_, str>> {
-        self.namespace.as_deref().map(Cow::Borrowed)
+        Packed::namespace(self).map(Cow::Borrowed)
     }
 
     fn resource_version(&self) -> Option<Cow<'_, str>> {
@@ -121,16 +151,150 @@ impl<K> Lookup for Packed<K> {
     }
 }
 
+/// A packed object in a store, ordered and found by its key.
+struct Held<K>(Arc<Packed<K>>);
+
+impl<K> Borrow<str> for Held<K> {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+
+impl<K> PartialEq for Held<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl<K> Eq for Held<K> {}
+
+impl<K> PartialOrd for Held<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K> Ord for Held<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(other.0.key())
+    }
+}
+
+/// The packed objects of one kind, as their informer last saw them.
+pub struct PackedStore<K> {
+    objects: Arc<RwLock<BTreeSet<Held<K>>>>,
+}
+
+impl<K> Clone for PackedStore<K> {
+    fn clone(&self) -> Self {
+        PackedStore {
+            objects: self.objects.clone(),
+        }
+    }
+}
+
+impl<K> PackedStore<K> {
+    /// An empty store, and the writer its informer keeps it with.
+    pub fn new() -> (PackedWriter<K>, PackedStore<K>) {
+        let store = PackedStore {
+            objects: Arc::default(),
+        };
+        let writer = PackedWriter {
+            store: store.clone(),
+            relisting: None,
+        };
+        (writer, store)
+    }
+
+    /// The object named `name` in `namespace` (`None` for one of no namespace).
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Packed<K>>> {
+        self.read()
+            .get(key(namespace, name).as_str())
+            .map(|held| held.0.clone())
+    }
+
+    /// The objects of `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Packed<K>>> {
+        let prefix = key(Some(namespace), "");
+        self.read()
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|held| held.0.key().starts_with(&prefix))
+            .map(|held| held.0.clone())
+            .collect()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeSet<Held<K>>> {
+        // Every update leaves the set whole, so a panic elsewhere spoils nothing.
+        self.objects.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeSet<Held<K>>> {
+        self.objects.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Keeps a [`PackedStore`] as its informer's events say; a relist replaces what it holds
+/// only once it is complete, as kube's reflector does.
+pub struct PackedWriter<K> {
+    store: PackedStore<K>,
+    relisting: Option<BTreeSet<Held<K>>>,
+}
+
+impl<K: 'static> Keeper<Packed<K>> for PackedWriter<K> {
+    fn take(&mut self, event: &watcher::Event<Packed<K>>) {
+        match event {
+            watcher::Event::Apply(object) => {
+                self.store.write().replace(Held(Arc::new(object.clone())));
+            }
+            watcher::Event::Delete(object) => {
+                self.store.write().remove(object.key());
+            }
+            watcher::Event::Init => self.relisting = Some(BTreeSet::new()),
+            watcher::Event::InitApply(object) => {
+                if let Some(listed) = &mut self.relisting {
+                    listed.replace(Held(Arc::new(object.clone())));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = self.relisting.take() {
+                    *self.store.write() = listed;
+                }
+            }
+        }
+    }
+
+    fn held(&self) -> Vec<Arc<Packed<K>>> {
+        self.store
+            .read()
+            .iter()
+            .map(|held| held.0.clone())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
     use kube::api::DynamicObject;
-    use kube::runtime::reflector::ObjectRef;
-    use kube::runtime::reflector::store::Writer;
-    use kube::runtime::watcher;
     use serde_json::json;
 
     use super::*;
+
+    fn config_map(namespace: &str, name: &str, data: &str) -> Packed<ConfigMap> {
+        Packed::pack(
+            &serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": namespace}, "data": {"k": data}
+            }))
+            .expect("config map"),
+        )
+    }
+
+    fn names(objects: Vec<Arc<Packed<ConfigMap>>>) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name()))
+            .collect()
+    }
 
     #[test]
     fn unpacks_what_was_packed() {
@@ -142,41 +306,96 @@ mod tests {
             "status": {"health": {"status": "Healthy"}, "resources": [{"kind": "Service"}]}
         }))
         .expect("app");
-        let unpacked = Packed::pack(&app).unpack().expect("unpack");
+        let packed = Packed::pack(&app);
+        assert_eq!(
+            (packed.namespace(), packed.name()),
+            (Some("argocd"), "pr-1")
+        );
+        let unpacked = packed.unpack().expect("unpack");
         assert_eq!(unpacked.types, app.types);
         assert_eq!(unpacked.metadata, app.metadata);
         assert_eq!(unpacked.data, app.data);
-    }
 
-    #[test]
-    fn a_cache_of_packed_objects_is_read_with_the_objects_references() {
         let namespace: Namespace = serde_json::from_value(json!({
             "metadata": {"name": "review-pr-1", "uid": "u-1", "resourceVersion": "7",
                          "annotations": {"testmesh.io/environment-uid": "e-1"}},
             "status": {"phase": "Active"}
         }))
         .expect("namespace");
-        let mut writer: Writer<Packed<Namespace>> = Writer::default();
-        writer.apply_watcher_event(&watcher::Event::Apply(Packed::pack(&namespace)));
-        let cached = writer
-            .as_reader()
-            .get(&ObjectRef::new("review-pr-1"))
-            .expect("found by name");
-        assert_eq!(cached.unpack().expect("unpack"), namespace);
+        let packed = Packed::pack(&namespace);
+        assert_eq!((packed.namespace(), packed.name()), (None, "review-pr-1"));
+        assert_eq!(packed.unpack().expect("unpack"), namespace);
+    }
 
-        let app: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": "a", "namespace": "b"}
-        }))
-        .expect("object");
-        let mut writer: Writer<Packed<DynamicObject>> = Writer::default();
-        writer.apply_watcher_event(&watcher::Event::Apply(Packed::pack(&app)));
-        let apps = writer.as_reader();
-        assert!(
-            apps.get(&ObjectRef::new("a").within("b")).is_some(),
-            "namespaced, of a kind known only at run time"
+    #[test]
+    fn a_store_finds_an_object_by_namespace_and_name_and_lists_a_namespace_alone() {
+        let (mut writer, store) = PackedStore::new();
+        for (namespace, name) in [
+            ("ns", "b"),
+            ("ns", "a"),
+            ("ns-2", "a"),
+            ("n", "a"),
+            ("ns0", "a"),
+        ] {
+            writer.take(&watcher::Event::Apply(config_map(namespace, name, "1")));
+        }
+        let found = store.get(Some("ns"), "a").expect("found");
+        assert_eq!(
+            found
+                .unpack()
+                .expect("unpack")
+                .metadata
+                .namespace
+                .as_deref(),
+            Some("ns")
         );
-        assert!(apps.get(&ObjectRef::new("a").within("c")).is_none());
-        assert!(apps.get(&ObjectRef::new("a")).is_none());
+        assert!(store.get(Some("ns"), "c").is_none());
+        assert!(
+            store.get(None, "a").is_none(),
+            "namespaced objects need their namespace"
+        );
+        assert_eq!(
+            names(store.in_namespace("ns")),
+            ["ns/a", "ns/b"],
+            "not ns-2, n or ns0"
+        );
+        assert!(store.in_namespace("other").is_empty());
+
+        let (mut writer, namespaces) = PackedStore::<Namespace>::new();
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "review-pr-1"}})).expect("ns");
+        writer.take(&watcher::Event::Apply(Packed::pack(&namespace)));
+        assert!(
+            namespaces.get(None, "review-pr-1").is_some(),
+            "cluster-scoped"
+        );
+    }
+
+    #[test]
+    fn the_writer_replaces_and_deletes_and_swaps_in_a_relist_only_once_it_is_complete() {
+        let (mut writer, store) = PackedStore::new();
+        writer.take(&watcher::Event::Apply(config_map("ns", "a", "1")));
+        writer.take(&watcher::Event::Apply(config_map("ns", "b", "1")));
+        writer.take(&watcher::Event::Apply(config_map("ns", "a", "2")));
+        let data = |store: &PackedStore<ConfigMap>, name: &str| {
+            store
+                .get(Some("ns"), name)
+                .and_then(|o| o.unpack().expect("unpack").data)
+                .and_then(|data| data.get("k").cloned())
+        };
+        assert_eq!(data(&store, "a").as_deref(), Some("2"), "replaced");
+        writer.take(&watcher::Event::Delete(config_map("ns", "b", "1")));
+        assert_eq!(names(writer.held()), ["ns/a"]);
+
+        writer.take(&watcher::Event::Init);
+        writer.take(&watcher::Event::InitApply(config_map("ns", "c", "1")));
+        assert_eq!(
+            names(store.in_namespace("ns")),
+            ["ns/a"],
+            "the old view until done"
+        );
+        writer.take(&watcher::Event::InitDone);
+        assert_eq!(names(store.in_namespace("ns")), ["ns/c"], "the list's view");
+        assert_eq!(names(writer.held()), ["ns/c"]);
     }
 }
