@@ -15,10 +15,11 @@
 //! Nor are they held in kube's reflector store: it keys each object by an `ObjectRef` of
 //! five strings' worth (96 bytes in a hash table at most 7/8 full, plus the name and
 //! namespace allocated again), about 250 bytes an object beside its text — 5 MiB for
-//! 10,000 environments' namespaces and apps. A B-tree of the packed objects themselves,
-//! ordered by their key, costs a pointer each, finds one by name, and lists a namespace as
-//! one range instead of a scan of every Service of the cluster. TestEnvironments and
-//! claims stay in kube's typed stores: their controllers read those.
+//! 10,000 environments' namespaces and apps. A B-tree of the packed objects themselves
+//! (each a shared pointer to its text), ordered by their key, costs 24 bytes an object,
+//! finds one by name, and lists a namespace as one range instead of a scan of every
+//! Service of the cluster. TestEnvironments and claims stay in kube's typed stores: their
+//! controllers read those.
 
 use std::borrow::{Borrow, Cow};
 use std::collections::BTreeSet;
@@ -34,10 +35,11 @@ use serde::de::DeserializeOwned;
 
 use super::informers::Keeper;
 
-/// An object of kind `K`, packed into JSON text behind its `namespace/name` key.
+/// An object of kind `K`, packed into JSON text behind its `namespace/name` key. A clone
+/// shares the text.
 pub struct Packed<K> {
     /// The key, then the whole object as compact JSON.
-    text: Box<str>,
+    text: Arc<str>,
     key_len: usize,
     kind: PhantomData<fn() -> K>,
 }
@@ -59,7 +61,7 @@ impl<K: Resource + Serialize + DeserializeOwned> Packed<K> {
             }
         }
         Packed {
-            text: text.into_boxed_str(),
+            text: Arc::from(text),
             key_len,
             kind: PhantomData,
         }
@@ -152,7 +154,7 @@ impl<K> Lookup for Packed<K> {
 }
 
 /// A packed object in a store, ordered and found by its key.
-struct Held<K>(Arc<Packed<K>>);
+struct Held<K>(Packed<K>);
 
 impl<K> Borrow<str> for Held<K> {
     fn borrow(&self) -> &str {
@@ -207,14 +209,14 @@ impl<K> PackedStore<K> {
     }
 
     /// The object named `name` in `namespace` (`None` for one of no namespace).
-    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Packed<K>>> {
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Packed<K>> {
         self.read()
             .get(key(namespace, name).as_str())
             .map(|held| held.0.clone())
     }
 
     /// The objects of `namespace`.
-    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Packed<K>>> {
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Packed<K>> {
         let prefix = key(Some(namespace), "");
         self.read()
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
@@ -244,7 +246,7 @@ impl<K: 'static> Keeper<Packed<K>> for PackedWriter<K> {
     fn take(&mut self, event: &watcher::Event<Packed<K>>) {
         match event {
             watcher::Event::Apply(object) => {
-                self.store.write().replace(Held(Arc::new(object.clone())));
+                self.store.write().replace(Held(object.clone()));
             }
             watcher::Event::Delete(object) => {
                 self.store.write().remove(object.key());
@@ -252,7 +254,7 @@ impl<K: 'static> Keeper<Packed<K>> for PackedWriter<K> {
             watcher::Event::Init => self.relisting = Some(BTreeSet::new()),
             watcher::Event::InitApply(object) => {
                 if let Some(listed) = &mut self.relisting {
-                    listed.replace(Held(Arc::new(object.clone())));
+                    listed.replace(Held(object.clone()));
                 }
             }
             watcher::Event::InitDone => {
@@ -267,7 +269,7 @@ impl<K: 'static> Keeper<Packed<K>> for PackedWriter<K> {
         self.store
             .read()
             .iter()
-            .map(|held| held.0.clone())
+            .map(|held| Arc::new(held.0.clone()))
             .collect()
     }
 }
@@ -289,9 +291,10 @@ mod tests {
         )
     }
 
-    fn names(objects: Vec<Arc<Packed<ConfigMap>>>) -> Vec<String> {
+    fn names<P: Borrow<Packed<ConfigMap>>>(objects: Vec<P>) -> Vec<String> {
         objects
             .iter()
+            .map(Borrow::borrow)
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name()))
             .collect()
     }
