@@ -50,18 +50,32 @@ pub fn environments_of_claim(
     concerned
 }
 
-/// The claims an environment's change may concern: those of its context or naming it.
+/// The claims an environment's change may concern: those of its context or naming it,
+/// the ones it holds last.
+///
+/// Last, because kube's controller scheduler hands out triggers that arrive together
+/// last-first (tokio's `DelayQueue` keeps the entries due at one instant as a stack): a
+/// queue's hand-over triggers every claim waiting on the context, and the run just bound
+/// is then reconciled first — to Ready — instead of after as many as every waiting claim.
+/// Were the order ever first-first, it would cost time, never a wrong decision.
 pub fn claims_of_environment(
     claims: &Store<TestEnvironmentClaim>,
     environment: &TestEnvironment,
 ) -> Vec<ObjectRef<TestEnvironmentClaim>> {
     let workspace = environment.namespace();
     let name = environment.name_any();
-    refs_where(claims, |claim| {
+    let mut concerned = refs_where(claims, |claim| {
         claim.namespace() == workspace
             && (claim.spec.context == environment.spec.context
                 || claim.spec.environment_name.as_deref() == Some(name.as_str()))
-    })
+    });
+    let holders = environment
+        .status
+        .as_ref()
+        .map(|status| status.claimed_by.as_slice())
+        .unwrap_or_default();
+    concerned.sort_by_key(|claim| holders.contains(&claim.name));
+    concerned
 }
 
 /// A namespace TestMesh created points back at its environment.
@@ -81,4 +95,58 @@ pub fn environments_of_app(
 ) -> Vec<ObjectRef<TestEnvironment>> {
     let app_namespace = app.namespace().unwrap_or_default();
     environments.of_app(provider, app_namespace, app.name(), default_namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_environments_change_concerns_its_contexts_claims_and_those_naming_it_holders_last() {
+        let mut writer: Writer<TestEnvironmentClaim> = Writer::default();
+        let claims = [
+            ("ws", "a", json!({"context": "pr-1"})),
+            ("ws", "held", json!({"context": "pr-1"})),
+            ("ws", "b", json!({"context": "pr-1"})),
+            (
+                "ws",
+                "named",
+                json!({"context": "other", "environmentName": "pr-1"}),
+            ),
+            ("ws", "unrelated", json!({"context": "pr-2"})),
+            ("ws-2", "elsewhere", json!({"context": "pr-1"})),
+        ];
+        for (namespace, name, spec) in claims {
+            let claim: TestEnvironmentClaim = serde_json::from_value(json!({
+                "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironmentClaim",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec
+            }))
+            .expect("claim");
+            writer.apply_watcher_event(&watcher::Event::Apply(claim));
+        }
+        let environment: TestEnvironment = serde_json::from_value(json!({
+            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironment",
+            "metadata": {"name": "pr-1", "namespace": "ws"},
+            "spec": {"context": "pr-1", "provider": "argocd", "providerAppName": "pr-1",
+                     "namespace": "review-pr-1", "ttlMinutes": 60},
+            "status": {"claimedBy": ["held"]}
+        }))
+        .expect("environment");
+        let concerned: Vec<String> = claims_of_environment(&writer.as_reader(), &environment)
+            .into_iter()
+            .map(|claim| claim.name)
+            .collect();
+        assert_eq!(concerned.len(), 4, "{concerned:?}");
+        assert_eq!(concerned.last().map(String::as_str), Some("held"));
+        for name in ["a", "b", "named"] {
+            assert!(
+                concerned.contains(&name.to_owned()),
+                "{name} in {concerned:?}"
+            );
+        }
+    }
 }
