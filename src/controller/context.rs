@@ -44,11 +44,22 @@ pub struct Context {
 
 /// An object's key in [`Context::backoff`]: its kind, namespace and name.
 pub fn backoff_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default()
+    format!("{}/{}", K::kind(&()), object_key(object))
+}
+
+/// `namespace/name` (`/name` for an object of no namespace; neither part can hold a
+/// `/`): what the packed caches, the environment index and the wake-up schedules file an
+/// object under.
+pub fn key_of(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// [`key_of`] an object.
+pub fn object_key<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    key_of(
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
     )
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
+use super::context::object_key;
 use crate::resources::{Provider, TestEnvironment};
 
 type EnvironmentRef = ObjectRef<TestEnvironment>;
@@ -70,7 +71,6 @@ impl EnvironmentIndex {
     /// Files `environment` as it is now, in place of what it was filed as before.
     pub fn applied(&mut self, environment: &TestEnvironment) {
         let workspace = environment.namespace().unwrap_or_default();
-        let name = environment.name_any();
         let template = &environment.spec.template;
         let filed = Filed {
             app: self.app_hash(
@@ -88,13 +88,11 @@ impl EnvironmentIndex {
                 .hasher
                 .hash_one((workspace.as_str(), environment.spec.context.as_str())),
         };
-        let key = match self
-            .filed
-            .get_key_value(format!("{workspace}/{name}").as_str())
-        {
+        let named = object_key(environment);
+        let key = match self.filed.get_key_value(named.as_str()) {
             Some((_, before)) if *before == filed => return,
             Some((key, _)) => key.clone(),
-            None => Key::from(format!("{workspace}/{name}")),
+            None => Key::from(named),
         };
         self.remove(&key);
         self.by_app.insert((filed.app, key.clone()));
@@ -108,12 +106,7 @@ impl EnvironmentIndex {
 
     /// Takes a deleted environment out of the index.
     pub fn deleted(&mut self, environment: &TestEnvironment) {
-        let key = format!(
-            "{}/{}",
-            environment.namespace().unwrap_or_default(),
-            environment.name_any()
-        );
-        self.remove(&Key::from(key));
+        self.remove(&Key::from(object_key(environment)));
     }
 
     fn remove(&mut self, key: &Key) {

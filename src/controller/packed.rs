@@ -33,6 +33,7 @@ use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::context::{key_of, object_key};
 use super::informers::Keeper;
 
 /// An object of kind `K`, packed into JSON text behind its `namespace/name` key. A clone
@@ -47,10 +48,7 @@ pub struct Packed<K> {
 impl<K: Resource + Serialize + DeserializeOwned> Packed<K> {
     pub fn pack(object: &K) -> Packed<K> {
         let meta = object.meta();
-        let mut text = key(
-            meta.namespace.as_deref(),
-            meta.name.as_deref().unwrap_or_default(),
-        );
+        let mut text = object_key(object);
         let key_len = text.len();
         // Kubernetes objects always serialize (their maps have string keys); were one
         // not to, reading it back fails the reconciliation with the error.
@@ -89,11 +87,6 @@ impl<K> Packed<K> {
             .map(|(namespace, _)| namespace)
             .filter(|namespace| !namespace.is_empty())
     }
-}
-
-/// An object's key: neither a namespace nor a name can hold a `/`.
-fn key(namespace: Option<&str>, name: &str) -> String {
-    format!("{}/{name}", namespace.unwrap_or_default())
 }
 
 impl<K> Clone for Packed<K> {
@@ -211,13 +204,13 @@ impl<K> PackedStore<K> {
     /// The object named `name` in `namespace` (`None` for one of no namespace).
     pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Packed<K>> {
         self.read()
-            .get(key(namespace, name).as_str())
+            .get(key_of(namespace, name).as_str())
             .map(|held| held.0.clone())
     }
 
     /// The objects of `namespace`.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Packed<K>> {
-        let prefix = key(Some(namespace), "");
+        let prefix = key_of(Some(namespace), "");
         self.read()
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(|held| held.0.key().starts_with(&prefix))

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::channel::mpsc::UnboundedSender;
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::context::object_key;
 use crate::lifecycle::ttl;
 
 /// The due instants of one kind's objects, shared by its reconciler (which sets them) and
@@ -64,7 +64,7 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// `object` is next due at `at`, or — `None` — only when something changes; either
     /// replaces what was set for it before.
     pub fn set(&self, object: &K, at: Option<Timestamp>) {
-        let key = key_of(object);
+        let key = object_key(object);
         let earlier = self.schedule().set(&key, at);
         if earlier {
             self.shared.earlier.notify_one();
@@ -105,16 +105,7 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     }
 }
 
-/// An object's `namespace/name`: neither part can hold a `/`.
-fn key_of<K: kube::Resource>(object: &K) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
-}
-
-/// The reference to the object of `key` (as [`key_of`] made it).
+/// The reference to the object of `key` (as [`object_key`] made it).
 fn object_ref<K: kube::Resource<DynamicType = ()>>(key: &str) -> ObjectRef<K> {
     let (namespace, name) = key.split_once('/').unwrap_or(("", key));
     let object = ObjectRef::new(name);
@@ -257,7 +248,7 @@ mod tests {
     #[test]
     fn keys_name_the_object_they_were_made_from() {
         let pr = environment("pr-1");
-        let key = key_of(&pr);
+        let key = object_key(&pr);
         assert_eq!(key, "team-a/pr-1");
         assert_eq!(
             object_ref::<TestEnvironment>(&key),
