@@ -149,15 +149,14 @@ async fn hand_on<S, E>(
     let mut before_list = Vec::new();
     while let Some(event) = events.next().await {
         if let Ok(event) = &event {
-            if let watcher::Event::Init = event {
-                before_list = keeper.held();
-            }
             keeper.take(event);
         }
         match event {
             Ok(watcher::Event::Apply(object)) => on_change(&object, Change::Applied),
             Ok(watcher::Event::Delete(object)) => on_change(&object, Change::Deleted),
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            // Still the old view: a relist's objects are held only once it is done.
+            Ok(watcher::Event::Init) => before_list = keeper.held(),
+            Ok(watcher::Event::InitApply(_)) => {}
             Ok(watcher::Event::InitDone) => {
                 let listed = keeper.held();
                 let kept: HashSet<_> = listed.iter().map(|o| key_of(o.as_ref())).collect();

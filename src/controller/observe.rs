@@ -29,9 +29,12 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlic
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
+use super::informers::Cache;
+use super::packed::PackedStore;
 use crate::error::Result;
 use crate::lifecycle::Phase;
 use crate::lifecycle::environment::Observed;
@@ -230,26 +233,14 @@ async fn gather_routing(
 ) -> Result<RoutingObjects> {
     let template = &environment.spec.template;
     let namespace = template.namespace.as_str();
-    let services = services_in(namespace, ctx).await?;
-    let endpoint_slices = {
-        let cache = &ctx.caches.endpoint_slices;
-        if cache.is_synced() {
-            cache
-                .store
-                .in_namespace(namespace)
-                .iter()
-                .map(|slice| slice.unpack().map(Arc::new))
-                .collect::<Result<_, _>>()?
-        } else {
-            listed_in(&ctx.client, namespace).await?
-        }
-    };
+    let services = packed_in(&ctx.caches.services, namespace, ctx).await?;
+    let endpoint_slices = packed_in(&ctx.caches.endpoint_slices, namespace, ctx).await?;
     let baseline_services = match template
         .routing
         .as_ref()
         .and_then(|r| r.baseline_namespace.as_deref())
     {
-        Some(baseline) => services_in(baseline, ctx).await?,
+        Some(baseline) => packed_in(&ctx.caches.services, baseline, ctx).await?,
         None => Vec::new(),
     };
     Ok(RoutingObjects {
@@ -260,14 +251,26 @@ async fn gather_routing(
     })
 }
 
-async fn services_in(namespace: &str, ctx: &Context) -> Result<Vec<Arc<Service>>> {
-    let cache = &ctx.caches.services;
+/// The objects of one namespace from a packed cache once it is synced, listed before.
+async fn packed_in<K>(
+    cache: &Cache<PackedStore<K>>,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Vec<Arc<K>>>
+where
+    K: Resource<Scope = NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     if cache.is_synced() {
         Ok(cache
             .store
             .in_namespace(namespace)
             .iter()
-            .map(|service| service.unpack().map(Arc::new))
+            .map(|object| object.unpack().map(Arc::new))
             .collect::<Result<_, _>>()?)
     } else {
         listed_in(&ctx.client, namespace).await
