@@ -1,4 +1,6 @@
-//! Applying decisions: the only place the environment reconciler writes to the cluster.
+//! Applying decisions: the only place the environment reconciler writes to the cluster,
+//! but for the status of the claims it just bound, which it writes as the claim's own
+//! reconciler does ([`super::claim::write_status`]).
 //!
 //! Every delete carries a UID precondition, so the object deleted is exactly the one
 //! observed and proven ours — never a namesake created in between. The routing ConfigMap,
@@ -6,6 +8,7 @@
 //! resourceVersion read with that label.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{
@@ -27,6 +30,9 @@ use crate::resources::{
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "testmesh";
+
+/// How soon to look again after the world moved under a decision.
+pub const RACE_RETRY: Duration = Duration::from_millis(200);
 
 /// What applying an effect found.
 #[derive(Debug, PartialEq, Eq)]

@@ -12,15 +12,16 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::FIELD_MANAGER;
-use super::observe::{Source, cached_in, listed_in};
+use super::apply::{Applied, FIELD_MANAGER, RACE_RETRY};
+use super::observe::{cached_in, listed_in};
 use super::{Context, backoff_key};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
+use crate::lifecycle::observation::Source;
 use crate::lifecycle::{ClaimPhase, claims};
 use crate::resources::{
     CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TEARDOWN_FINALIZER, TestEnvironment,
-    TestEnvironmentClaim, TestEnvironmentSpec,
+    TestEnvironmentClaim, TestEnvironmentClaimStatus, TestEnvironmentSpec,
 };
 
 /// Reports one claim's state; creates its environment when it is the one to.
@@ -58,38 +59,73 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
             .await
             .at(Step::Observe)?;
     }
-    let api: Api<TestEnvironmentClaim> = Api::namespaced(ctx.client.clone(), &workspace);
     if let Some(name) = &decision.create_environment {
         create_environment(claim, &uid, name, &workspace, ctx)
             .await
             .at(Step::Apply)?;
     }
+    if write_status(claim, &decision.status, ctx)
+        .await
+        .at(Step::Status)?
+        == Applied::Raced
+    {
+        tracing::debug!("changed since it was read; deciding again");
+        return Ok(Action::requeue(RACE_RETRY));
+    }
+    ctx.claim_wakeups.set(claim, decision.wake_at);
+    Ok(Action::await_change())
+}
+
+/// Writes `status` on `claim` if it differs from the claim's, with server-side apply and
+/// the claim's resourceVersion as precondition, and publishes the phase change. Two
+/// reconcilers write a claim's status (the environment's writes the claims it just bound,
+/// see [`claims::just_bound`]): the precondition makes either one's write over a status
+/// it has not read a conflict, [`Applied::Raced`], and never a step back.
+pub(super) async fn write_status(
+    claim: &TestEnvironmentClaim,
+    status: &TestEnvironmentClaimStatus,
+    ctx: &Context,
+) -> Result<Applied> {
     let current = claim.status.clone().unwrap_or_default();
-    if decision.status != current {
-        let body = json!({
-            "apiVersion": TestEnvironmentClaim::api_version(&()),
-            "kind": TestEnvironmentClaim::kind(&()),
-            "status": decision.status,
-        });
-        api.patch_status(
-            &claim.name_any(),
+    if *status == current {
+        return Ok(Applied::Done);
+    }
+    let name = claim.name_any();
+    let api: Api<TestEnvironmentClaim> =
+        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": TestEnvironmentClaim::api_version(&()),
+        "kind": TestEnvironmentClaim::kind(&()),
+        "metadata": { "name": name, "resourceVersion": claim.resource_version() },
+        "status": status,
+    });
+    match api
+        .patch_status(
+            &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(body),
         )
         .await
-        .at(Step::Status)?;
-        let previous = current.phase.unwrap_or(ClaimPhase::Pending);
-        let phase = decision.status.phase.unwrap_or(ClaimPhase::Pending);
-        if phase != previous || current.phase.is_none() {
-            let warning = matches!(phase, ClaimPhase::Expired | ClaimPhase::Failed);
-            let conditions = &decision.status.conditions;
-            ctx.recorder
-                .publish_phase_change(&claim.object_ref(&()), previous, phase, warning, conditions)
-                .await;
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(error)) if error.is_conflict() || error.is_not_found() => {
+            return Ok(Applied::Raced);
         }
+        Err(error) => return Err(Error::Kube(error)),
     }
-    ctx.claim_wakeups.set(claim, decision.wake_at);
-    Ok(Action::await_change())
+    let previous = current.phase.unwrap_or(ClaimPhase::Pending);
+    let phase = status.phase.unwrap_or(ClaimPhase::Pending);
+    if phase != previous || current.phase.is_none() {
+        let warning = matches!(phase, ClaimPhase::Expired | ClaimPhase::Failed);
+        ctx.recorder.publish_phase_change(
+            &claim.object_ref(&()),
+            previous,
+            phase,
+            warning,
+            &status.conditions,
+        );
+    }
+    Ok(Applied::Done)
 }
 
 /// The claim's decision from the workspace's environments and claims.
@@ -101,15 +137,16 @@ async fn decide_from(
     source: Source,
 ) -> Result<ClaimDecision> {
     let (environments, claims): (Vec<Arc<TestEnvironment>>, Vec<Arc<TestEnvironmentClaim>>) =
-        match source {
-            Source::Cache => (
+        if source == Source::ApiServer {
+            (
+                listed_in(&ctx.client, workspace).await?,
+                listed_in(&ctx.client, workspace).await?,
+            )
+        } else {
+            (
                 cached_in(&ctx.caches.environments.store, workspace),
                 cached_in(&ctx.caches.claims.store, workspace),
-            ),
-            Source::ApiServer => (
-                listed_in(&ctx.client, workspace).await?,
-                listed_in(&ctx.client, workspace).await?,
-            ),
+            )
         };
     let entries: Vec<QueueEntry<'_>> = claims.iter().map(|c| QueueEntry::of(c)).collect();
     let environments: Vec<&TestEnvironment> = environments.iter().map(Arc::as_ref).collect();

@@ -12,16 +12,14 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::apply::{self, Applied};
-use super::observe::{self, Source};
+use super::apply::{self, Applied, RACE_RETRY};
 use super::{Context, backoff_key};
+use super::{claim, observe};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::environment::{Effect, Retention, decide};
-use crate::lifecycle::{self, Phase, conditions};
+use crate::lifecycle::observation::Source;
+use crate::lifecycle::{self, Phase, claims, conditions};
 use crate::resources::{TEARDOWN_FINALIZER, TestEnvironment, TestEnvironmentStatus};
-
-/// How soon to look again after the world moved under a decision.
-const RACE_RETRY: Duration = Duration::from_millis(200);
 
 /// Drives one environment one step through its lifecycle.
 #[tracing::instrument(skip_all, fields(environment = %environment.name_any(), workspace = environment.namespace().unwrap_or_default()))]
@@ -81,17 +79,20 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
         .at(Step::Observe)?;
     let mut now = Timestamp::now();
     let mut decision = decide(environment, &world.observed, &ctx.timing, now);
-    // Writing anything but the status and letting a run go are decided again on a fresh
-    // read (entering teardown writes its status first and deletes on a fresh pass).
-    let mut fresh = false;
-    if decision.needs_fresh_read(&current) {
-        world = observe::observe(environment, &uid, ctx, Source::ApiServer)
+    // Writing anything but the status is decided again on a fresh read, letting a run go
+    // on its holders read by name (entering teardown writes its status first and deletes
+    // on a fresh pass). A decision made again can need a fresher read than the one
+    // before it did (the run gone, its environment has an app to delete): made again.
+    let mut read = Source::Cache;
+    while decision.fresh_read(&current) > read {
+        read = decision.fresh_read(&current);
+        world = observe::observe(environment, &uid, ctx, read)
             .await
             .at(Step::Observe)?;
         now = Timestamp::now();
         decision = decide(environment, &world.observed, &ctx.timing, now);
-        fresh = true;
     }
+    let mut fresh = read == Source::ApiServer;
     let mut plan = decision.plan(&current);
     if let Some(retry) = apply_each(&plan.before_status, environment, &uid, &world, ctx)
         .await
@@ -119,27 +120,39 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
             }
             result => result.at(Step::Status)?,
         }
+        // The runs this write bound are told at once, by the same decision their claims'
+        // reconciler would make; one whose claim changed meanwhile is left to it.
+        for (claim, bound) in
+            claims::just_bound(environment, &decision.status, &world.gathered.claims, now)
+        {
+            match claim::write_status(claim, &bound.status, ctx).await {
+                Ok(Applied::Done) => tracing::info!(claim = %claim.name_any(), "claim bound"),
+                Ok(Applied::Raced) => {
+                    tracing::debug!(claim = %claim.name_any(), "claim changed meanwhile");
+                }
+                Err(error) => {
+                    tracing::warn!(claim = %claim.name_any(), %error, "cannot write the bound claim's status")
+                }
+            }
+        }
         let phase = decision.phase();
         if phase != previous {
             tracing::info!(from = %previous, to = %phase, "phase changed");
             record_transition(ctx, &current, &decision.status, now);
             let failed = phase == Phase::Failed;
-            ctx.recorder
-                .publish_phase_change(
-                    &environment.object_ref(&()),
-                    previous,
-                    phase,
-                    failed,
-                    &decision.status.conditions,
-                )
-                .await;
+            ctx.recorder.publish_phase_change(
+                &environment.object_ref(&()),
+                previous,
+                phase,
+                failed,
+                &decision.status.conditions,
+            );
         }
         if let Some(expires_at) = decision.expiry_warning {
             // Written first (`expiryWarnedFor`), so it goes out once per expiry instant.
             tracing::info!(%expires_at, "expiring soon");
             ctx.recorder
-                .publish_expiring_soon(&environment.object_ref(&()), expires_at, now)
-                .await;
+                .publish_expiring_soon(&environment.object_ref(&()), expires_at, now);
         }
     }
 

@@ -9,12 +9,13 @@
 //! have seen it yet, and acting on a stale view is how operators delete or create things
 //! twice.
 //!
-//! A fresh read asks for everything at once, not one request after another: it stands
-//! between a release and its first write. What it reads fresh is what the
-//! operator creates, deletes or hands on — the namespace, the app, the claims holding
-//! the environment (by name: a consistent list of claims waits on this API server's watch
-//! cache, p99 89 ms at each hand-over of a queue, where a GET takes a few), the routing
-//! ConfigMap. Services and EndpointSlices, which it never writes and which only
+//! A fresh read asks for everything at once, not one request after another. What it
+//! reads fresh is what the operator creates, deletes or hands on — the namespace, the
+//! app, the claims holding the environment (by name: a consistent list of claims waits
+//! on this API server's watch cache, p99 89 ms at each hand-over of a queue, where a GET
+//! takes a few), the routing ConfigMap. Letting a run go writes nothing but the
+//! environment's status, so it reads only the holders fresh ([`Source::FreshHolders`]):
+//! that read stands between a release and the next run's binding. Services and EndpointSlices, which it never writes and which only
 //! shape the routing it reports and publishes (a publish is conditional on the
 //! ConfigMap's fresh resourceVersion), come from their caches once synced: a fresh list
 //! of a kind that has been quiet waits on this API server for its watch cache to catch
@@ -38,19 +39,11 @@ use super::packed::PackedStore;
 use crate::error::Result;
 use crate::lifecycle::Phase;
 use crate::lifecycle::environment::Observed;
-use crate::lifecycle::observation::{self, Gathered, Reading, RoutingObjects, SERVICE_NAME_LABEL};
+use crate::lifecycle::observation::{
+    self, Gathered, Reading, RoutingObjects, SERVICE_NAME_LABEL, Source,
+};
 use crate::providers::Generators;
 use crate::resources::{ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim};
-
-/// Where an observation comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The informers' caches, reading the API server only for what they cannot prove
-    /// absent (a namespace TestMesh has not labelled, a kind whose cache has not synced).
-    Cache,
-    /// The API server, for a decision that creates or deletes.
-    ApiServer,
-}
 
 /// What the reconciler gathered, read in the core's terms.
 pub struct World {
@@ -80,7 +73,7 @@ pub async fn observe(
     let cached_apps = ctx
         .caches
         .apps_of(spec.provider)
-        .filter(|cache| source == Source::Cache && cache.is_synced());
+        .filter(|cache| source < Source::ApiServer && cache.is_synced());
     let app = async {
         Ok::<_, crate::error::Error>(match cached_apps {
             Some(cache) => cache
@@ -97,13 +90,11 @@ pub async fn observe(
     let workspace = environment.namespace().unwrap_or_default();
     let claims = async {
         let cached = cached_in(&ctx.caches.claims.store, &workspace);
-        match source {
-            Source::Cache => Ok(cached),
-            Source::ApiServer => {
-                let fresh = holders_read(environment, &ctx.client, &workspace).await?;
-                Ok(observation::with_fresh_holders(cached, fresh))
-            }
+        if source == Source::Cache {
+            return Ok(cached);
         }
+        let fresh = holders_read(environment, &ctx.client, &workspace).await?;
+        Ok(observation::with_fresh_holders(cached, fresh))
     };
     // Asked for with the rest: whether routing is gathered at all depends on the
     // namespace read beside it, and a GET too many costs less than one in a row.
@@ -188,7 +179,7 @@ async fn read_namespace(
 ) -> Result<Option<Arc<Namespace>>> {
     let name = &environment.spec.template.namespace;
     let cache = &ctx.caches.namespaces;
-    if source == Source::Cache && cache.is_synced() {
+    if source < Source::ApiServer && cache.is_synced() {
         if let Some(namespace) = cache.store.get(None, name) {
             return Ok(Some(Arc::new(namespace.unpack()?)));
         }
@@ -210,7 +201,7 @@ async fn read_routing_map(
 ) -> Result<Option<ConfigMap>> {
     let namespace = environment.spec.template.namespace.as_str();
     let maps = &ctx.caches.routing_maps;
-    if source == Source::Cache && maps.is_synced() {
+    if source < Source::ApiServer && maps.is_synced() {
         Ok(maps
             .store
             .get(Some(namespace), ROUTING_CONFIG_MAP)

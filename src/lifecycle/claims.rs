@@ -4,14 +4,19 @@
 //! An environment serves one claim at a time. The claims that want it — those naming it
 //! in `spec.environmentName`, and those of its context naming none — form a queue in
 //! creation order (ties broken by name). The environment's own reconciler binds the head
-//! of the queue when the environment can take a run ([`super::environment::decide`]); the
-//! claim's reconciler only reports what that means for the claim ([`decide_claim`]) —
-//! except that it does not report a new claim `Queued` when the environment is about to
-//! bind it ([`BINDING_GRACE`]): the claim is written once, bound. At a hand-over the
-//! claims still waiting report their new positions a moment later ([`POSITION_SETTLE`]),
-//! so the claim bound is written first.
+//! of the queue when the environment can take a run ([`super::environment::decide`]).
+//! What that means for a claim is decided by [`decide_claim`] alone, and written by
+//! whichever reconciler knows first: the environment's reconciler writes the claims its
+//! status write just bound ([`just_bound`]), so a run learns it has its environment one
+//! watch delivery and one reconciliation sooner; the claim's reconciler writes every other
+//! change. Both write with the claim's resourceVersion, so neither writes over a status it
+//! has not read. The claim's reconciler does not report a new claim `Queued` when the
+//! environment is about to bind it ([`BINDING_GRACE`]): the claim is written once, bound.
+//! At a hand-over the claims still waiting report their new positions a moment later
+//! ([`POSITION_SETTLE`]), so the claim bound is written first.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -201,15 +206,6 @@ pub fn choose_target<'a>(
             .copied()
             .find(|e| e.metadata.name.as_deref() == Some(wanted))
     };
-    let created_for_this_claim = |environment: &TestEnvironment| {
-        environment
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(CREATED_FOR_CLAIM_UID_LABEL))
-            .map(String::as_str)
-            == Some(uid)
-    };
     let on = |environment: &'a TestEnvironment, sole_taker: bool| {
         let env_name = environment.metadata.name.as_deref().unwrap_or_default();
         let queue = queue(entries, env_name, &environment.spec.context);
@@ -220,7 +216,7 @@ pub fn choose_target<'a>(
         Target::Environment {
             environment,
             queue_position: queue_position(&queue, name, holders),
-            created_for_claim: created_for_this_claim(environment),
+            created_for_claim: created_for(environment, uid),
             sole_taker,
         }
     };
@@ -234,7 +230,7 @@ pub fn choose_target<'a>(
             .as_ref()
             .is_some_and(|s| s.claimed_by.iter().any(|holder| holder == name));
         if held
-            || created_for_this_claim(environment)
+            || created_for(environment, uid)
             || status.phase == Some(ClaimPhase::Bound)
             || !environment::tearing_down(environment)
         {
@@ -284,6 +280,16 @@ pub fn choose_target<'a>(
     Target::CreateEnvironment {
         name: environment_name_for(&claim.spec.context, latest + 1),
     }
+}
+
+/// Whether `environment` was created from the template of the claim whose UID is `uid`.
+fn created_for(environment: &TestEnvironment, uid: &str) -> bool {
+    environment
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(CREATED_FOR_CLAIM_UID_LABEL))
+        .is_some_and(|label| label == uid)
 }
 
 /// What the reuse choice needs to know about an environment.
@@ -357,20 +363,134 @@ pub struct ClaimDecision {
 
 impl ClaimDecision {
     /// Whether to decide again on a fresh read before acting on this decision: it creates
-    /// an environment, or it ends the claim (a cache that has not seen an environment, or
-    /// has not seen it hold the claim, proves neither absence nor release).
+    /// an environment, it ends the claim (a cache that has not seen an environment, or
+    /// has not seen it hold the claim, proves neither absence nor release), or it takes
+    /// back a `Bound` (the environment's reconciler may have written it from a status this
+    /// cache has not seen yet; a run told it is bound is not told otherwise on a stale
+    /// view).
     pub fn needs_fresh_read(&self, current: Option<ClaimPhase>) -> bool {
         let ends = self.status.phase.is_some_and(ClaimPhase::is_final);
-        self.create_environment.is_some() || (ends && !current.is_some_and(ClaimPhase::is_final))
+        let unbinds = current == Some(ClaimPhase::Bound) && self.status.phase != current;
+        self.create_environment.is_some()
+            || unbinds
+            || (ends && !current.is_some_and(ClaimPhase::is_final))
     }
 }
 
-/// Decides a claim's status from its target at `now`.
+/// The claims that `written`, the status just written over `environment`'s, binds and
+/// the stored one did not, each with what its status says from that status
+/// ([`report`]), where that changes it. `claims` are the workspace's, as the
+/// environment's decision saw them. The environment's reconciler writes these at once:
+/// the run learns it has the environment without waiting for its claim's reconciler to
+/// see the new status.
+pub fn just_bound<'c>(
+    environment: &TestEnvironment,
+    written: &TestEnvironmentStatus,
+    claims: &'c [Arc<TestEnvironmentClaim>],
+    now: Timestamp,
+) -> Vec<(&'c TestEnvironmentClaim, ClaimDecision)> {
+    let before = environment
+        .status
+        .as_ref()
+        .map_or(&[][..], |s| s.claimed_by.as_slice());
+    let bound: Vec<&TestEnvironmentClaim> = written
+        .claimed_by
+        .iter()
+        .filter(|holder| !before.contains(holder))
+        .filter_map(|holder| {
+            claims
+                .iter()
+                .find(|claim| claim.metadata.name.as_ref() == Some(holder))
+        })
+        .map(Arc::as_ref)
+        .filter(|claim| claim.metadata.deletion_timestamp.is_none())
+        .collect();
+    if bound.is_empty() {
+        return Vec::new();
+    }
+    let mut holding = environment.clone();
+    holding.status = Some(written.clone());
+    bound
+        .into_iter()
+        .filter_map(|claim| {
+            let target = Target::Environment {
+                environment: &holding,
+                queue_position: None,
+                created_for_claim: claim
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|uid| created_for(&holding, uid)),
+                sole_taker: false,
+            };
+            let decision = report(claim, target, now);
+            let current = claim.status.clone().unwrap_or_default();
+            (decision.status != current && decision.create_environment.is_none())
+                .then_some((claim, decision))
+        })
+        .collect()
+}
+
+/// How long a claim's own reconciler leaves the news that it was bound to the
+/// environment's reconciler, which writes it right after the status that binds it
+/// ([`just_bound`]). Woken by that same status, the claim's reconciler would otherwise
+/// write it too, over a claim it has not yet seen change: a conflict, one wasted write
+/// at every binding. If the environment's reconciler could not write it (the claim
+/// changed meanwhile), the claim's own reconciler writes it when this runs out.
+pub const LEFT_TO_BINDER: SignedDuration = SignedDuration::from_secs(1);
+
+/// Decides a claim's status from its target at `now`, as its own reconciler writes it:
+/// what [`report`] says, but the news that it was just bound is left to the environment's
+/// reconciler for a moment ([`LEFT_TO_BINDER`]).
 pub fn decide_claim(
     claim: &TestEnvironmentClaim,
     target: Target<'_>,
     now: Timestamp,
 ) -> ClaimDecision {
+    let environment = match &target {
+        Target::Environment { environment, .. } => Some(*environment),
+        _ => None,
+    };
+    let decision = report(claim, target, now);
+    let current = claim.status.clone().unwrap_or_default();
+    let Some(environment) = environment else {
+        return decision;
+    };
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    let Some(status) = environment.status.as_ref() else {
+        return decision;
+    };
+    let binder_writes_until = status
+        .held_since
+        .as_ref()
+        .map(|since| ttl::deadline(since.0, LEFT_TO_BINDER))
+        .filter(|until| now < *until);
+    match binder_writes_until {
+        Some(until)
+            if status.claimed_by.iter().any(|holder| holder == name)
+                && !knows_it_is_held(&current, environment)
+                && decision.status != current =>
+        {
+            ClaimDecision {
+                status: current,
+                create_environment: None,
+                wake_at: Some(decision.wake_at.map_or(until, |w| w.min(until))),
+            }
+        }
+        _ => decision,
+    }
+}
+
+/// Whether a claim's status already says that `environment` holds it: bound, or waiting
+/// for it to be provisioned.
+fn knows_it_is_held(status: &TestEnvironmentClaimStatus, environment: &TestEnvironment) -> bool {
+    let reason = conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.as_str());
+    status.environment_name == environment.metadata.name
+        && (status.phase == Some(ClaimPhase::Bound) || reason == Some(reason::PROVISIONING))
+}
+
+/// What a claim's status says, from its target at `now`.
+fn report(claim: &TestEnvironmentClaim, target: Target<'_>, now: Timestamp) -> ClaimDecision {
     let current = claim.status.clone().unwrap_or_default();
     let generation = claim.metadata.generation.unwrap_or_default();
     let mut status = current.clone();

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, ConditionStatus, Verdict, reason};
 use super::generator;
+use super::observation::Source;
 use super::phase::Phase;
 use super::routing::Routing;
 use super::ttl::{self, Ttl};
@@ -338,12 +339,16 @@ impl Decision {
         }
     }
 
-    /// Whether this decision, made from the caches, must be made again from a fresh read
-    /// before anything is written: it writes something other than the environment's own
-    /// status (creates, deletes, publishes, asks the provider to sync), or it lets go of
-    /// a run that held the environment. A cache that has not seen an object yet proves
-    /// nothing about its absence, and acting on a stale view is how operators delete
-    /// twice or hand one environment to two runs.
+    /// How fresh a read this decision, made from the caches, must be made again from
+    /// before anything is written. A decision that writes something other than the
+    /// environment's own status (creates, deletes, publishes, asks the provider to sync)
+    /// is made again from the API server; one that lets go of a run that held the
+    /// environment, from the caches and its holders read by name. A cache that has not
+    /// seen an object yet proves nothing about its absence, and acting on a stale view is
+    /// how operators delete twice or hand one environment to two runs. Letting a run go
+    /// writes only this status: what it needs proven is that the run is gone, and the
+    /// namespace and app it also reads change nothing the write's resourceVersion does
+    /// not guard.
     ///
     /// What counts is what this pass writes ([`Decision::plan`]). Entering teardown
     /// without letting a run go writes its status first ([`Plan::status_first`]) and
@@ -353,18 +358,24 @@ impl Decision {
     /// destroy or delete is on the object itself, and a run's binding is a write to this
     /// status, which the write's resourceVersion would refuse. So teardown starts one
     /// status write after `expiresAt`, not after a round of reads.
-    pub fn needs_fresh_read(&self, current: &TestEnvironmentStatus) -> bool {
-        let lets_go = current
-            .claimed_by
-            .iter()
-            .any(|holder| !self.status.claimed_by.contains(holder));
+    pub fn fresh_read(&self, current: &TestEnvironmentStatus) -> Source {
         let plan = self.plan(current);
         let acts_on_observation = plan
             .before_status
             .iter()
             .chain(&plan.after_status)
             .any(|effect| effect.acts_on_observation());
-        acts_on_observation || lets_go
+        let lets_go = current
+            .claimed_by
+            .iter()
+            .any(|holder| !self.status.claimed_by.contains(holder));
+        if acts_on_observation {
+            Source::ApiServer
+        } else if lets_go {
+            Source::FreshHolders
+        } else {
+            Source::Cache
+        }
     }
 }
 

@@ -28,6 +28,23 @@ use crate::resources::{
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// Where an observation comes from, the cheapest first. A decision says how fresh a read
+/// it must be made again from before it is acted on
+/// ([`environment::Decision::fresh_read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// The informers' caches, reading the API server only for what they cannot prove
+    /// absent (a namespace TestMesh has not labelled, a kind whose cache has not synced).
+    Cache,
+    /// The caches, with the claims the environment names as holders read by name: the
+    /// proof that letting a run go needs ([`with_fresh_holders`]). Enough for a decision
+    /// that writes nothing but the environment's own status, which its resourceVersion
+    /// guards.
+    FreshHolders,
+    /// The API server, for a decision that creates, deletes or publishes.
+    ApiServer,
+}
+
 /// How a GitOps controller's app reads in the lifecycle's terms; each provider adapter
 /// implements it.
 pub trait AppReader {

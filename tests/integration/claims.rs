@@ -239,8 +239,29 @@ async fn twenty_concurrent_claims_take_turns_in_creation_order() {
     expected.sort();
     let expected: Vec<String> = expected.into_iter().map(|(_, name)| name).collect();
 
+    // Each hand-over, from the release to a moment after the next run was seen bound:
+    // only the environment's reconciler writes that run's claim then.
+    let mut hand_overs: Vec<(String, Timestamp, Timestamp)> = Vec::new();
+    let mut released_at = Timestamp::now();
     for (turn, name) in expected.iter().enumerate() {
         let bound = t.wait_claim(name, ClaimPhase::Bound, REACTION).await;
+        if turn > 0 {
+            let until = Timestamp::now() + Duration::from_secs(2);
+            hand_overs.push((name.clone(), released_at, until));
+            // Handed over: the run is told by the environment's reconciler, in the same
+            // pass and at the same instant as the environment records it.
+            let status = bound.status.clone().expect("status");
+            let environment = t
+                .environments
+                .get(status.environment_name.as_deref().expect("environment"))
+                .await
+                .expect("environment");
+            let held_since = environment.status.and_then(|s| s.held_since);
+            assert_eq!(
+                status.bound_at, held_since,
+                "turn {turn}: bound at the hand-over's instant"
+            );
+        }
         let claims = t
             .claims()
             .list(&Default::default())
@@ -287,6 +308,7 @@ async fn twenty_concurrent_claims_take_turns_in_creation_order() {
                 .items;
         }
         assert_eq!(bound.status.and_then(|s| s.reused), Some(turn > 0));
+        released_at = Timestamp::now();
         t.release(name).await;
     }
     let last = expected.last().expect("claims").clone();
@@ -319,6 +341,29 @@ async fn twenty_concurrent_claims_take_turns_in_creation_order() {
     assert_eq!(
         order, expected,
         "bound exactly once each, in creation order"
+    );
+    let conflicts: Vec<String> = t
+        .control_plane
+        .audited_writes()
+        .expect("audit log")
+        .into_iter()
+        .filter(|w| {
+            w.user == OPERATOR_USER
+                && w.resource == "testenvironmentclaims"
+                && w.namespace.as_deref() == Some(t.workspace.as_str())
+                && w.code == 409
+        })
+        .filter(|w| {
+            let at: Option<Timestamp> = w.received_at.parse().ok();
+            hand_overs.iter().any(|(name, from, until)| {
+                w.name.as_ref() == Some(name) && at.is_some_and(|at| (*from..*until).contains(&at))
+            })
+        })
+        .filter_map(|w| w.name)
+        .collect();
+    assert!(
+        conflicts.is_empty(),
+        "the run bound at a hand-over is written by one reconciler, once: {conflicts:?}"
     );
 }
 

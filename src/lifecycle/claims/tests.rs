@@ -669,7 +669,7 @@ fn a_new_environment_takes_the_next_number_after_any_of_the_context() {
 }
 
 #[test]
-fn ending_a_claim_or_creating_an_environment_is_decided_fresh() {
+fn ending_a_claim_taking_back_bound_or_creating_an_environment_is_decided_fresh() {
     let decision = |phase: ClaimPhase, create: bool| ClaimDecision {
         status: TestEnvironmentClaimStatus {
             phase: Some(phase),
@@ -696,6 +696,18 @@ fn ending_a_claim_or_creating_an_environment_is_decided_fresh() {
             decision(ClaimPhase::Released, false),
             Some(ClaimPhase::Bound),
             true,
+        ),
+        (
+            "bound → pending (its environment seen not ready): maybe a stale view",
+            decision(ClaimPhase::Pending, false),
+            Some(ClaimPhase::Bound),
+            true,
+        ),
+        (
+            "pending → bound",
+            decision(ClaimPhase::Bound, false),
+            Some(ClaimPhase::Pending),
+            false,
         ),
         (
             "pending → expired",
@@ -829,8 +841,8 @@ fn at_a_hand_over_the_claim_bound_is_written_and_the_waiting_positions_wait() {
     let before = handed_over("previous", SignedDuration::from_secs(60));
     let waiting = queued_at(3, &before);
 
-    // Bound at the hand-over: written at once.
-    let bound = decide_claim(&claim("next"), on(&just_now, None, false), at(NOW));
+    // Bound at the hand-over: written at once, by the environment's reconciler.
+    let bound = report(&claim("next"), on(&just_now, None, false), at(NOW));
     assert_eq!(ready(&bound).0, ClaimPhase::Bound);
     assert_eq!(bound.wake_at, Some(at(NOW + 3_600)));
 
@@ -876,4 +888,88 @@ fn only_a_moved_position_waits_for_the_queue_to_settle() {
     failed.status.as_mut().unwrap().phase = Some(Phase::Failed);
     let decision = decide_claim(&waiting, on(&failed, Some(2), false), at(NOW));
     assert_eq!(ready(&decision).0, ClaimPhase::Failed);
+}
+
+#[test]
+fn a_status_write_that_binds_a_run_tells_that_claim_what_its_own_reconciler_would() {
+    let before = handed_over("previous", SignedDuration::from_secs(60));
+    let next = queued_at(1, &before);
+    let mut next = TestEnvironmentClaim {
+        metadata: ObjectMeta {
+            name: Some("next".into()),
+            ..next.metadata.clone()
+        },
+        ..next
+    };
+    next.metadata.uid = Some("uid-next".into());
+    let mut deleting = claim("deleting");
+    deleting.metadata.deletion_timestamp = Some(Time(at(NOW - 1)));
+    let still_held = claim("previous");
+    let claims: Vec<Arc<TestEnvironmentClaim>> = [next.clone(), deleting, still_held]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let written = |holders: &[&str]| {
+        let mut status = handed_over("next", SignedDuration::ZERO).status.unwrap();
+        status.claimed_by = holders.iter().map(|h| (*h).to_owned()).collect();
+        status
+    };
+
+    // Handed over to `next`: it is told, with the decision its own reconciler makes from
+    // the status written.
+    let told = just_bound(&before, &written(&["next"]), &claims, at(NOW));
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].0.metadata.name.as_deref(), Some("next"));
+    let mut holding = before.clone();
+    holding.status = Some(written(&["next"]));
+    let own = report(&next, on(&holding, None, false), at(NOW));
+    assert_eq!(told[0].1, own);
+    assert_eq!(ready(&own).0, ClaimPhase::Bound);
+
+    // Its own reconciler, woken by the same status, leaves that write to this one for a
+    // moment, then makes it itself if it has still not been made.
+    let left = decide_claim(&next, on(&holding, None, false), at(NOW));
+    assert_eq!(left.status, next.status.clone().unwrap());
+    let until = at(NOW) + LEFT_TO_BINDER;
+    assert_eq!(left.wake_at, Some(until));
+    let late = decide_claim(&next, on(&holding, None, false), until);
+    assert_eq!(ready(&late).0, ClaimPhase::Bound);
+    let mut told_already = next.clone();
+    told_already.status = Some(own.status.clone());
+    let settled = decide_claim(&told_already, on(&holding, None, false), at(NOW));
+    assert_eq!(
+        settled, own,
+        "told: nothing to write, the lease's end to wake at"
+    );
+
+    // Bound while the environment is not ready: told it is provisioning.
+    let mut provisioning = written(&["next"]);
+    provisioning.conditions[0].status = "False".into();
+    provisioning.conditions[0].reason = "Provisioning".into();
+    let told = just_bound(&before, &provisioning, &claims, at(NOW));
+    assert_eq!(ready(&told[0].1).2, reason::PROVISIONING);
+    // Ready a moment later: its own reconciler writes that at once, the binding told.
+    let mut waiting_for_it = next.clone();
+    waiting_for_it.status = Some(told[0].1.status.clone());
+    let ready_now = decide_claim(&waiting_for_it, on(&holding, None, false), at(NOW));
+    assert_eq!(ready(&ready_now).0, ClaimPhase::Bound);
+
+    // Nothing newly bound, a holder being deleted, one not seen, or a claim already
+    // showing what it would be told: nobody is told.
+    let mut already = next.clone();
+    already.status = Some(own.status.clone());
+    let already = [Arc::new(already)];
+    for (case, holders, claims) in [
+        ("the same holder", &["previous"][..], &claims[..]),
+        ("released only", &[][..], &claims[..]),
+        ("being deleted", &["deleting"][..], &claims[..]),
+        ("not seen", &["stranger"][..], &claims[..]),
+        ("already told", &["next"][..], &already[..]),
+    ] {
+        let before = handed_over("previous", SignedDuration::from_secs(60));
+        assert!(
+            just_bound(&before, &written(holders), claims, at(NOW)).is_empty(),
+            "{case}"
+        );
+    }
 }

@@ -2235,7 +2235,8 @@ fn ready_waits_for_an_endpoint_behind_every_url_into_the_namespace() {
 }
 
 #[test]
-fn writes_beyond_the_status_and_letting_a_run_go_are_decided_fresh_but_not_entering_teardown() {
+fn writes_beyond_the_status_are_decided_fresh_letting_a_run_go_on_its_holders_read_and_entering_teardown_on_the_cache()
+ {
     let running = environment()
         .in_phase(Phase::Running)
         .last_used(CREATED)
@@ -2246,39 +2247,44 @@ fn writes_beyond_the_status_and_letting_a_run_go_are_decided_fresh_but_not_enter
             "still held: a status write at most",
             running.clone(),
             world().held_by("run"),
-            false,
+            Source::Cache,
         ),
         (
-            "the run's claim is not seen: letting it go needs proof",
+            "the run's claim is not seen: letting it go needs its holders read by name",
             running.clone(),
             world(),
-            true,
+            Source::FreshHolders,
         ),
         (
             "a namespace to create",
             environment(),
             world().no_namespace().no_app(),
-            true,
+            Source::ApiServer,
         ),
         (
             "destroy asked for: the status first, its deletes decided fresh on the next pass",
             healthy_warm(),
             world().teardown(TeardownRequest::Destroy),
-            false,
+            Source::Cache,
         ),
         (
             "deleted: the status first too",
             healthy_warm(),
             world().teardown(TeardownRequest::Delete),
-            false,
+            Source::Cache,
         ),
-        ("warm and nothing to do", healthy_warm(), world(), false),
+        (
+            "warm and nothing to do",
+            healthy_warm(),
+            world(),
+            Source::Cache,
+        ),
     ];
-    for (case, env, world, fresh) in cases {
+    for (case, env, world, source) in cases {
         let current = env.0.status.clone().unwrap_or_default();
         assert_eq!(
-            env.decide(&world, CREATED + 10).needs_fresh_read(&current),
-            fresh,
+            env.decide(&world, CREATED + 10).fresh_read(&current),
+            source,
             "{case}"
         );
     }
@@ -2293,7 +2299,7 @@ fn writes_beyond_the_status_and_letting_a_run_go_are_decided_fresh_but_not_enter
             decision.status.claimed_by.is_empty(),
             "an expired one binds nobody"
         );
-        assert!(!decision.needs_fresh_read(&current));
+        assert_eq!(decision.fresh_read(&current), Source::Cache);
         assert!(
             decision.plan(&current).status_first,
             "no delete before the status"
@@ -2301,16 +2307,19 @@ fn writes_beyond_the_status_and_letting_a_run_go_are_decided_fresh_but_not_enter
     }
     // Deleted under a run: letting the run go needs proof, teardown or not.
     let current = running.0.status.clone().unwrap_or_default();
-    for (world, fresh) in [
+    for (world, source) in [
         (
             world().held_by("run").teardown(TeardownRequest::Delete),
-            false,
+            Source::Cache,
         ),
-        (world().teardown(TeardownRequest::Delete), true),
+        (
+            world().teardown(TeardownRequest::Delete),
+            Source::FreshHolders,
+        ),
     ] {
         let deleted = running.decide(&world, expired);
         assert!(deleted.phase().is_tearing_down());
-        assert_eq!(deleted.needs_fresh_read(&current), fresh, "{world:?}");
+        assert_eq!(deleted.fresh_read(&current), source, "{world:?}");
     }
 }
 
