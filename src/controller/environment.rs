@@ -13,8 +13,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::apply::{self, Applied, RACE_RETRY};
-use super::{Context, backoff_key};
-use super::{claim, observe};
+use super::{Context, backoff_key, claim, observe};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::environment::{Effect, Retention, decide};
 use crate::lifecycle::observation::Source;
@@ -120,13 +119,15 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
             }
             result => result.at(Step::Status)?,
         }
-        // The runs this write bound are told at once, by the same decision their claims'
-        // reconciler would make; one whose claim changed meanwhile is left to it.
+        // The runs this write bound are told at once, what their claims' reconciler would
+        // write; one whose claim changed meanwhile is left to that reconciler.
         for (claim, bound) in
             claims::just_bound(environment, &decision.status, &world.gathered.claims, now)
         {
             match claim::write_status(claim, &bound.status, ctx).await {
-                Ok(Applied::Done) => tracing::info!(claim = %claim.name_any(), "claim bound"),
+                Ok(Applied::Done) => {
+                    tracing::info!(claim = %claim.name_any(), "told the run it holds the environment");
+                }
                 Ok(Applied::Raced) => {
                     tracing::debug!(claim = %claim.name_any(), "claim changed meanwhile");
                 }
