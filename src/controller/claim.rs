@@ -117,13 +117,15 @@ pub(super) async fn write_status(
     let phase = status.phase.unwrap_or(ClaimPhase::Pending);
     if phase != previous || current.phase.is_none() {
         let warning = matches!(phase, ClaimPhase::Expired | ClaimPhase::Failed);
-        ctx.recorder.publish_phase_change(
-            &claim.object_ref(&()),
-            previous,
-            phase,
-            warning,
-            &status.conditions,
-        );
+        ctx.recorder
+            .publish_phase_change(
+                &claim.object_ref(&()),
+                previous,
+                phase,
+                warning,
+                &status.conditions,
+            )
+            .await;
     }
     Ok(Applied::Done)
 }

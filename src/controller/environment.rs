@@ -141,19 +141,22 @@ async fn reconcile_inner(environment: &TestEnvironment, ctx: &Context) -> Result
             tracing::info!(from = %previous, to = %phase, "phase changed");
             record_transition(ctx, &current, &decision.status, now);
             let failed = phase == Phase::Failed;
-            ctx.recorder.publish_phase_change(
-                &environment.object_ref(&()),
-                previous,
-                phase,
-                failed,
-                &decision.status.conditions,
-            );
+            ctx.recorder
+                .publish_phase_change(
+                    &environment.object_ref(&()),
+                    previous,
+                    phase,
+                    failed,
+                    &decision.status.conditions,
+                )
+                .await;
         }
         if let Some(expires_at) = decision.expiry_warning {
             // Written first (`expiryWarnedFor`), so it goes out once per expiry instant.
             tracing::info!(%expires_at, "expiring soon");
             ctx.recorder
-                .publish_expiring_soon(&environment.object_ref(&()), expires_at, now);
+                .publish_expiring_soon(&environment.object_ref(&()), expires_at, now)
+                .await;
         }
     }
 
