@@ -375,6 +375,16 @@ impl ClaimDecision {
             || unbinds
             || (ends && !current.is_some_and(ClaimPhase::is_final))
     }
+
+    /// Writes nothing now: the claim keeps `current` and is looked at again at `until`,
+    /// or sooner if this decision wakes sooner (its lease's end).
+    fn deferred(self, current: TestEnvironmentClaimStatus, until: Timestamp) -> ClaimDecision {
+        ClaimDecision {
+            status: current,
+            create_environment: None,
+            wake_at: Some(self.wake_at.map_or(until, |wake_at| wake_at.min(until))),
+        }
+    }
 }
 
 /// The claims that `written`, the status just written over `environment`'s, binds and
@@ -447,38 +457,34 @@ pub fn decide_claim(
     target: Target<'_>,
     now: Timestamp,
 ) -> ClaimDecision {
-    let environment = match &target {
-        Target::Environment { environment, .. } => Some(*environment),
+    let left_to_binder = match &target {
+        Target::Environment { environment, .. } => left_to_binder_until(claim, environment, now),
         _ => None,
     };
     let decision = report(claim, target, now);
     let current = claim.status.clone().unwrap_or_default();
-    let Some(environment) = environment else {
-        return decision;
-    };
-    let name = claim.metadata.name.as_deref().unwrap_or_default();
-    let Some(status) = environment.status.as_ref() else {
-        return decision;
-    };
-    let binder_writes_until = status
-        .held_since
-        .as_ref()
-        .map(|since| ttl::deadline(since.0, LEFT_TO_BINDER))
-        .filter(|until| now < *until);
-    match binder_writes_until {
-        Some(until)
-            if status.claimed_by.iter().any(|holder| holder == name)
-                && !knows_it_is_held(&current, environment)
-                && decision.status != current =>
-        {
-            ClaimDecision {
-                status: current,
-                create_environment: None,
-                wake_at: Some(decision.wake_at.map_or(until, |w| w.min(until))),
-            }
-        }
+    match left_to_binder {
+        Some(until) if decision.status != current => decision.deferred(current, until),
         _ => decision,
     }
+}
+
+/// Until when the news that `environment` holds `claim` is its reconciler's to write: for
+/// [`LEFT_TO_BINDER`] after it was bound, unless the claim's status already says so.
+fn left_to_binder_until(
+    claim: &TestEnvironmentClaim,
+    environment: &TestEnvironment,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let status = environment.status.as_ref()?;
+    let name = claim.metadata.name.as_deref()?;
+    let until = ttl::deadline(status.held_since.as_ref()?.0, LEFT_TO_BINDER);
+    let held = status.claimed_by.iter().any(|holder| holder == name);
+    let told = claim
+        .status
+        .as_ref()
+        .is_some_and(|told| knows_it_is_held(told, environment));
+    (now < until && held && !told).then_some(until)
 }
 
 /// Whether a claim's status already says that `environment` holds it: bound, or waiting
@@ -696,11 +702,7 @@ fn report(claim: &TestEnvironmentClaim, target: Target<'_>, now: Timestamp) -> C
                 && environment::binds_at_once(environment, now)
             {
                 // Its reconciler binds this claim now; the claim is written once it has.
-                return ClaimDecision {
-                    status: current,
-                    create_environment: None,
-                    wake_at: Some(grace_ends),
-                };
+                return decision.deferred(current, grace_ends);
             }
             decision.status.queue_position = Some(u32::try_from(position).unwrap_or(u32::MAX));
             set(
@@ -716,11 +718,7 @@ fn report(claim: &TestEnvironmentClaim, target: Target<'_>, now: Timestamp) -> C
                 && only_position_moved(&current, &decision.status)
             {
                 // The queue just moved: the claim bound at the hand-over is written first.
-                return ClaimDecision {
-                    status: current,
-                    create_environment: None,
-                    wake_at: Some(decision.wake_at.map_or(settles_at, |w| w.min(settles_at))),
-                };
+                return decision.deferred(current, settles_at);
             }
         }
     }
