@@ -15,11 +15,12 @@
 //! on this API server's watch cache, p99 89 ms at each hand-over of a queue, where a GET
 //! takes a few), the routing ConfigMap. Letting a run go writes nothing but the
 //! environment's status, so it reads only the holders fresh ([`Source::FreshHolders`]):
-//! that read stands between a release and the next run's binding. Services and EndpointSlices, which it never writes and which only
-//! shape the routing it reports and publishes (a publish is conditional on the
-//! ConfigMap's fresh resourceVersion), come from their caches once synced: a fresh list
-//! of a kind that has been quiet waits on this API server for its watch cache to catch
-//! up, 50–100 ms (seen at each hand-over of a queue).
+//! that read stands between a release and the next run's binding. Services and
+//! EndpointSlices, which it never writes and which only shape the routing it reports and
+//! publishes (a publish is conditional on the ConfigMap's fresh resourceVersion), come
+//! from their caches once synced: a fresh list of a kind that has been quiet waits on
+//! this API server for its watch cache to catch up, 50–100 ms (seen at each hand-over of
+//! a queue).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
