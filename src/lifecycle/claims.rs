@@ -389,7 +389,7 @@ impl ClaimDecision {
 
 /// The claims that `written`, the status just written over `environment`'s, binds and
 /// the stored one did not, each with what its status says from that status
-/// ([`report`]), where that changes it. `claims` are the workspace's, as the
+/// (`report`), where that changes it. `claims` are the workspace's, as the
 /// environment's decision saw them. The environment's reconciler writes these at once:
 /// the run learns it has the environment without waiting for its claim's reconciler to
 /// see the new status.
@@ -450,7 +450,7 @@ pub fn just_bound<'c>(
 pub const LEFT_TO_BINDER: SignedDuration = SignedDuration::from_secs(1);
 
 /// Decides a claim's status from its target at `now`, as its own reconciler writes it:
-/// what [`report`] says, but the news that it was just bound is left to the environment's
+/// what `report` says, but the news that it was just bound is left to the environment's
 /// reconciler for a moment ([`LEFT_TO_BINDER`]).
 pub fn decide_claim(
     claim: &TestEnvironmentClaim,
