@@ -25,10 +25,11 @@
 //! look. `TESTMESH_BENCH_ONLY=argocd` runs the floor and the real Argo CD part alone (no
 //! peer, so no `make peer-tools`); `TESTMESH_BENCH_ONLY=stand-in` everything else;
 //! `TESTMESH_BENCH_ONLY=claims` the floor, the claim burst and the hand-over alone;
-//! `TESTMESH_BENCH_ONLY=memory` the floor and the 10,000 held environments' memory alone
-//! (with `TESTMESH_OPERATOR_HEAPTRACK=<path>`, under heaptrack: see the testenv's
-//! operator). `TESTMESH_BENCH_OPERATOR=<path>` measures that operator binary instead of
-//! this build's — the static musl binary `make dist` ships, say.
+//! `TESTMESH_BENCH_ONLY=memory` the floor and the 10,000 held environments' memory alone,
+//! then with 10,000 unrelated Services beside them (with
+//! `TESTMESH_OPERATOR_HEAPTRACK=<path>`, under heaptrack: see the testenv's operator).
+//! `TESTMESH_BENCH_OPERATOR=<path>` measures that operator binary instead of this build's
+//! — the static musl binary `make dist` ships, say.
 
 #[path = "claims/mod.rs"]
 mod claims_burst;
@@ -490,6 +491,18 @@ impl Parts {
     }
 }
 
+/// What the memory part alone measured (`TESTMESH_BENCH_ONLY=memory`).
+struct MemoryOnly {
+    many: usize,
+    rss: f64,
+    peak: f64,
+    /// Resident anonymous and file-backed MiB, with `many` held.
+    split: [f64; 2],
+    took: Duration,
+    services: usize,
+    rss_with_services: f64,
+}
+
 /// The workspace of the floor and the stand-in parts: its operator, acting on
 /// Applications of Argo CD's stand-in, and this client's watches of it.
 struct StandInWorkspace {
@@ -629,13 +642,19 @@ async fn main() {
         let (rss, took) = hold(&w.argo, &w.environments, &w.ws, &w.seen, &w.operator, many).await;
         let pid = w.operator.pid().expect("operator pid");
         let (_, peak) = memory_mib(pid);
-        Some((
+        let split = status_mib(pid, ["RssAnon:", "RssFile:"]);
+        let services = scaled(scale, 10_000);
+        let rss_with_services =
+            with_unrelated_services(control_plane, services, || memory_mib(pid).0).await;
+        Some(MemoryOnly {
             many,
             rss,
             peak,
-            status_mib(pid, ["RssAnon:", "RssFile:"]),
+            split,
             took,
-        ))
+            services,
+            rss_with_services,
+        })
     } else {
         None
     };
@@ -680,19 +699,27 @@ async fn main() {
     {
         print_claims(claims, &floor);
     }
-    if let Some((many, rss, peak, [anon, file], took)) = memory_only {
+    if let Some(m) = memory_only {
+        let many = m.many;
         memory_scalar(
             &format!("{many} environments held: operator RSS"),
             many,
-            format!("{rss:.1} MiB (peak {peak:.1})"),
-            rss,
+            format!("{:.1} MiB (peak {:.1})", m.rss, m.peak),
+            m.rss,
         );
+        let [anon, file] = m.split;
         println!(
             "  of which {anon:.1} MiB anonymous (heap, stacks) and {file:.1} MiB of the binary's mapped pages"
         );
         println!(
             "  {many} environments created and warm in {:.0} s",
-            took.as_secs_f64()
+            m.took.as_secs_f64()
+        );
+        memory_scalar(
+            &format!("  the same + {} unrelated Services", m.services),
+            many,
+            format!("{:.1} MiB", m.rss_with_services),
+            m.rss_with_services,
         );
     }
     if let Some(s) = &stand_in {
