@@ -16,7 +16,7 @@
 //! five strings' worth (96 bytes in a hash table at most 7/8 full, plus the name and
 //! namespace allocated again), about 250 bytes an object beside its text — 5 MiB for
 //! 10,000 environments' namespaces and apps. A B-tree of the packed objects themselves
-//! (each a shared pointer to its text), ordered by their key, costs 24 bytes an object,
+//! (each a shared pointer to its text), ordered by their key, costs 16 bytes an object,
 //! finds one by name, and lists a namespace as one range instead of a scan of every
 //! Service of the cluster. TestEnvironments and claims stay in kube's typed stores: their
 //! controllers read those.
@@ -38,43 +38,81 @@ use super::informers::Keeper;
 
 /// An object of kind `K`, packed into JSON text behind its `namespace/name` key. A clone
 /// shares the text.
+///
+/// The text leaves out what the key and the kind already say: the name and namespace
+/// (unpacking puts them back from the key) and `apiVersion` and `kind`, which every
+/// object of a store shares — an unpacked object has no type fields (a `DynamicObject`'s
+/// `types` is `None`), and nothing the caches feed reads them. For a cluster's Services
+/// and EndpointSlices, cut down to what routing reads, that is a third of their text.
 pub struct Packed<K> {
-    /// The key, then the whole object as compact JSON.
+    /// The key, then the rest of the object as compact JSON: the key ends where the JSON
+    /// object's `{` begins, as no name or namespace holds one (they are DNS names).
     text: Arc<str>,
-    key_len: usize,
     kind: PhantomData<fn() -> K>,
 }
 
 impl<K: Resource + Serialize + DeserializeOwned> Packed<K> {
     pub fn pack(object: &K) -> Packed<K> {
-        let meta = object.meta();
         let mut text = object_key(object);
-        let key_len = text.len();
         // Kubernetes objects always serialize (their maps have string keys); were one
         // not to, reading it back fails the reconciliation with the error.
-        match serde_json::to_string(object) {
-            Ok(body) => text.push_str(&body),
+        match serde_json::to_value(object) {
+            Ok(mut body) => {
+                without_identity(&mut body);
+                text.push_str(&body.to_string());
+            }
             Err(error) => {
-                tracing::error!(%error, name = meta.name.as_deref(), "cannot cache object");
+                tracing::error!(%error, key = text.as_str(), "cannot cache object");
             }
         }
         Packed {
             text: Arc::from(text),
-            key_len,
             kind: PhantomData,
         }
     }
 
-    /// The object as it was packed.
+    /// The object as it was packed, named from its key, without type fields.
     pub fn unpack(&self) -> Result<K, serde_json::Error> {
-        serde_json::from_str(&self.text[self.key_len..])
+        let mut object: K = serde_json::from_str(self.body())?;
+        let meta = object.meta_mut();
+        meta.name = Some(self.name().to_owned());
+        meta.namespace = self.namespace().map(str::to_owned);
+        Ok(object)
+    }
+}
+
+/// Removes from a serialized object what its key and its store's kind say: the type
+/// fields, the name and the namespace (and the metadata, if nothing else is left of it).
+fn without_identity(object: &mut serde_json::Value) {
+    let Some(fields) = object.as_object_mut() else {
+        return;
+    };
+    fields.remove("apiVersion");
+    fields.remove("kind");
+    if let Some(metadata) = fields.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        metadata.remove("name");
+        metadata.remove("namespace");
+        if metadata.is_empty() {
+            fields.remove("metadata");
+        }
     }
 }
 
 impl<K> Packed<K> {
+    /// The key and the JSON.
+    fn parts(&self) -> (&str, &str) {
+        self.text
+            .split_at(self.text.find('{').unwrap_or(self.text.len()))
+    }
+
     /// `namespace/name` (`/name` for an object of no namespace).
     fn key(&self) -> &str {
-        &self.text[..self.key_len]
+        self.parts().0
+    }
+
+    /// The object's JSON, less what [`Packed`] leaves out.
+    fn body(&self) -> &str {
+        self.parts().1
     }
 
     pub fn name(&self) -> &str {
@@ -93,7 +131,6 @@ impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
         Packed {
             text: self.text.clone(),
-            key_len: self.key_len,
             kind: PhantomData,
         }
     }
@@ -103,7 +140,7 @@ impl<K> std::fmt::Debug for Packed<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Packed")
             .field("key", &self.key())
-            .field("bytes", &(self.text.len() - self.key_len))
+            .field("bytes", &self.body().len())
             .finish()
     }
 }
@@ -269,7 +306,7 @@ impl<K: 'static> Keeper<Packed<K>> for PackedWriter<K> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
     use kube::api::DynamicObject;
     use serde_json::json;
 
@@ -308,7 +345,7 @@ mod tests {
             (Some("argocd"), "pr-1")
         );
         let unpacked = packed.unpack().expect("unpack");
-        assert_eq!(unpacked.types, app.types);
+        assert_eq!(unpacked.types, None, "the store's kind says it");
         assert_eq!(unpacked.metadata, app.metadata);
         assert_eq!(unpacked.data, app.data);
 
@@ -321,6 +358,30 @@ mod tests {
         let packed = Packed::pack(&namespace);
         assert_eq!((packed.namespace(), packed.name()), (None, "review-pr-1"));
         assert_eq!(packed.unpack().expect("unpack"), namespace);
+    }
+
+    #[test]
+    fn the_text_holds_neither_the_key_nor_the_kind() {
+        let service: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "review-pr-1"},
+            "spec": {"ports": [{"name": "http", "port": 80}]}
+        }))
+        .expect("service");
+        let packed = Packed::pack(&service);
+        assert_eq!(
+            packed.body(),
+            r#"{"spec":{"ports":[{"name":"http","port":80}]}}"#
+        );
+        assert_eq!(packed.unpack().expect("unpack"), service);
+
+        let labelled: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "routing", "namespace": "ns", "labels": {"a": "b"}}
+        }))
+        .expect("config map");
+        let packed = Packed::pack(&labelled);
+        assert_eq!(packed.body(), r#"{"metadata":{"labels":{"a":"b"}}}"#);
+        assert_eq!(packed.unpack().expect("unpack"), labelled);
     }
 
     #[test]
