@@ -41,7 +41,7 @@ use crate::error::Result;
 use crate::lifecycle::Phase;
 use crate::lifecycle::environment::Observed;
 use crate::lifecycle::observation::{
-    self, Gathered, Reading, RoutingObjects, SERVICE_NAME_LABEL, Source,
+    self, Gathered, Reading, RoutingObjects, SERVICE_NAME_LABEL, Source, counts_as_ready,
 };
 use crate::providers::Generators;
 use crate::resources::{ROUTING_CONFIG_MAP, TestEnvironment, TestEnvironmentClaim};
@@ -299,32 +299,35 @@ pub fn routing_only(service: Service) -> Service {
     }
 }
 
-/// What routing reads of an EndpointSlice: its Service (a label) and whether each
-/// endpoint is ready; not addresses, ports, zones or the pods behind them.
+/// What routing reads of an EndpointSlice: its Service (a label) and whether it holds a
+/// ready endpoint — kept as the first endpoint that counts as ready, reduced to its
+/// readiness, or none; not addresses, ports, zones, the pods behind them or the other
+/// endpoints (a slice holds up to 100), which would make every slice of the cluster cost
+/// the cache as much as its whole text.
 pub fn readiness_only(slice: EndpointSlice) -> EndpointSlice {
     let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
+    let ready = slice
+        .endpoints
+        .into_iter()
+        .flatten()
+        .find(counts_as_ready)
+        .map(|endpoint| Endpoint {
+            conditions: endpoint.conditions.map(|conditions| EndpointConditions {
+                ready: conditions.ready,
+                ..EndpointConditions::default()
+            }),
+            ..Endpoint::default()
+        });
     EndpointSlice {
         metadata: ObjectMeta {
             name: slice.metadata.name,
             namespace: slice.metadata.namespace,
-            resource_version: slice.metadata.resource_version,
             labels: service
                 .map(|service| BTreeMap::from([(SERVICE_NAME_LABEL.to_owned(), service)])),
             ..ObjectMeta::default()
         },
         address_type: slice.address_type,
-        endpoints: slice.endpoints.map(|endpoints| {
-            endpoints
-                .into_iter()
-                .map(|endpoint| Endpoint {
-                    conditions: endpoint.conditions.map(|conditions| EndpointConditions {
-                        ready: conditions.ready,
-                        ..EndpointConditions::default()
-                    }),
-                    ..Endpoint::default()
-                })
-                .collect()
-        }),
+        endpoints: ready.map(|endpoint| vec![endpoint]),
         ports: None,
     }
 }
@@ -409,5 +412,43 @@ mod tests {
         }))
         .expect("service");
         assert_eq!(routing_only(headless).spec.expect("spec").selector, None);
+    }
+
+    fn slice(endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-x7k2p", "namespace": "review-pr-1", "resourceVersion": "9",
+                         "labels": {SERVICE_NAME_LABEL: "web", "endpointslice.kubernetes.io/managed-by": "x"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": endpoints
+        }))
+        .expect("slice")
+    }
+
+    #[test]
+    fn a_slice_keeps_its_service_and_one_ready_endpoint_at_most() {
+        let kept = readiness_only(slice(json!([
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": false, "serving": true}},
+            {"addresses": ["10.0.0.2"], "conditions": {"serving": true}, "nodeName": "n1"},
+            {"addresses": ["10.0.0.3"], "conditions": {"ready": true}}
+        ])));
+        assert_eq!(
+            serde_json::to_value(&kept).expect("json"),
+            json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "web-x7k2p", "namespace": "review-pr-1",
+                             "labels": {SERVICE_NAME_LABEL: "web"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [], "conditions": {}}]
+            }),
+            "the first endpoint that counts as ready: its readiness is not stated"
+        );
+
+        let none_ready = readiness_only(slice(json!([
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": false}},
+            {"addresses": ["10.0.0.2"], "conditions": {"ready": false}}
+        ])));
+        assert_eq!(none_ready.endpoints, None);
+        assert_eq!(readiness_only(slice(json!([]))).endpoints, None);
     }
 }

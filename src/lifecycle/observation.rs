@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 
@@ -284,17 +284,20 @@ fn service_ports(
         .collect()
 }
 
-/// Whether `slice` belongs to the Service `service` and holds a ready endpoint (an
-/// endpoint whose readiness is not stated counts as ready, as Kubernetes documents).
+/// Whether `slice` belongs to the Service `service` and holds a ready endpoint.
 fn serves(slice: &EndpointSlice, service: &str) -> bool {
     slice.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
-        && slice.endpoints.iter().flatten().any(|endpoint| {
-            endpoint
-                .conditions
-                .as_ref()
-                .and_then(|conditions| conditions.ready)
-                .unwrap_or(true)
-        })
+        && slice.endpoints.iter().flatten().any(counts_as_ready)
+}
+
+/// Whether `endpoint` is ready: one whose readiness is not stated counts as ready, as
+/// Kubernetes documents.
+pub fn counts_as_ready(endpoint: &Endpoint) -> bool {
+    endpoint
+        .conditions
+        .as_ref()
+        .and_then(|conditions| conditions.ready)
+        .unwrap_or(true)
 }
 
 /// The workspace's claims for a decision taken on a fresh read: the cached claims, with
