@@ -12,11 +12,11 @@ use std::sync::{Arc, OnceLock};
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{Lookup, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -116,15 +116,26 @@ where
         .default_backoff()
         .map_ok(move |event| {
             map_objects(event, |mut object| {
-                // Managed fields and kubectl's last-applied copy are most of an object's
-                // size, and nothing here reads them.
-                object.managed_fields_mut().clear();
-                object.annotations_mut().remove(LAST_APPLIED);
+                without_unread_metadata(&mut object);
                 keep(object)
             })
         });
     tokio::spawn(hand_on(objects, keeper, on_change, flag, kind));
     Cache { store, synced }
+}
+
+/// Drops an object's managed fields and kubectl's last-applied copy: most of its size,
+/// and nothing here reads them. They are left absent, not empty: an empty list is still
+/// text in a packed cache.
+fn without_unread_metadata<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
 }
 
 /// Has `keeper` take in each event, then hands the change on to `on_change`, and says when
@@ -239,6 +250,7 @@ mod tests {
     use std::sync::Mutex;
 
     use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::ResourceExt;
     use kube::api::ObjectMeta;
 
     use super::*;
@@ -252,6 +264,33 @@ mod tests {
             },
             ..ConfigMap::default()
         }
+    }
+
+    #[test]
+    fn managed_fields_and_the_last_applied_copy_are_dropped_and_leave_nothing_behind() {
+        let mut bare: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "ns",
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                         "annotations": {LAST_APPLIED: "{}"}}
+        }))
+        .expect("config map");
+        without_unread_metadata(&mut bare);
+        assert_eq!(
+            serde_json::to_value(&bare).expect("json")["metadata"],
+            serde_json::json!({"name": "a", "namespace": "ns"})
+        );
+
+        let mut annotated = config_map("b");
+        annotated.metadata.annotations = Some(
+            [(LAST_APPLIED, "{}"), ("team", "x")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        );
+        without_unread_metadata(&mut annotated);
+        assert_eq!(
+            annotated.metadata.annotations,
+            Some([("team".to_owned(), "x".to_owned())].into())
+        );
     }
 
     /// What `on_change` was handed, and whether the cache held it then.

@@ -243,7 +243,7 @@ fn namespace_informer(
         PackedStore::new(),
         // Its labels only selected it; its spec is the namespace controller's.
         |mut namespace: Namespace| {
-            namespace.labels_mut().clear();
+            namespace.metadata.labels = None;
             namespace.spec = None;
             Packed::pack(&namespace)
         },
