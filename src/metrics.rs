@@ -1,6 +1,6 @@
 //! Prometheus metrics: what the operator does, how long it takes, and how exact its
 //! timers are (`testmesh_*`), which build runs, and the process's own figures
-//! (`process_*`, [`process`]). Labels are static categories, never object names.
+//! (`process_*`, `process`). Labels are static categories, never object names.
 
 mod process;
 

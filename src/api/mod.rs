@@ -2,7 +2,7 @@
 //! people who do not speak Kubernetes.
 //!
 //! It keeps no state and holds no privileges: each request is made to the Kubernetes API
-//! server with the caller's own bearer token ([`caller`]), so the API server's
+//! server with the caller's own bearer token (`caller`), so the API server's
 //! authentication and RBAC decide everything, and the TestEnvironment objects are the only
 //! truth. Every replica serves it, leader or not.
 

@@ -1,5 +1,5 @@
 //! The reconcilers: one informer per kind the operator reads, feeding caches and the
-//! triggers ([`triggers`]), and two controllers — environments and claims — that run each
+//! triggers (`triggers`), and two controllers — environments and claims — that run each
 //! reconciliation as observe → decide (the lifecycle core) → apply. Starting the process,
 //! serving HTTP and leading are [`crate::operator`]'s.
 

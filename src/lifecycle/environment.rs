@@ -1414,7 +1414,7 @@ pub const GENERATOR_RECHECK: SignedDuration = SignedDuration::from_secs(1);
 
 /// How long after its teardown began an environment the generator listed keeps its
 /// namespace at least, whatever the ApplicationSets' refresh annotations say (see
-/// [`Step::tear_down`]): a heuristic bound on one generation, not a proof.
+/// `Step::tear_down`): a heuristic bound on one generation, not a proof.
 pub const GENERATOR_SETTLE: SignedDuration = SignedDuration::from_secs(3);
 
 /// How long after its teardown began an environment's namespace waits for the
