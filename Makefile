@@ -92,9 +92,10 @@ bench-peer: test-assets peer-tools ## The peer TTL cleaner alone on 1,000 expiri
 	$(CARGO) bench --bench peer
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings denied.
+lint: ## cargo fmt --check, clippy with warnings denied, and the API docs (no broken links).
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types (and the chart's copy).

@@ -36,7 +36,7 @@ const WORKSPACE_FILE: &str = "00-workspace.yaml";
 const API_USER_FILE: &str = "api-user-role.yaml";
 const APPLICATION_FILE: &str = "argocd-applications.yaml";
 const ENVIRONMENT_FILE: &str = "environment-argocd.yaml";
-/// The ServiceAccount of [`API_USER_FILE`], allowed to use the API and dashboard.
+/// The ServiceAccount of `API_USER_FILE`, allowed to use the API and dashboard.
 pub const API_USER: &str = "ci-runner";
 /// The chart's ClusterRoles for TestMesh's users (`testmesh-view`, `testmesh-edit`), which
 /// [`API_USER_FILE`] binds; relative to the workspace root, rendered for [`RELEASE`]
