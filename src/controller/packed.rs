@@ -43,7 +43,7 @@ use super::informers::Keeper;
 /// (unpacking puts them back from the key) and `apiVersion` and `kind`, which every
 /// object of a store shares — an unpacked object has no type fields (a `DynamicObject`'s
 /// `types` is `None`), and nothing the caches feed reads them. For a cluster's Services
-/// and EndpointSlices, cut down to what routing reads, that is a third of their text.
+/// and EndpointSlices, cut down to what routing reads, that is over half of their text.
 pub struct Packed<K> {
     /// The key, then the rest of the object as compact JSON: the key ends where the JSON
     /// object's `{` begins, as no name or namespace holds one (they are DNS names).
