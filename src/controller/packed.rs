@@ -82,7 +82,9 @@ impl<K: Resource + Serialize + DeserializeOwned> Packed<K> {
 }
 
 /// Removes from a serialized object what its key and its store's kind say: the type
-/// fields, the name and the namespace (and the metadata, if nothing else is left of it).
+/// fields, the name and the namespace; and the metadata's empty lists and maps (an
+/// informer's trim may leave them), which say no more than their absence (and the
+/// metadata, if nothing else is left of it).
 fn without_identity(object: &mut serde_json::Value) {
     let Some(fields) = object.as_object_mut() else {
         return;
@@ -92,6 +94,10 @@ fn without_identity(object: &mut serde_json::Value) {
     if let Some(metadata) = fields.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         metadata.remove("name");
         metadata.remove("namespace");
+        metadata.retain(|_, value| {
+            !(value.as_object().is_some_and(|map| map.is_empty())
+                || value.as_array().is_some_and(Vec::is_empty))
+        });
         if metadata.is_empty() {
             fields.remove("metadata");
         }
@@ -307,6 +313,7 @@ impl<K: 'static> Keeper<Packed<K>> for PackedWriter<K> {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+    use kube::ResourceExt;
     use kube::api::DynamicObject;
     use serde_json::json;
 
@@ -376,12 +383,15 @@ mod tests {
         assert_eq!(packed.unpack().expect("unpack"), service);
 
         let labelled: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "routing", "namespace": "ns", "labels": {"a": "b"}}
+            "metadata": {"name": "routing", "namespace": "ns", "labels": {"a": "b"},
+                         "annotations": {}, "managedFields": []}
         }))
         .expect("config map");
         let packed = Packed::pack(&labelled);
         assert_eq!(packed.body(), r#"{"metadata":{"labels":{"a":"b"}}}"#);
-        assert_eq!(packed.unpack().expect("unpack"), labelled);
+        let unpacked = packed.unpack().expect("unpack");
+        assert_eq!(unpacked.labels(), labelled.labels());
+        assert!(unpacked.annotations().is_empty() && unpacked.managed_fields().is_empty());
     }
 
     #[test]
