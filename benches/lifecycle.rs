@@ -1263,21 +1263,27 @@ fn print_claims(claims: &claims_burst::Figures, floor: &Figure) {
                 format!("{:.0}", round.claims_per_second),
             );
         }
-        unbarred_scalar(
-            &format!("  {label}: operator CPU"),
-            claims.environments,
-            format!("{:.2} s", round.cpu_seconds),
-        );
+        print_cpu(&format!("  {label}"), &round.cpu, claims.environments);
         unbarred_scalar(
             &format!("  {label}: API writes per claim"),
             claims.environments,
             format!("{:.1}", round.writes_per_claim),
         );
+        unbarred_scalar(
+            &format!("  {label}: operator's GETs / LISTs"),
+            claims.environments,
+            format!("{} / {}", round.operator_reads.0, round.operator_reads.1),
+        );
     }
     unbarred_scalar(
         "  the same writes, this client alone: claims/s",
         claims.environments,
-        format!("{:.0}", claims.burst_floor),
+        format!("{:.0}", claims.burst_floor.claims_per_second),
+    );
+    print_cpu(
+        "  this client alone",
+        &claims.burst_floor.cpu,
+        claims.environments,
     );
     print_figures(
         &[&claims.hand_over, &claims.fresh_reads, &claims.chain_floor],
@@ -1288,6 +1294,43 @@ fn print_claims(claims: &claims_burst::Figures, floor: &Figure) {
         "  hand-over p99 / its requests' p99",
         claims.hand_over.samples.len(),
         format!("{:.2}", claims.hand_over.percentile(99.0) / chain_p99),
+    );
+}
+
+/// Rows of where `claims`' CPU went, per claim, and the claims per second the cores
+/// could sustain at that cost.
+fn print_cpu(label: &str, cpu: &claims_burst::CpuSpent, claims: usize) {
+    let per_claim = |seconds: f64| seconds * 1e3 / claims as f64;
+    if cpu.operator > 0.0 {
+        unbarred_scalar(
+            &format!("{label}: operator CPU"),
+            claims,
+            format!(
+                "{:.2} s ({:.1} ms/claim)",
+                cpu.operator,
+                per_claim(cpu.operator)
+            ),
+        );
+    }
+    unbarred_scalar(
+        &format!("{label}: API server + etcd CPU"),
+        claims,
+        format!(
+            "{:.2} s ({:.1} ms/claim)",
+            cpu.servers,
+            per_claim(cpu.servers)
+        ),
+    );
+    unbarred_scalar(
+        &format!("{label}: bench CPU"),
+        claims,
+        format!("{:.2} s ({:.1} ms/claim)", cpu.bench, per_claim(cpu.bench)),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    unbarred_scalar(
+        &format!("{label}: claims/s {cores} cores allow"),
+        claims,
+        format!("{:.0}", cpu.ceiling(claims)),
     );
 }
 

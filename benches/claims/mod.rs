@@ -13,16 +13,24 @@
 //! second this client sustains making those writes itself at the operator's concurrency,
 //! and the hand-over's requests made by this client alone, one after another — both in a
 //! namespace no operator watches.
+//!
+//! And where a round's CPU went — the operator's, the API server's and etcd's, this
+//! bench's — per claim, with the claims per second the machine's cores could sustain at
+//! that cost if they did nothing else: when that ceiling is below a bar, the bar waits on
+//! fewer or cheaper requests, not on the operator's latency.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, ObjectList, ObjectMeta, PartialObjectMeta, Patch, PatchParams,
+    PostParams,
+};
 use serde_json::json;
 use testmesh::lifecycle::Phase;
 use testmesh::resources::{TestEnvironment, TestEnvironmentClaim};
@@ -44,12 +52,14 @@ pub struct Round {
     pub latency: Figure,
     /// Claims divided by the span from the first create sent to the last Ready seen.
     pub claims_per_second: f64,
-    /// The operator's CPU seconds from the first create to the last Ready.
-    pub cpu_seconds: f64,
+    /// CPU seconds from the first create to the last Ready.
+    pub cpu: CpuSpent,
     /// Every write the API server took from the first create to the last Ready (the
     /// claims' creates among them), over the claims: read from the audit log once the
     /// rounds are done.
     pub writes_per_claim: f64,
+    /// The operator's reads over the same span (GETs, LISTs): its fresh reads.
+    pub operator_reads: (usize, usize),
     /// From the first create to the last Ready.
     window: (Timestamp, Timestamp),
 }
@@ -67,15 +77,64 @@ impl Round {
 pub struct Figures {
     pub environments: usize,
     pub rounds: Vec<Round>,
-    /// Claims per second with the unpaced round's writes made by this client alone (see
-    /// [`burst_floor`]).
-    pub burst_floor: f64,
+    /// The unpaced round's writes made by this client alone (see [`burst_floor`]).
+    pub burst_floor: BurstFloor,
     pub hand_over: Figure,
     /// The operator's fresh reads of claims during the hand-overs, as the API server took
     /// them.
     pub fresh_reads: Figure,
     /// The hand-over's requests made by this client alone (see [`chain_floor`]).
     pub chain_floor: Figure,
+}
+
+/// CPU seconds spent over a span, by process.
+#[derive(Clone, Copy, Default)]
+pub struct CpuSpent {
+    /// The operator's (none in a floor, which runs without it).
+    pub operator: f64,
+    /// The API server's and etcd's together.
+    pub servers: f64,
+    /// This bench's own: its requests and watches.
+    pub bench: f64,
+}
+
+impl CpuSpent {
+    /// The CPU seconds each of them has used so far (`operator` is its process, if any).
+    fn so_far(operator: Option<u32>) -> Self {
+        let servers = ControlPlane::shared().server_pids().expect("server pids");
+        CpuSpent {
+            operator: operator.map_or(0.0, cpu_seconds),
+            servers: servers.into_iter().map(cpu_seconds).sum(),
+            bench: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// What each has used since `before`.
+    fn since(before: Self, operator: Option<u32>) -> Self {
+        let now = Self::so_far(operator);
+        CpuSpent {
+            operator: now.operator - before.operator,
+            servers: now.servers - before.servers,
+            bench: now.bench - before.bench,
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.operator + self.servers + self.bench
+    }
+
+    /// The claims per second this machine's cores sustain if each claim costs what
+    /// `self` over `claims` did and nothing else runs.
+    pub fn ceiling(&self, claims: usize) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        cores * claims as f64 / self.total()
+    }
+}
+
+/// The unpaced round without the operator (see [`burst_floor`]).
+pub struct BurstFloor {
+    pub claims_per_second: f64,
+    pub cpu: CpuSpent,
 }
 
 /// The burst rounds and the queue hand-over; tears their environments down before it
@@ -97,6 +156,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         s.phase == Some(Phase::Warm)
     })
     .await;
+    bootstrapped(&format!("{ws}-burst-"), count).await;
     let pid = operator.pid().expect("operator pid");
 
     let mut rounds = Vec::new();
@@ -112,7 +172,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         };
         let mut latency = Figure::new(name, bar.0, bar.1);
         let names: Vec<String> = (0..count).map(|i| format!("b{round}-{i:05}")).collect();
-        let cpu_before = cpu_seconds(pid);
+        let cpu_before = CpuSpent::so_far(Some(pid));
         let first_sent = Instant::now();
         let window_from = now();
         let create = |i: usize| {
@@ -149,7 +209,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
                 .samples
                 .push(ready.duration_since(*sent_at).as_secs_f64() * 1e3);
         }
-        let cpu = cpu_seconds(pid) - cpu_before;
+        let cpu = CpuSpent::since(cpu_before, Some(pid));
         let window_to = window_from
             .checked_add(last_ready.duration_since(first_sent))
             .expect("instant");
@@ -165,8 +225,9 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
             pace,
             latency,
             claims_per_second: count as f64 / span,
-            cpu_seconds: cpu,
+            cpu,
             writes_per_claim: f64::NAN,
+            operator_reads: (0, 0),
             window: (window_from, window_to),
         });
         // Released, and every environment free again, before the next round.
@@ -251,6 +312,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         .expect("audit log");
     for round in &mut rounds {
         round.writes_per_claim = writes_between(&audited, round.window) as f64 / count as f64;
+        round.operator_reads = operator_reads_between(&audited, round.window);
     }
     let fresh_reads = claim_reads_between(&audited, hand_overs);
 
@@ -261,6 +323,38 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         hand_over,
         fresh_reads,
         chain_floor,
+    }
+}
+
+/// Waits (up to a minute) until the kube-controller-manager has given `count` namespaces
+/// named `prefix…` their `default` ServiceAccount and `kube-root-ca.crt` ConfigMap: the
+/// environments are warm before it is done, and a round must not share the API server
+/// with its backlog.
+async fn bootstrapped(prefix: &str, count: usize) {
+    let client = ControlPlane::shared().admin_client().await.expect("client");
+    let accounts: Api<ServiceAccount> = Api::all(client.clone());
+    let ca_maps: Api<ConfigMap> = Api::all(client);
+    fn in_prefix<K: Clone>(listed: ObjectList<PartialObjectMeta<K>>, prefix: &str) -> usize {
+        let namespaces = listed
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.namespace);
+        namespaces.filter(|n| n.starts_with(prefix)).count()
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let named = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+        let (default_account, root_ca) = (named("default"), named("kube-root-ca.crt"));
+        let (accounts, ca_maps) = futures::join!(
+            accounts.list_metadata(&default_account),
+            ca_maps.list_metadata(&root_ca),
+        );
+        let done = in_prefix(accounts.expect("service accounts"), prefix) >= count
+            && in_prefix(ca_maps.expect("config maps"), prefix) >= count;
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -286,6 +380,24 @@ fn claim_reads_between(audited: &[AuditedRequest], (from, to): (Timestamp, Times
     reads
 }
 
+/// How many GETs and LISTs of the operator's (its watches are verb `watch`) the audit log
+/// has received within `(from, to)`.
+fn operator_reads_between(
+    audited: &[AuditedRequest],
+    (from, to): (Timestamp, Timestamp),
+) -> (usize, usize) {
+    let reads = audited.iter().filter(|request| {
+        request.user == OPERATOR_USER && (from..=to).contains(&received_at(request))
+    });
+    reads.fold((0, 0), |(gets, lists), request| {
+        match request.verb.as_str() {
+            "get" => (gets + 1, lists),
+            "list" => (gets, lists + 1),
+            _ => (gets, lists),
+        }
+    })
+}
+
 /// How many writes the audit log has received within `(from, to)`.
 fn writes_between(audited: &[AuditedRequest], (from, to): (Timestamp, Timestamp)) -> usize {
     audited
@@ -300,7 +412,7 @@ fn writes_between(audited: &[AuditedRequest], (from, to): (Timestamp, Timestamp)
 /// environment's status naming it and the claim's saying it is bound (server-side apply,
 /// as the operator writes them), an Event after each — the operator's reconcile
 /// concurrency of claims at a time, in a namespace no operator watches. Claims per second.
-async fn burst_floor(count: usize) -> f64 {
+async fn burst_floor(count: usize) -> BurstFloor {
     let client = ControlPlane::shared().admin_client().await.expect("client");
     let namespace = with_temp_namespace(&client, "bench-burst-floor")
         .await
@@ -354,6 +466,7 @@ async fn burst_floor(count: usize) -> f64 {
         ..Event::default()
     };
     let started = Instant::now();
+    let cpu_before = CpuSpent::so_far(None);
     futures::stream::iter(&names)
         .for_each_concurrent(OPERATOR_CONCURRENCY, |name| {
             let (environments, claims, events) = (&environments, &claims, &events);
@@ -389,11 +502,15 @@ async fn burst_floor(count: usize) -> f64 {
         })
         .await;
     let claims_per_second = count as f64 / started.elapsed().as_secs_f64();
+    let cpu = CpuSpent::since(cpu_before, None);
     namespace
         .cleanup()
         .await
         .expect("delete burst floor namespace");
-    claims_per_second
+    BurstFloor {
+        claims_per_second,
+        cpu,
+    }
 }
 
 /// The least a hand-over can cost on this API server: the requests it is made of, by
@@ -454,14 +571,21 @@ impl Figures {
                 "p99_over_floor": f.percentile(99.0) / floor.percentile(99.0),
             })
         };
+        let cpu = |c: &CpuSpent| serde_json::json!({"operator": c.operator, "api_server_and_etcd": c.servers, "bench": c.bench});
         serde_json::json!({
             "environments": self.environments,
             "rounds": self.rounds.iter().map(|r| serde_json::json!({
                 "pace_per_second": r.pace, "latency": figure(&r.latency),
-                "claims_per_second": r.claims_per_second, "operator_cpu_seconds": r.cpu_seconds,
+                "claims_per_second": r.claims_per_second, "cpu_seconds": cpu(&r.cpu),
+                "cpu_ceiling_claims_per_second": r.cpu.ceiling(self.environments),
                 "writes_per_claim": r.writes_per_claim,
+                "operator_gets": r.operator_reads.0, "operator_lists": r.operator_reads.1,
             })).collect::<Vec<_>>(),
-            "burst_floor_claims_per_second": self.burst_floor,
+            "burst_floor": {
+                "claims_per_second": self.burst_floor.claims_per_second,
+                "cpu_seconds": cpu(&self.burst_floor.cpu),
+                "cpu_ceiling_claims_per_second": self.burst_floor.cpu.ceiling(self.environments),
+            },
             "hand_over": figure(&self.hand_over),
             "hand_over_fresh_claim_reads": figure(&self.fresh_reads),
             "hand_over_chain_floor": figure(&self.chain_floor),

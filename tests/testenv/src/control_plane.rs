@@ -534,6 +534,13 @@ impl ControlPlane {
         self.processes.signal(ETCD, "CONT")
     }
 
+    /// The process ids of the API server and etcd, for measuring what serving a workload
+    /// costs them (CPU times in `/proc/<pid>/stat`). Ask again after
+    /// [`ControlPlane::start_apiserver`]: a restarted API server has a new one.
+    pub fn server_pids(&self) -> Result<[u32; 2]> {
+        Ok([self.processes.pid(APISERVER)?, self.processes.pid(ETCD)?])
+    }
+
     /// Kills all processes and removes the etcd data directory (logs are kept).
     /// Also done on drop.
     pub fn stop(mut self) {

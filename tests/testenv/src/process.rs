@@ -173,14 +173,18 @@ impl ProcessGroup {
         true
     }
 
-    /// Sends `signal` (as `kill` names it: `STOP`, `CONT`) to the process `name`.
-    pub(crate) fn signal(&self, name: &str, signal: &str) -> Result<()> {
-        let pid = self
-            .lock()
+    /// The process id of `name` (`setpriv` execs the program, so it is the program's).
+    pub(crate) fn pid(&self, name: &str) -> Result<u32> {
+        self.lock()
             .iter()
             .find(|p| p.name == name)
             .map(|p| p.child.id())
-            .ok_or_else(|| Error::Config(format!("{}: no process {name}", self.what)))?;
+            .ok_or_else(|| Error::Config(format!("{}: no process {name}", self.what)))
+    }
+
+    /// Sends `signal` (as `kill` names it: `STOP`, `CONT`) to the process `name`.
+    pub(crate) fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        let pid = self.pid(name)?;
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(pid.to_string())
