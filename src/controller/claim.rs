@@ -17,7 +17,6 @@ use super::observe::{cached_in, listed_in};
 use super::{Context, backoff_key};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
-use crate::lifecycle::observation::Source;
 use crate::lifecycle::{ClaimPhase, claims};
 use crate::resources::{
     CREATED_FOR_CLAIM_ANNOTATION, CREATED_FOR_CLAIM_UID_LABEL, TEARDOWN_FINALIZER, TestEnvironment,
@@ -47,17 +46,30 @@ async fn reconcile_inner(claim: &TestEnvironmentClaim, ctx: &Context) -> Result<
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = claim.uid().ok_or(Error::MissingField("metadata.uid"))?;
     // The caches are fed by the same informers that trigger this reconciliation, so they
-    // have seen at least the event being handled. Creating an environment is decided
-    // again on a fresh read.
+    // have seen at least the event being handled. Creating an environment, or ending or
+    // unbinding the claim, is decided again on a fresh read.
     ctx.caches.synced().await;
-    let mut decision = decide_from(claim, &uid, &workspace, ctx, Source::Cache)
-        .await
-        .at(Step::Observe)?;
     let current_phase = claim.status.as_ref().and_then(|s| s.phase);
-    if decision.needs_fresh_read(current_phase) {
-        decision = decide_from(claim, &uid, &workspace, ctx, Source::ApiServer)
+    let cached = Workspace::cached(ctx, &workspace);
+    let mut decision = cached.decide(claim, &uid);
+    // Most often the cache has only not seen the claim's environment take it yet (the
+    // environment's status is written before the claim's): that environment read by name
+    // settles it, where a fresh read of the workspace lists every environment and claim
+    // in it.
+    if decision.needs_fresh_read(current_phase)
+        && let Some(name) = environment_of(claim)
+        && let Some(fresher) = cached
+            .with_environment_read(ctx, &workspace, name)
             .await
-            .at(Step::Observe)?;
+            .at(Step::Observe)?
+    {
+        decision = fresher.decide(claim, &uid);
+    }
+    if decision.needs_fresh_read(current_phase) {
+        decision = Workspace::listed(ctx, &workspace)
+            .await
+            .at(Step::Observe)?
+            .decide(claim, &uid);
     }
     if let Some(name) = &decision.create_environment {
         create_environment(claim, &uid, name, &workspace, ctx)
@@ -130,31 +142,77 @@ pub(super) async fn write_status(
     Ok(Applied::Done)
 }
 
-/// The claim's decision from the workspace's environments and claims.
-async fn decide_from(
-    claim: &TestEnvironmentClaim,
-    uid: &str,
-    workspace: &str,
-    ctx: &Context,
-    source: Source,
-) -> Result<ClaimDecision> {
-    let (environments, claims): (Vec<Arc<TestEnvironment>>, Vec<Arc<TestEnvironmentClaim>>) =
-        if source == Source::ApiServer {
-            (
-                listed_in(&ctx.client, workspace).await?,
-                listed_in(&ctx.client, workspace).await?,
-            )
-        } else {
-            (
-                cached_in(&ctx.caches.environments.store, workspace),
-                cached_in(&ctx.caches.claims.store, workspace),
-            )
-        };
-    let entries: Vec<QueueEntry<'_>> = claims.iter().map(|c| QueueEntry::of(c)).collect();
-    let environments: Vec<&TestEnvironment> = environments.iter().map(Arc::as_ref).collect();
-    let now = Timestamp::now();
-    let target = choose_target(claim, uid, &environments, &entries, now);
-    Ok(decide_claim(claim, target, now))
+/// The environment a claim is about, if it names one or its status does.
+fn environment_of(claim: &TestEnvironmentClaim) -> Option<&str> {
+    let named = claim.spec.environment_name.as_deref();
+    named.or_else(|| claim.status.as_ref()?.environment_name.as_deref())
+}
+
+/// The workspace's environments and claims, as a claim's decision reads them.
+struct Workspace {
+    environments: Vec<Arc<TestEnvironment>>,
+    claims: Vec<Arc<TestEnvironmentClaim>>,
+}
+
+impl Workspace {
+    /// As the informers' caches hold them.
+    fn cached(ctx: &Context, workspace: &str) -> Self {
+        Workspace {
+            environments: cached_in(&ctx.caches.environments.store, workspace),
+            claims: cached_in(&ctx.caches.claims.store, workspace),
+        }
+    }
+
+    /// Fresh from the API server.
+    async fn listed(ctx: &Context, workspace: &str) -> Result<Self> {
+        let (environments, claims) = futures::try_join!(
+            listed_in(&ctx.client, workspace),
+            listed_in(&ctx.client, workspace),
+        )?;
+        Ok(Workspace {
+            environments,
+            claims,
+        })
+    }
+
+    /// The same, with the environment `name` as the API server has it now; `None` if it
+    /// is gone (which only a fresh read of the whole workspace may act on).
+    async fn with_environment_read(
+        &self,
+        ctx: &Context,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<Self>> {
+        let api: Api<TestEnvironment> = Api::namespaced(ctx.client.clone(), workspace);
+        Ok(api
+            .get_opt(name)
+            .await?
+            .map(|fresh| self.with_environment(fresh)))
+    }
+
+    /// The same, with `fresh` in place of the environment of its name.
+    fn with_environment(&self, fresh: TestEnvironment) -> Self {
+        let fresh = Arc::new(fresh);
+        let others = self
+            .environments
+            .iter()
+            .filter(|environment| environment.metadata.name != fresh.metadata.name);
+        let environments = others.cloned().chain([fresh.clone()]).collect();
+        Workspace {
+            environments,
+            claims: self.claims.clone(),
+        }
+    }
+
+    /// The claim's decision from these environments and claims, now.
+    fn decide(&self, claim: &TestEnvironmentClaim, uid: &str) -> ClaimDecision {
+        let entries: Vec<QueueEntry<'_>> = self.claims.iter().map(|c| QueueEntry::of(c)).collect();
+        let environments: Vec<&TestEnvironment> =
+            self.environments.iter().map(Arc::as_ref).collect();
+        let now = Timestamp::now();
+        let target = choose_target(claim, uid, &environments, &entries, now);
+        decide_claim(claim, target, now)
+    }
 }
 
 /// Logs and counts a failed reconciliation, then retries after a pause.
@@ -211,5 +269,57 @@ async fn create_environment(
         }
         Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
         Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn environment(holders: &[&str]) -> TestEnvironment {
+        serde_json::from_value(json!({
+            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironment",
+            "metadata": {"name": "env-1", "namespace": "ws", "generation": 1},
+            "spec": {"context": "pr-1", "provider": "argocd", "providerAppName": "app",
+                     "namespace": "review-pr-1"},
+            "status": {"phase": "running", "claimedBy": holders, "conditions": [{
+                "type": "Ready", "status": "True", "reason": "InUse", "message": "in use",
+                "lastTransitionTime": "2026-12-06T10:00:00Z", "observedGeneration": 1}]}
+        }))
+        .expect("environment")
+    }
+
+    #[test]
+    fn the_claims_environment_read_by_name_settles_a_binding_the_cache_has_not_seen() {
+        let mut claim: TestEnvironmentClaim = serde_json::from_value(json!({
+            "apiVersion": "testmesh.io/v1alpha1", "kind": "TestEnvironmentClaim",
+            "metadata": {"name": "run", "namespace": "ws", "uid": "uid", "generation": 1,
+                         "creationTimestamp": Timestamp::now().to_string()},
+            "spec": {"context": "pr-1", "maxDurationMinutes": 60}
+        }))
+        .expect("claim");
+        let workspace = |environment: TestEnvironment, claim: &TestEnvironmentClaim| Workspace {
+            environments: vec![Arc::new(environment)],
+            claims: vec![Arc::new(claim.clone())],
+        };
+        let bound = workspace(environment(&["run"]), &claim).decide(&claim, "uid");
+        assert_eq!(bound.status.phase, Some(ClaimPhase::Bound));
+        claim.status = Some(bound.status);
+        assert_eq!(environment_of(&claim), Some("env-1"));
+
+        // The environment's reconciler wrote the binding; this cache has the claim's
+        // new status but not yet the environment's.
+        let stale = workspace(environment(&[]), &claim);
+        let unbinding = stale.decide(&claim, "uid");
+        assert_eq!(unbinding.status.phase, Some(ClaimPhase::Released));
+        assert!(unbinding.needs_fresh_read(Some(ClaimPhase::Bound)));
+
+        let fresher = stale.with_environment(environment(&["run"]));
+        assert_eq!(fresher.environments.len(), 1, "replaced, not added");
+        let settled = fresher.decide(&claim, "uid");
+        assert_eq!(settled.status.phase, Some(ClaimPhase::Bound));
+        assert!(!settled.needs_fresh_read(Some(ClaimPhase::Bound)));
     }
 }
