@@ -1245,6 +1245,15 @@ async fn with_unrelated_services(
 
 /// Rows of the claim burst and the queue hand-over.
 fn print_claims(claims: &claims_burst::Figures, floor: &Figure) {
+    let rest = &claims.at_rest;
+    unbarred_scalar(
+        "at rest: CPU s/s operator / servers / bench",
+        claims.environments,
+        format!(
+            "{:.3} / {:.3} / {:.3}",
+            rest.operator, rest.servers, rest.bench
+        ),
+    );
     for round in &claims.rounds {
         print_figures(&[&round.latency], floor);
         let label = round.label();

@@ -45,6 +45,8 @@ use super::{
 const BURST: usize = 200;
 /// Claims queued on one context, before the scale.
 const QUEUED: usize = 50;
+/// How long the CPU at rest is measured for.
+const AT_REST: Duration = Duration::from_secs(3);
 
 /// One round of claims: how they were paced and what came of it.
 pub struct Round {
@@ -76,6 +78,10 @@ impl Round {
 /// What the burst rounds and the hand-over measured.
 pub struct Figures {
     pub environments: usize,
+    /// What the operator, the API server and etcd, and this bench spend per second with
+    /// the warm environments and no claim: the part of a round's CPU that is not its
+    /// claims'.
+    pub at_rest: CpuSpent,
     pub rounds: Vec<Round>,
     /// The unpaced round's writes made by this client alone (see [`burst_floor`]).
     pub burst_floor: BurstFloor,
@@ -119,6 +125,16 @@ impl CpuSpent {
         }
     }
 
+    /// The same, per second of `span`.
+    fn per_second(self, span: Duration) -> Self {
+        let seconds = span.as_secs_f64();
+        CpuSpent {
+            operator: self.operator / seconds,
+            servers: self.servers / seconds,
+            bench: self.bench / seconds,
+        }
+    }
+
     pub fn total(&self) -> f64 {
         self.operator + self.servers + self.bench
     }
@@ -158,6 +174,11 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
     .await;
     bootstrapped(&format!("{ws}-burst-"), count).await;
     let pid = operator.pid().expect("operator pid");
+    let at_rest = {
+        let before = CpuSpent::so_far(Some(pid));
+        tokio::time::sleep(AT_REST).await;
+        CpuSpent::since(before, Some(pid)).per_second(AT_REST)
+    };
 
     let mut rounds = Vec::new();
     for (round, pace) in [None, Some(50), Some(100)].into_iter().enumerate() {
@@ -318,6 +339,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
 
     Figures {
         environments: count,
+        at_rest,
         rounds,
         burst_floor,
         hand_over,
@@ -574,6 +596,7 @@ impl Figures {
         let cpu = |c: &CpuSpent| serde_json::json!({"operator": c.operator, "api_server_and_etcd": c.servers, "bench": c.bench});
         serde_json::json!({
             "environments": self.environments,
+            "cpu_seconds_per_second_at_rest": cpu(&self.at_rest),
             "rounds": self.rounds.iter().map(|r| serde_json::json!({
                 "pace_per_second": r.pace, "latency": figure(&r.latency),
                 "claims_per_second": r.claims_per_second, "cpu_seconds": cpu(&r.cpu),
