@@ -12,6 +12,7 @@ use kube::runtime::reflector::Store;
 
 use super::backoff::Backoff;
 use super::events::Recorder;
+use super::index::SharedIndex;
 use super::informers::Cache;
 use super::packed::PackedStore;
 use super::wakeups::Wakeups;
@@ -36,6 +37,9 @@ pub struct Context {
     pub caches: Caches,
     /// Consecutive failures of each object's reconciliation.
     pub backoff: Backoff,
+    /// The cached environments by what finds them: a claim's decision looks up its
+    /// context's instead of scanning every environment.
+    pub environment_index: SharedIndex,
     /// When each environment is next due by the clock.
     pub environment_wakeups: Wakeups<TestEnvironment>,
     /// When each claim is next due by the clock.

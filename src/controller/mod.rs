@@ -146,7 +146,7 @@ pub async fn run(
         )
     };
     let dependents = Dependents {
-        index,
+        index: index.clone(),
         refs: environment_refs.clone(),
     };
     let namespaces = namespace_informer(&client, &dependents, scope.clone());
@@ -194,6 +194,7 @@ pub async fn run(
             routing_maps,
         },
         backoff: backoff::Backoff::default(),
+        environment_index: index,
         environment_wakeups,
         claim_wakeups,
     });
