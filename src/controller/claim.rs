@@ -9,13 +9,14 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::{Applied, FIELD_MANAGER, RACE_RETRY};
 use super::index::EnvironmentIndex;
 use super::observe::{cached_in, listed_in};
+use super::triggers::environments_of_claim;
 use super::{Context, backoff_key};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::lifecycle::claims::{ClaimDecision, QueueEntry, choose_target, decide_claim};
@@ -150,36 +151,19 @@ fn environment_of(claim: &TestEnvironmentClaim) -> Option<&str> {
     named.or_else(|| claim.status.as_ref()?.environment_name.as_deref())
 }
 
-/// The cached environments a claim's decision can turn on: those of its context, and the
-/// ones it and its status name (a named one of another context is refused, so it must be
-/// seen). Looked up in the index, not found by scanning every environment (101.6 µs a
-/// decision with 10,000 cached). The name of an environment to create, which counts the
-/// names of every one, is decided again on a fresh read of the whole workspace.
+/// The cached environments a claim's decision can turn on: those its events concern
+/// ([`environments_of_claim`]: its context's, and the ones it and its status name — a
+/// named one of another context is refused, so it must be seen). Looked up in the index,
+/// not found by scanning every environment (101.6 µs a decision with 10,000 cached). The
+/// name of an environment to create, which counts the names of every one, is decided
+/// again on a fresh read of the whole workspace.
 fn environments_for(
     claim: &TestEnvironmentClaim,
-    workspace: &str,
     index: &EnvironmentIndex,
     store: &Store<TestEnvironment>,
 ) -> Vec<Arc<TestEnvironment>> {
-    let named = [
-        claim.spec.environment_name.as_deref(),
-        claim
-            .status
-            .as_ref()
-            .and_then(|s| s.environment_name.as_deref()),
-    ];
-    let mut refs = index.of_context(workspace, &claim.spec.context);
-    for name in named.into_iter().flatten() {
-        let named = ObjectRef::new(name).within(workspace);
-        if !refs.contains(&named) {
-            refs.push(named);
-        }
-    }
-    // The index files by hash: another workspace's may share one.
-    let in_workspace = refs
-        .iter()
-        .filter(|r| r.namespace.as_deref() == Some(workspace));
-    in_workspace.filter_map(|r| store.get(r)).collect()
+    let concerned = environments_of_claim(index, claim);
+    concerned.iter().filter_map(|r| store.get(r)).collect()
 }
 
 /// The environments and claims of its workspace that a claim's decision reads.
@@ -194,12 +178,7 @@ impl Workspace {
     fn cached(claim: &TestEnvironmentClaim, ctx: &Context, workspace: &str) -> Self {
         let index = ctx.environment_index.read();
         Workspace {
-            environments: environments_for(
-                claim,
-                workspace,
-                &index,
-                &ctx.caches.environments.store,
-            ),
+            environments: environments_for(claim, &index, &ctx.caches.environments.store),
             claims: cached_in(&ctx.caches.claims.store, workspace),
         }
     }
@@ -365,7 +344,7 @@ mod tests {
         }))
         .expect("claim");
         let found = |claim: &TestEnvironmentClaim| {
-            let found = environments_for(claim, "ws", &index, &writer.as_reader());
+            let found = environments_for(claim, &index, &writer.as_reader());
             let mut names: Vec<String> = found.iter().map(|e| object_key(e.as_ref())).collect();
             names.sort();
             names

@@ -159,9 +159,12 @@ impl EnvironmentIndex {
         found
     }
 
-    /// The environments of `context` in `workspace`.
+    /// The environments of `context` in `workspace`: of another workspace, none, even
+    /// one whose hash is the same (a claim decides from these).
     pub fn of_context(&self, workspace: &str, context: &str) -> Vec<EnvironmentRef> {
-        refs(&self.by_context, self.hasher.hash_one((workspace, context)))
+        let mut found = refs(&self.by_context, self.hasher.hash_one((workspace, context)));
+        found.retain(|environment| environment.namespace.as_deref() == Some(workspace));
+        found
     }
 }
 
