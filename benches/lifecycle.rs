@@ -1251,7 +1251,9 @@ fn print_claims(claims: &claims_burst::Figures, floor: &Figure) {
         claims.environments,
         format!(
             "{:.3} / {:.3} / {:.3}",
-            rest.operator, rest.servers, rest.bench
+            rest.operator.unwrap_or_default(),
+            rest.servers,
+            rest.bench
         ),
     );
     for round in &claims.rounds {
@@ -1310,15 +1312,11 @@ fn print_claims(claims: &claims_burst::Figures, floor: &Figure) {
 /// could sustain at that cost.
 fn print_cpu(label: &str, cpu: &claims_burst::CpuSpent, claims: usize) {
     let per_claim = |seconds: f64| seconds * 1e3 / claims as f64;
-    if cpu.operator > 0.0 {
+    if let Some(operator) = cpu.operator {
         unbarred_scalar(
             &format!("{label}: operator CPU"),
             claims,
-            format!(
-                "{:.2} s ({:.1} ms/claim)",
-                cpu.operator,
-                per_claim(cpu.operator)
-            ),
+            format!("{operator:.2} s ({:.1} ms/claim)", per_claim(operator)),
         );
     }
     unbarred_scalar(
@@ -1335,7 +1333,7 @@ fn print_cpu(label: &str, cpu: &claims_burst::CpuSpent, claims: usize) {
         claims,
         format!("{:.2} s ({:.1} ms/claim)", cpu.bench, per_claim(cpu.bench)),
     );
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = claims_burst::cores();
     unbarred_scalar(
         &format!("{label}: claims/s {cores} cores allow"),
         claims,
@@ -1515,12 +1513,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / clock_ticks()
 }
 
+/// `CLK_TCK`, asked of `getconf` once: the claims part reads four processes' CPU times
+/// around every round.
 fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }

@@ -96,8 +96,8 @@ pub struct Figures {
 /// CPU seconds spent over a span, by process.
 #[derive(Clone, Copy, Default)]
 pub struct CpuSpent {
-    /// The operator's (none in a floor, which runs without it).
-    pub operator: f64,
+    /// The operator's; none in a floor, which runs without it.
+    pub operator: Option<f64>,
     /// The API server's and etcd's together.
     pub servers: f64,
     /// This bench's own: its requests and watches.
@@ -109,7 +109,7 @@ impl CpuSpent {
     fn so_far(operator: Option<u32>) -> Self {
         let servers = ControlPlane::shared().server_pids().expect("server pids");
         CpuSpent {
-            operator: operator.map_or(0.0, cpu_seconds),
+            operator: operator.map(cpu_seconds),
             servers: servers.into_iter().map(cpu_seconds).sum(),
             bench: cpu_seconds(std::process::id()),
         }
@@ -119,7 +119,10 @@ impl CpuSpent {
     fn since(before: Self, operator: Option<u32>) -> Self {
         let now = Self::so_far(operator);
         CpuSpent {
-            operator: now.operator - before.operator,
+            operator: now
+                .operator
+                .zip(before.operator)
+                .map(|(now, then)| now - then),
             servers: now.servers - before.servers,
             bench: now.bench - before.bench,
         }
@@ -129,22 +132,26 @@ impl CpuSpent {
     fn per_second(self, span: Duration) -> Self {
         let seconds = span.as_secs_f64();
         CpuSpent {
-            operator: self.operator / seconds,
+            operator: self.operator.map(|operator| operator / seconds),
             servers: self.servers / seconds,
             bench: self.bench / seconds,
         }
     }
 
     pub fn total(&self) -> f64 {
-        self.operator + self.servers + self.bench
+        self.operator.unwrap_or_default() + self.servers + self.bench
     }
 
     /// The claims per second this machine's cores sustain if each claim costs what
     /// `self` over `claims` did and nothing else runs.
     pub fn ceiling(&self, claims: usize) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        cores * claims as f64 / self.total()
+        cores() as f64 * claims as f64 / self.total()
     }
+}
+
+/// The machine's cores, as this process may use them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The unpaced round without the operator (see [`burst_floor`]).
@@ -333,7 +340,7 @@ pub async fn measure(workspace: &StandInWorkspace, scale: f64, floor_p99: f64) -
         .expect("audit log");
     for round in &mut rounds {
         round.writes_per_claim = writes_between(&audited, round.window) as f64 / count as f64;
-        round.operator_reads = operator_reads_between(&audited, round.window);
+        round.operator_reads = gets_and_lists(&audited, round.window);
     }
     let fresh_reads = claim_reads_between(&audited, hand_overs);
 
@@ -378,45 +385,43 @@ async fn bootstrapped(prefix: &str, count: usize) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    eprintln!("namespaces {prefix}… not all bootstrapped after 60 s; measuring anyway");
 }
 
 /// The operator's reads of claims (GETs and LISTs) received within `(from, to)`: its
 /// fresh reads (its cache is fed by a watch), each from received to answered.
-fn claim_reads_between(audited: &[AuditedRequest], (from, to): (Timestamp, Timestamp)) -> Figure {
+fn claim_reads_between(audited: &[AuditedRequest], window: (Timestamp, Timestamp)) -> Figure {
     let mut reads = Figure::unbarred("  of which the operator's fresh claim reads");
-    reads.samples = audited
-        .iter()
-        .filter(|request| {
-            request.user == OPERATOR_USER
-                && ["get", "list"].contains(&request.verb.as_str())
-                && request.resource == "testenvironmentclaims"
-        })
-        .filter_map(|request| {
-            let received = received_at(request);
-            (from..=to).contains(&received).then(|| {
-                let completed: Timestamp = request.completed_at.parse().expect("audit timestamp");
-                completed.duration_since(received).as_secs_f64() * 1e3
-            })
+    reads.samples = operator_reads_between(audited, window)
+        .filter(|request| request.resource == "testenvironmentclaims")
+        .map(|request| {
+            let completed: Timestamp = request.completed_at.parse().expect("audit timestamp");
+            completed.duration_since(received_at(request)).as_secs_f64() * 1e3
         })
         .collect();
     reads
 }
 
-/// How many GETs and LISTs of the operator's (its watches are verb `watch`) the audit log
-/// has received within `(from, to)`.
+/// How many of the operator's reads within `window` were GETs and how many LISTs.
+fn gets_and_lists(audited: &[AuditedRequest], window: (Timestamp, Timestamp)) -> (usize, usize) {
+    operator_reads_between(audited, window).fold((0, 0), |(gets, lists), request| {
+        match request.verb.as_str() {
+            "get" => (gets + 1, lists),
+            _ => (gets, lists + 1),
+        }
+    })
+}
+
+/// The operator's GETs and LISTs (its watches are verb `watch`) the audit log has
+/// received within `(from, to)`.
 fn operator_reads_between(
     audited: &[AuditedRequest],
     (from, to): (Timestamp, Timestamp),
-) -> (usize, usize) {
-    let reads = audited.iter().filter(|request| {
-        request.user == OPERATOR_USER && (from..=to).contains(&received_at(request))
-    });
-    reads.fold((0, 0), |(gets, lists), request| {
-        match request.verb.as_str() {
-            "get" => (gets + 1, lists),
-            "list" => (gets, lists + 1),
-            _ => (gets, lists),
-        }
+) -> impl Iterator<Item = &AuditedRequest> {
+    audited.iter().filter(move |request| {
+        request.user == OPERATOR_USER
+            && ["get", "list"].contains(&request.verb.as_str())
+            && (from..=to).contains(&received_at(request))
     })
 }
 
